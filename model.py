@@ -1,0 +1,146 @@
+"""PartNet: ResNet18 on the (u, v, strain) flow image, eye/mouth part heads, and an adversarial domain head.
+
+Paper §III.B (Liu, Du, Zheng, Gedeon, FG 2019). Everything here is vmap-friendly (no in-place ops on inputs,
+no .item(), no data-dependent control flow) so several LOSO folds can train at once with torch.func.
+"""
+import math
+from collections import OrderedDict
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+import torchvision
+
+TRUNK_STRIDE = 32  # ResNet18's conv1..layer4 shrink each side by 32 (rounding up)
+
+
+def imagenet_cache_path():
+    """Where torchvision caches the ResNet18 ImageNet weights (§III.B pre-training); nothing is downloaded."""
+    url = torchvision.models.ResNet18_Weights.IMAGENET1K_V1.url
+    return Path(torch.hub.get_dir()) / 'checkpoints' / Path(url).name
+
+
+def imagenet_weights(path=None):
+    """ResNet18 ImageNet state dict from `path` or torchvision's cache, or None when neither has it (§III.B)."""
+    if path is None:
+        path = imagenet_cache_path()
+        if not path.is_file():
+            return None  # the caller decides between an error and --random-init
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f'ImageNet weights not found at {path}')
+    try:
+        state = torch.load(path, map_location='cpu', weights_only=True)
+    except Exception as e:
+        raise ValueError(f'cannot read ImageNet weights from {path}: {type(e).__name__}: {e}') from None
+    if not isinstance(state, dict) or not all(torch.is_tensor(v) for v in state.values()):
+        raise ValueError(f'{path} is not a ResNet18 state dict (expected a dict of tensors)')
+    return state
+
+
+def top_rows(h):
+    """Rows of an h-row feature map that belong to the eyes (§III.B): 3 of 7 as in the authors' code."""
+    # Other sizes keep the 3/7 proportion, with at least one row in each half.
+    return max(1, min(h - 1, round(3 * h / 7)))
+
+
+def split_rows(fmap):
+    """Top (eyes) and bottom (mouth) row slices of a (..., C, H, W) feature map (§III.B)."""
+    h = fmap.shape[-2]
+    if h < 2:
+        raise ValueError(f'a {h}-row feature map cannot be split into top and bottom parts (need at least 2 rows)')
+    k = top_rows(h)
+    return fmap[..., :k, :], fmap[..., k:, :]
+
+
+class GradReverse(torch.autograd.Function):
+    """Identity forward, gradient times -coeff backward (Ganin & Lempitsky 2015; §III.B adversarial branch)."""
+    generate_vmap_rule = True  # lets torch.func.vmap / grad see through it
+
+    @staticmethod
+    def forward(x, coeff):
+        return x.clone()  # a fresh tensor rather than a view: safest under vmap and autograd alike
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        ctx.coeff = inputs[1]
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad * -ctx.coeff, None
+
+
+def grad_reverse(x, coeff=1.0):
+    """x unchanged; its gradient is multiplied by -coeff on the way back (§III.B, DANN)."""
+    return GradReverse.apply(x, coeff)
+
+
+def dann_coeff(progress, gamma=10.0):
+    """DANN's reversal-strength schedule 2/(1+exp(-gamma p)) - 1 for training progress p in [0, 1] (§III.B)."""
+    return 2.0 / (1.0 + math.exp(-gamma * progress)) - 1.0
+
+
+def head(d_in, hidden, d_out):
+    """Two fully connected layers d_in -> hidden -> ReLU -> d_out, the classifier shape of §III.B."""
+    return nn.Sequential(nn.Linear(d_in, hidden), nn.ReLU(), nn.Linear(hidden, d_out))
+
+
+class PartNet(nn.Module):
+    """ResNet18 trunk, top/bottom part classifiers, joint classifier and domain discriminator (§III.B)."""
+
+    def __init__(self, n_classes=3, parts=True, hidden=64, disc_hidden=64, weights=None):
+        super().__init__()
+        resnet = torchvision.models.resnet18(weights=None)
+        # conv1..layer4 under their torchvision names, so an ImageNet state dict loads key for key.
+        self.trunk = nn.Sequential(OrderedDict(
+            (name, m) for name, m in resnet.named_children() if name not in ('avgpool', 'fc')))
+        if weights is not None:
+            self.trunk.load_state_dict({k: v for k, v in weights.items() if not k.startswith('fc.')}, strict=True)
+        self.parts = parts
+        if parts:
+            # Each part: Linear(512, hidden) -> ReLU -> Linear(hidden, n_classes), as in the authors' code.
+            self.top, self.bottom = head(512, hidden, n_classes), head(512, hidden, n_classes)
+            # The joint classifier is a single layer on the two concatenated hidden vectors (128 -> 3).
+            self.joint = nn.Linear(2 * hidden, n_classes)
+            feat = 2 * hidden
+        else:
+            self.joint = head(512, hidden, n_classes)
+            feat = hidden
+        self.discriminator = head(feat, disc_hidden, 2)  # domain 0 micro, 1 macro
+
+    def forward(self, x, grl_coeff=1.0):
+        """Dict of logits: 'joint' (predictions), 'domain', and with parts 'top', 'bottom' (§III.B)."""
+        fmap = self.trunk(x)
+        out = {}
+        if self.parts:
+            if fmap.shape[-2] < 2:
+                raise ValueError(f'input height {x.shape[-2]} is too small for the part split: '
+                                 f'use at least {TRUNK_STRIDE + 1} pixels')
+            top, bottom = (f.mean((-2, -1)) for f in split_rows(fmap))  # adaptive average pooling to 512-d
+            h_top, h_bottom = self.top[:2](top), self.bottom[:2](bottom)
+            out['top'], out['bottom'] = self.top[2](h_top), self.bottom[2](h_bottom)
+            feat = torch.cat([h_top, h_bottom], -1)
+            out['joint'] = self.joint(feat)
+        else:
+            feat = self.joint[:2](fmap.mean((-2, -1)))
+            out['joint'] = self.joint[2](feat)
+        out['domain'] = self.discriminator(grad_reverse(feat, grl_coeff))
+        return out
+
+
+def losses(out, labels, domains=None, lambda_adv=1.0):
+    """Total loss L = Lt + Lb + Lc - lambda Ladv (§III.B) and its detached components for logging."""
+    parts = {'joint': F.cross_entropy(out['joint'], labels)}
+    if 'top' in out:
+        parts['top'] = F.cross_entropy(out['top'], labels)
+        parts['bottom'] = F.cross_entropy(out['bottom'], labels)
+    total = sum(parts.values())
+    if lambda_adv and domains is not None:
+        # The paper's "- lambda Ladv" is realised by the reversal layer: we add +lambda Ladv, so the discriminator
+        # descends Ladv, while the encoder (behind the reversal) receives the negated gradient and so ascends
+        # Ladv, which is exactly minimising Lt + Lb + Lc - lambda Ladv with respect to the encoder.
+        parts['adv'] = F.cross_entropy(out['domain'], domains)
+        total = total + lambda_adv * parts['adv']
+    parts['total'] = total
+    return total, {k: v.detach() for k, v in parts.items()}

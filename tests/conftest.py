@@ -1,0 +1,23 @@
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+SHARED = ROOT.parent / 'shared' / 'megc2019'
+
+
+@pytest.fixture(scope='session')
+def shared_megc():
+    """The real MEGC2019 annotation files beside the repository, or a skip that says why."""
+    if not (SHARED / 'combined_3class_gt.csv').is_file():
+        pytest.skip(f'{SHARED} not found: the real MEGC2019 annotation files are absent on this machine')
+    return SHARED
+
+
+@pytest.fixture(scope='session')
+def demo_root(tmp_path_factory):
+    """A small demo set (2 subjects a dataset), built once for the whole test session."""
+    import synth
+    return synth.build(tmp_path_factory.mktemp('demo'), subjects=2, clips=3, ck_subjects=2, ck_clips=3)

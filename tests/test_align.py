@@ -1,0 +1,78 @@
+import cv2
+import numpy as np
+import pytest
+
+import align
+import synth
+
+
+@pytest.fixture(scope='module')
+def photos():
+    return synth.photos()
+
+
+def test_one_face_per_shipped_photo_and_landmarks_inside_box(photos):
+    for img in photos:
+        faces = align.detect_faces(img, upsample=1)
+        assert len(faces) == 1
+        (l, t, r, b), _ = faces[0]
+        lm = align.detect_landmarks(img)
+        assert lm.shape == (68, 2)
+        # The jaw line may leave the box by a few pixels; the inner face (brows, eyes, nose, mouth) may not.
+        inner = lm[17:]
+        assert (inner[:, 0] >= l).all() and (inner[:, 0] <= r).all()
+        assert (inner[:, 1] >= t).all() and (inner[:, 1] <= b).all()
+
+
+def test_similarity_recovers_a_known_transform():
+    rng = np.random.default_rng(0)
+    src = rng.uniform(0, 200, (5, 2))
+    m = cv2.getRotationMatrix2D((50, 60), 17.0, 1.3)
+    m[:, 2] += [4.0, -7.0]
+    dst = src @ m[:, :2].T + m[:, 2]
+    np.testing.assert_allclose(align.similarity(src, dst), m, atol=1e-9)
+
+
+@pytest.mark.parametrize('angle,scale,shift', [(12.0, 0.8, (25, -18)), (-8.0, 1.2, (-30, 10))])
+def test_aligned_crop_of_moved_copy_matches_aligned_original(photos, angle, scale, shift):
+    img = photos[1]
+    h, w = img.shape[:2]
+    m = cv2.getRotationMatrix2D((w / 2, h / 2), angle, scale)
+    m[:, 2] += shift
+    moved = cv2.warpAffine(img, m, (w, h), flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REFLECT)
+    a = align.align_clip([img], 224)[0].astype(np.float32)
+    b = align.align_clip([moved], 224)[0].astype(np.float32)
+    # Measured on 224 px crops: anchors of the two aligned faces agree within 2.5 px (the landmark detector's
+    # own jitter), and the central face differs by 2.7-12.8 grey levels on average after a 2 px blur.
+    pa = align.anchor_points(align.detect_landmarks(a.astype(np.uint8)))
+    pb = align.anchor_points(align.detect_landmarks(b.astype(np.uint8)))
+    assert np.linalg.norm(pa - pb, axis=1).max() < 3.5
+    blur = [cv2.GaussianBlur(x, (0, 0), 2)[40:184, 40:184] for x in (a, b)]
+    assert np.abs(blur[0] - blur[1]).mean() < 16
+
+
+def test_one_transform_per_clip_adds_no_motion(photos):
+    clip = align.align_clip([photos[0]] * 3, 112)
+    assert clip.shape == (3, 112, 112, 3) and clip.dtype == np.uint8
+    assert np.array_equal(clip[0], clip[2])
+
+
+def test_no_face_is_an_error_naming_the_file_or_a_logged_centre_crop(caplog):
+    blank = np.full((120, 160, 3), 128, np.uint8)
+    with pytest.raises(align.FaceNotFound, match=r'^sub01/img1\.jpg: no face found by the dlib detector'):
+        align.align_clip([blank], 64, name='sub01/img1.jpg')
+    out = align.align_clip([blank], 64, name='sub01/img1.jpg', no_face='center')
+    assert out.shape == (1, 64, 64, 3)
+    assert 'sub01/img1.jpg: no face found, using a centre crop' in caplog.text
+
+
+def test_unreadable_frame_names_the_file(tmp_path):
+    bad = tmp_path / 'img7.jpg'
+    bad.write_bytes(b'not an image')
+    with pytest.raises(FileNotFoundError, match='img7.jpg: cannot read this frame'):
+        align.read_frames([bad])
+
+
+def test_missing_landmark_model_says_what_to_do(tmp_path):
+    with pytest.raises(FileNotFoundError, match='landmark model missing'):
+        align.landmark_model_path(tmp_path / 'none.dat')

@@ -1,0 +1,214 @@
+import copy
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+import torchvision
+from torch.func import functional_call, grad, stack_module_state, vmap
+
+import model
+
+
+def _capture(net):
+    """Forward hooks recording the trunk map, the part-branch inputs and the discriminator input."""
+    seen = {}
+    net.trunk.register_forward_hook(lambda m, i, o: seen.__setitem__('fmap', o))
+    net.discriminator[0].register_forward_hook(lambda m, i, o: seen.__setitem__('disc_in', i[0]))
+    if net.parts:
+        net.top[0].register_forward_hook(lambda m, i, o: seen.__setitem__('top_in', i[0]))
+        net.bottom[0].register_forward_hook(lambda m, i, o: seen.__setitem__('bottom_in', i[0]))
+    return seen
+
+
+def test_split_rows_on_7x7_map_matches_authors_code():
+    fmap = torch.arange(7.).view(1, 1, 7, 1).expand(2, 512, 7, 7)
+    top, bottom = model.split_rows(fmap)
+    assert top[0, 0, :, 0].tolist() == [0, 1, 2]
+    assert bottom[0, 0, :, 0].tolist() == [3, 4, 5, 6]
+
+
+def test_224_forward_shapes_and_part_pooling():
+    torch.manual_seed(0)
+    net = model.PartNet().eval()
+    seen = _capture(net)
+    x = torch.randn(2, 3, 224, 224)
+    with torch.no_grad():
+        out = net(x)
+    fmap = seen['fmap']
+    assert fmap.shape == (2, 512, 7, 7)
+    torch.testing.assert_close(seen['top_in'], fmap[:, :, :3].mean((2, 3)))
+    torch.testing.assert_close(seen['bottom_in'], fmap[:, :, 3:].mean((2, 3)))
+    assert seen['disc_in'].shape == (2, 128)
+    for k in ('top', 'bottom', 'joint'):
+        assert out[k].shape == (2, 3)
+    assert out['domain'].shape == (2, 2)
+
+
+@pytest.mark.parametrize('size,rows,top', [(112, 4, 2), (64, 2, 1), (160, 5, 2)])
+def test_other_sizes_use_the_3_of_7_rule(size, rows, top):
+    net = model.PartNet().eval()
+    seen = _capture(net)
+    with torch.no_grad():
+        out = net(torch.randn(2, 3, size, size))
+    fmap = seen['fmap']
+    assert fmap.shape[-2] == rows and model.top_rows(rows) == top
+    torch.testing.assert_close(seen['top_in'], fmap[:, :, :top].mean((2, 3)))
+    torch.testing.assert_close(seen['bottom_in'], fmap[:, :, top:].mean((2, 3)))
+    assert out['joint'].shape == (2, 3) and out['domain'].shape == (2, 2)
+
+
+def test_top_rows_keeps_both_halves_nonempty():
+    assert [model.top_rows(h) for h in range(2, 15)] == [1, 1, 2, 2, 3, 3, 3, 4, 4, 5, 5, 6, 6]
+    assert all(1 <= model.top_rows(h) <= h - 1 for h in range(2, 100))
+
+
+def test_too_small_input_raises_a_clear_error():
+    net = model.PartNet().eval()
+    with pytest.raises(ValueError, match=r'input height 32 .*at least 33'):
+        net(torch.randn(1, 3, 32, 32))
+    with pytest.raises(ValueError, match='1-row'):
+        model.split_rows(torch.zeros(1, 512, 1, 4))
+
+
+def test_grad_reverse_negates_and_scales_the_gradient():
+    x, w = torch.randn(5, 4, requires_grad=True), torch.randn(5, 4)
+    y = model.grad_reverse(x, 0.7)
+    assert torch.equal(y, x)
+    (y * w).sum().backward()
+    torch.testing.assert_close(x.grad, -0.7 * w)
+
+
+def test_grad_reverse_under_vmap():
+    xs, ws = torch.randn(3, 5), torch.randn(3, 5)
+    g = vmap(grad(lambda x, w: (model.grad_reverse(x, 0.3) * w).sum()))(xs, ws)
+    torch.testing.assert_close(g, -0.3 * ws)
+
+
+def test_dann_coeff_schedule():
+    assert model.dann_coeff(0.0) == 0.0
+    values = [model.dann_coeff(p / 20) for p in range(21)]
+    assert all(a < b for a, b in zip(values, values[1:]))
+    assert values[-1] > 0.999 and values[-1] < 1.0
+    assert model.dann_coeff(1.0, gamma=1.0) == pytest.approx(2 / (1 + math.exp(-1)) - 1)
+
+
+def test_weights_load_from_path_into_the_trunk(tmp_path):
+    torch.manual_seed(1)
+    state = torchvision.models.resnet18(weights=None).state_dict()
+    path = tmp_path / 'r18.pth'
+    torch.save(state, path)
+    loaded = model.imagenet_weights(path)
+    net = model.PartNet(weights=loaded)
+    trunk = net.trunk.state_dict()
+    assert set(trunk) == {k for k in state if not k.startswith('fc.')}
+    for k, v in trunk.items():
+        assert torch.equal(v, state[k]), k
+
+
+def test_weights_errors_name_the_path(tmp_path):
+    missing = tmp_path / 'nope.pth'
+    with pytest.raises(FileNotFoundError, match='nope.pth'):
+        model.imagenet_weights(missing)
+    garbage = tmp_path / 'garbage.pth'
+    garbage.write_bytes(b'not a checkpoint')
+    with pytest.raises(ValueError, match='garbage.pth'):
+        model.imagenet_weights(garbage)
+    with pytest.raises(RuntimeError):  # strict loading: a trunk key missing is an error, not a silent skip
+        model.PartNet(weights={'conv1.weight': torch.zeros(64, 3, 7, 7)})
+
+
+def test_weights_from_torchvision_cache_without_download(tmp_path, monkeypatch):
+    monkeypatch.setattr(torch.hub, 'get_dir', lambda: str(tmp_path))
+    cache = model.imagenet_cache_path()
+    assert cache == tmp_path / 'checkpoints' / 'resnet18-f37072fd.pth'
+    assert model.imagenet_weights() is None
+    cache.parent.mkdir()
+    torch.save({'conv1.weight': torch.ones(1)}, cache)
+    assert torch.equal(model.imagenet_weights()['conv1.weight'], torch.ones(1))
+
+
+def test_losses_are_the_hand_sum_of_cross_entropies():
+    torch.manual_seed(2)
+    out = {k: torch.randn(6, 3) for k in ('top', 'bottom', 'joint')}
+    out['domain'] = torch.randn(6, 2)
+    y, d = torch.randint(0, 3, (6,)), torch.randint(0, 2, (6,))
+    total, logs = model.losses(out, y, d, lambda_adv=0.4)
+    ce = {k: F.cross_entropy(out[k], y) for k in ('top', 'bottom', 'joint')}
+    adv = F.cross_entropy(out['domain'], d)
+    torch.testing.assert_close(total, ce['top'] + ce['bottom'] + ce['joint'] + 0.4 * adv)
+    torch.testing.assert_close(logs['adv'], adv)
+    assert set(logs) == {'top', 'bottom', 'joint', 'adv', 'total'}
+    no_adv = sum(ce.values())
+    torch.testing.assert_close(model.losses(out, y, d, lambda_adv=0.0)[0], no_adv)
+    total, logs = model.losses(out, y, None)
+    torch.testing.assert_close(total, no_adv)
+    assert 'adv' not in logs
+
+
+def test_no_parts_ablation():
+    net = model.PartNet(parts=False).eval()
+    seen = _capture(net)
+    out = net(torch.randn(2, 3, 64, 64))
+    assert set(out) == {'joint', 'domain'} and out['joint'].shape == (2, 3) and out['domain'].shape == (2, 2)
+    assert seen['disc_in'].shape == (2, 64)
+    y, d = torch.tensor([0, 2]), torch.tensor([0, 1])
+    total, logs = model.losses(out, y, d)
+    torch.testing.assert_close(total, F.cross_entropy(out['joint'], y) + F.cross_entropy(out['domain'], d))
+
+
+def test_reversal_makes_the_encoder_ascend_what_the_discriminator_descends():
+    torch.manual_seed(3)
+    net = model.PartNet(hidden=8, disc_hidden=8).eval()
+    x, y, d = torch.randn(3, 3, 40, 40), torch.tensor([0, 1, 2]), torch.tensor([0, 1, 1])
+
+    def adv_loss(coeff):
+        return F.cross_entropy(net(x, grl_coeff=coeff)['domain'], d)
+
+    enc, disc = list(net.trunk.parameters()), list(net.discriminator.parameters())
+    plain = torch.autograd.grad(adv_loss(-1.0), enc + disc)  # coeff -1: ordinary back-propagation
+    net.zero_grad()
+    model.losses(net(x, grl_coeff=0.5), y, d, lambda_adv=1.0)[0].backward()
+    # The discriminator follows the plain gradient of Ladv; the trunk gets Ladv's gradient scaled by -0.5.
+    for p, g in zip(disc, plain[len(enc):]):
+        torch.testing.assert_close(p.grad, g)
+    adv_trunk_grad = torch.autograd.grad(adv_loss(0.5), enc)
+    for g_rev, g in zip(adv_trunk_grad, plain[:len(enc)]):
+        torch.testing.assert_close(g_rev, -0.5 * g)
+    # One small descent step on the trunk alone raises Ladv; one on the discriminator alone lowers it.
+    before = adv_loss(1.0).item()
+    for params in (enc, disc):
+        grads = torch.autograd.grad(adv_loss(1.0), params)
+        with torch.no_grad():
+            for p, g in zip(params, grads):
+                p -= 1e-3 * g
+        after = adv_loss(1.0).item()
+        assert (after > before) if params is enc else (after < before)
+        with torch.no_grad():
+            for p, g in zip(params, grads):
+                p += 1e-3 * g
+
+
+def test_stacked_models_under_vmap_match_separate_models_in_train_mode():
+    torch.manual_seed(4)
+    nets = [model.PartNet(), model.PartNet()]
+    refs = [copy.deepcopy(n) for n in nets]
+    params, buffers = stack_module_state(nets)  # buffers stacked too: BatchNorm updates its own model's slice
+    base = copy.deepcopy(nets[0]).to('meta')
+    x, y, d = torch.randn(2, 3, 3, 48, 48), torch.randint(0, 3, (2, 3)), torch.randint(0, 2, (2, 3))
+
+    def loss(p, b, x, y, d):
+        out = functional_call(base, (p, b), (x,), {'grl_coeff': 0.5})
+        return model.losses(out, y, d)[0], out['joint']
+
+    total, joint = vmap(loss)(params, buffers, x, y, d)
+    total.sum().backward()
+    for i, ref in enumerate(refs):
+        out = ref(x[i], grl_coeff=0.5)
+        model.losses(out, y[i], d[i])[0].backward()
+        torch.testing.assert_close(joint[i], out['joint'], atol=1e-4, rtol=1e-4)
+        for k, v in ref.named_buffers():
+            torch.testing.assert_close(buffers[k][i], v, atol=1e-5, rtol=1e-5)
+        for k, p in ref.named_parameters():
+            torch.testing.assert_close(params[k].grad[i], p.grad, atol=1e-4, rtol=1e-3)
+    assert buffers['trunk.bn1.num_batches_tracked'].tolist() == [1, 1]
