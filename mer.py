@@ -23,7 +23,7 @@ log = logging.getLogger('mer')
 
 # The paper's and the authors' code's settings; --demo swaps in DEMO where it differs (and says so).
 PAPER = dict(size=224, epochs=100, batch_size=32, lr_backbone=1e-5, lr_heads=1e-3, lr_step=10,
-             weight_decay=1e-6, clip=1.0, lambda_adv=1.0, align_size=224)
+             weight_decay=1e-6, grad_clip=1.0, lambda_adv=1.0, align_size=224)
 # The demo has no ImageNet weights (nothing is downloaded here), so the trunk learns from scratch at the heads'
 # rate, on 64 px flow images: 2 CPU cores run its 18 folds in minutes.
 DEMO = dict(size=64, epochs=12, lr_backbone=1e-3, align_size=128)
@@ -67,7 +67,10 @@ def parse_args(argv=None):
     t.add_argument('--epochs', type=int)
     t.add_argument('--batch-size', type=int)
     t.add_argument('--lr-backbone', type=float)
-    t.add_argument('--lr-heads', type=float)
+    t.add_argument('--lr-heads', type=float, help='heads and discriminator, halved every --lr-step epochs')
+    t.add_argument('--lr-step', type=int)
+    t.add_argument('--weight-decay', type=float)
+    t.add_argument('--grad-clip', type=float, help='max gradient norm per fold')
     t.add_argument('--lambda-adv', type=float)
     t.add_argument('--seed', type=int, default=0)
     t.add_argument('--weights', help='ResNet18 ImageNet weights (.pth); default: torchvision\'s cache')
@@ -75,7 +78,8 @@ def parse_args(argv=None):
     t.add_argument('--no-augment', action='store_true')
     t.add_argument('--select-on-test', action='store_true',
                    help="also report the authors' per-fold best epoch chosen on the test subject (optimistic)")
-    t.add_argument('--stack', type=int, help='folds trained together in one vmapped step (default: 6 on CPU, 17 on GPU)')
+    t.add_argument('--stack', type=int, help='folds trained together in one vmapped step (default: 1 on CPU, where vmap is slower; '
+                   '17 on GPU)')
     t.add_argument('--precision', choices=('bf16', 'fp32'), default='bf16', help='autocast dtype for training')
     r = p.add_argument_group('running')
     r.add_argument('--device', default='auto', help='auto | cpu | cuda | cuda:N')
@@ -203,8 +207,8 @@ def run_row(a, name, parts, adv, emr, micro, macro, weights, out, feats):
         feats[emr] = features(samples, stage_params(a, emr), a.cache, a.workers, a.quiet)
     adv = adv and bool(macro)
     cfg = dict(parts=parts, adv=adv, emr=emr, ckplus=bool(macro), epochs=a.epochs, batch_size=a.batch_size,
-               lr_backbone=a.lr_backbone, lr_heads=a.lr_heads, lr_step=PAPER['lr_step'],
-               weight_decay=PAPER['weight_decay'], clip=PAPER['clip'], lambda_adv=a.lambda_adv, seed=a.seed,
+               lr_backbone=a.lr_backbone, lr_heads=a.lr_heads, lr_step=a.lr_step,
+               weight_decay=a.weight_decay, grad_clip=a.grad_clip, lambda_adv=a.lambda_adv, seed=a.seed,
                augment=not a.no_augment, select_on_test=a.select_on_test, stack=a.stack,
                bf16=a.precision == 'bf16', device=a.device, flow=a.flow, size=a.size, align_size=a.align_size,
                weights='imagenet' if weights is not None else 'random', quiet=a.quiet,
@@ -222,7 +226,7 @@ def main(argv=None):
     import loso
     t0 = time.time()
     a.device = resolve_device(a.device)
-    a.stack = a.stack or (17 if a.device.startswith('cuda') else 6)
+    a.stack = a.stack or (17 if a.device.startswith('cuda') else 1)
     torch.manual_seed(a.seed)
     micro, macro = load_samples(a)
     log.info('%d micro samples (%s), %d macro samples, %d subjects', len(micro),

@@ -95,7 +95,7 @@ def _toy(n_subjects=4, per=3, macro=4, size=64, seed=0):
 
 
 CFG = dict(parts=True, adv=True, ckplus=True, epochs=2, batch_size=4, lr_backbone=1e-3, lr_heads=1e-3,
-           lr_step=10, weight_decay=1e-6, clip=1.0, lambda_adv=1.0, seed=0, augment=True, select_on_test=True,
+           lr_step=10, weight_decay=1e-6, grad_clip=1.0, lambda_adv=1.0, seed=0, augment=True, select_on_test=True,
            stack=1, bf16=False, device='cpu', quiet=True)
 
 
