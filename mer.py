@@ -83,7 +83,7 @@ def parse_args(argv=None):
     t.add_argument('--precision', choices=('bf16', 'fp32'), default='bf16', help='autocast dtype for training')
     r = p.add_argument_group('running')
     r.add_argument('--device', default='auto', help='auto | cpu | cuda | cuda:N')
-    r.add_argument('--out', help='run folder (default runs/<data>-<flags>)')
+    r.add_argument('--out', help='run folder (default runs/<data>/<row>, e.g. runs/demo/part_adversarial_emr)')
     r.add_argument('--cache', default='.cache/features', help='feature cache folder (default %(default)s)')
     r.add_argument('--folds', default='1/1', help='run shard i of n of the folds, e.g. 2/4; a later plain call merges')
     r.add_argument('--workers', type=int, default=os.cpu_count(), help='processes for preprocessing')
@@ -189,7 +189,10 @@ def resolve_device(name):
 def trunk_weights(a):
     """ImageNet state dict for the trunk, or None where the user allowed random initialisation."""
     import model
-    w = model.imagenet_weights(a.weights)
+    try:
+        w = model.imagenet_weights(a.weights)
+    except ValueError as e:     # a file that is not a ResNet18 state dict
+        raise SystemExit(f'mer.py: error: {e}') from None
     if w is None:
         msg = f'ResNet18 ImageNet weights not found at {model.imagenet_cache_path()}'
         if not (a.random_init or a.demo):
@@ -222,6 +225,17 @@ def main(argv=None):
     a = parse_args(argv)
     logging.basicConfig(level=logging.WARNING if a.quiet else logging.INFO, format='%(asctime)s %(name)s: %(message)s',
                         datefmt='%H:%M:%S')
+    import align
+    import data
+    try:
+        return run(a)
+    except (data.DatasetError, align.FaceNotFound, FileNotFoundError) as e:
+        # Problems with the user's data or files: one line that names the file and what to do, no traceback.
+        raise SystemExit(f'mer.py: error: {e}') from None
+
+
+def run(a):
+    """Every stage for the rows asked for; prints Table I; returns the exit status."""
     import torch
     import loso
     t0 = time.time()
@@ -236,11 +250,12 @@ def main(argv=None):
         figure(micro, a, a.figure)
     weights = trunk_weights(a)
     rows = ROWS if a.table else [(not a.no_parts, not a.no_adv, not a.no_emr)]
+    # Each row gets its own folder, so runs with other flags never collide (a resume checks the settings).
     base = Path(a.out or f"runs/{'demo' if a.demo else Path(a.data or a.index).stem}")
     feats, results = {}, []
     for parts, adv, emr in rows:
         name = row_name(parts, adv and bool(macro), emr)
-        out = base / slug(name) if a.table else base
+        out = base if a.out and not a.table else base / slug(name)
         res = run_row(a, name, parts, adv, emr, micro, macro, weights, out, feats)
         if res is None:
             print(f'{out}: shard {a.folds} done; run again without --folds (or with the other shards) to merge')
@@ -250,9 +265,10 @@ def main(argv=None):
     if a.select_on_test:
         named += [(n + ' [best epoch chosen on test]', r['selected_on_test']) for n, r in results]
     text = loso.table(named)
-    (base / 'table.md').write_text(text + '\n')
+    where = base if a.table else out
+    (where / 'table.md').write_text(text + '\n')
     print(text)
-    print(f'\n{base}: fold predictions, megc_log.txt, metrics.json, confusion matrices; {time.time() - t0:.0f} s')
+    print(f'\n{where}: fold predictions, megc_log.txt, metrics.json, confusion matrices; {time.time() - t0:.0f} s')
     return 0
 
 

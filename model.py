@@ -29,7 +29,8 @@ def imagenet_weights(path=None):
             return None  # the caller decides between an error and --random-init
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f'ImageNet weights not found at {path}')
+        raise FileNotFoundError(f'ImageNet weights not found at {path}: check the path, or pass --random-init to train '
+                                'from scratch')
     try:
         state = torch.load(path, map_location='cpu', weights_only=True)
     except Exception as e:
