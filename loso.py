@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 CLASSES = ('negative', 'positive', 'surprise')
 DATASETS = ('smic', 'casme2', 'samm')          # Table I's column order
 # Settings that may differ between the calls of one run (resume, shards, merge): none of them changes a result.
-VOLATILE = ('folds', 'device', 'workers', 'out', 'quiet')
+VOLATILE = ('folds', 'device', 'workers', 'jobs', 'out', 'quiet')
 
 
 # ----------------------------------------------------------------------------------------------- metrics
@@ -116,6 +116,12 @@ def train_group(x, y, dom, train_sets, test_sets, seeds, cfg, device, weights=No
         torch.manual_seed(s)
         nets.append(model.PartNet(parts=cfg['parts'], weights=weights).to(device))
     params, buffers = stack_module_state(nets)
+    if g == 1:
+        # One fold: plain leaf tensors, 4-D weights in channels_last like the input. Views into a stacked tensor
+        # would cost a zero-fill and a copy per parameter per step (select's backward), ~15% of a CPU step.
+        params = {k: v[0].detach().contiguous(memory_format=torch.channels_last if v.dim() == 5 else
+                                              torch.contiguous_format).requires_grad_() for k, v in params.items()}
+        buffers = {k: v[0] for k, v in buffers.items()}
     base = copy.deepcopy(nets[0]).to('meta')
     del nets
     heads = [k for k in params if not k.startswith('trunk.')]
@@ -133,11 +139,14 @@ def train_group(x, y, dom, train_sets, test_sets, seeds, cfg, device, weights=No
 
     if g > 1:
         batched_loss = vmap(loss_fn, in_dims=(0, 0, 0, 0, 0, None), randomness='different')
-    else:   # views of the single fold's slice: gradients and BatchNorm updates land in the stacked tensors
+        batched_fwd = vmap(forward, in_dims=(0, 0, 0, None))
+    else:   # the same functions with the group dimension of one taken off and put back
         def batched_loss(p, b, xb, yb, db, coeff):
-            return loss_fn({k: v[0] for k, v in p.items()}, {k: v[0] for k, v in b.items()},
-                           xb[0].contiguous(memory_format=torch.channels_last), yb[0], db[0], coeff)
-    batched_fwd = vmap(forward, in_dims=(0, 0, 0, None))
+            return loss_fn(p, b, xb[0].contiguous(memory_format=torch.channels_last), yb[0], db[0], coeff)[None]
+
+        def batched_fwd(p, b, xb, coeff):
+            return {k: v[None] for k, v in forward(p, b, xb[0].contiguous(memory_format=torch.channels_last),
+                                                   coeff).items()}
     gens = [torch.Generator(device=device).manual_seed(s) for s in seeds]
     train_t = [torch.as_tensor(t, device=device) for t in train_sets]
     # One "epoch" is the same number of steps for every fold (the whole pool over the batch size), so folds
@@ -189,6 +198,9 @@ def train_group(x, y, dom, train_sets, test_sets, seeds, cfg, device, weights=No
 def _clip_per_fold(tensors, max_norm, g):
     # clip_grad_norm_ per fold: each fold's gradient norm over all of its parameters, as if trained alone.
     grads = [t.grad for t in tensors if t.grad is not None]
+    if g == 1:      # unstacked parameters: torch's own foreach kernels
+        torch.nn.utils.clip_grad_norm_(tensors, max_norm, foreach=True)
+        return
     sq = torch.stack([gr.reshape(g, -1).float().pow(2).sum(1) for gr in grads]).sum(0)
     scale = (max_norm / (sq.sqrt() + 1e-6)).clamp(max=1.0)
     for gr in grads:
@@ -201,6 +213,52 @@ def _predict(batched_fwd, params, buffers, x, test_idx, base, autocast):
     with autocast:
         out = batched_fwd(params, buffers, x[test_idx], 0.0)
     return out['joint'].argmax(-1).cpu().numpy()
+
+
+_WORKER = {}
+
+
+class _SharedCount:
+    """A worker's stand-in for the progress bar: adds its steps to a counter the parent shows."""
+
+    def __init__(self, counter):
+        self.counter = counter
+
+    def update(self, n):
+        with self.counter.get_lock():
+            self.counter.value += n
+
+
+def _init_worker(data, cfg, device, weights, threads, counter):
+    torch.set_num_threads(threads)
+    _WORKER.update(data=data, cfg=cfg, device=device, weights=weights, progress=_SharedCount(counter))
+
+
+def _train_task(task):
+    w = _WORKER
+    return train_group(*w['data'], *task, w['cfg'], w['device'], w['weights'], w['progress'])
+
+
+def _train_in_processes(tasks, groups, data, cfg, device, weights, bar, jobs):
+    """Yields (group, train_group's result) as groups finish, trained by `jobs` processes sharing the cores.
+
+    On a 2-core CPU, two processes of one thread each train 1.3-1.5x more samples/s than one process of two
+    threads (BENCHMARKS.md): a 64-px ResNet18 step is too small to keep two threads busy. The inputs are shared
+    with the workers, not copied (torch.multiprocessing puts them in shared memory).
+    """
+    import torch.multiprocessing as tmp
+    ctx = tmp.get_context('spawn')
+    counter = ctx.Value('q', 0)
+    threads = max(1, torch.get_num_threads() // jobs)
+    data = tuple(t.share_memory_() if t.device.type == 'cpu' else t for t in data)
+    with ctx.Pool(jobs, _init_worker, (data, cfg, device, weights, threads, counter)) as pool:
+        pending = {i: pool.apply_async(_train_task, (task,)) for i, task in enumerate(tasks)}
+        while pending:
+            time.sleep(0.25)
+            bar.update(counter.value - bar.n)
+            for i in [i for i, r in pending.items() if r.ready()]:
+                yield groups[i], pending.pop(i).get()       # a worker's exception is raised here
+        bar.update(counter.value - bar.n)
 
 
 # ----------------------------------------------------------------------------------------------- the run folder
@@ -320,18 +378,27 @@ def run(x, meta, cfg, out, weights=None, shard=(1, 1)):
     log.info('LOSO: %d folds (%d done), %d micro + %d macro samples, %d group(s) of <= %d folds to train',
              len(keys), len(done), len(micro), len(macro), len(todo), cfg['stack'])
     steps = max(1, math.ceil(cfg['pool'] / cfg['batch_size'])) * cfg['epochs']
+    tasks = []
+    for grp in todo:
+        test_sets = [by_key[keys[j]] for j in grp]
+        train_sets = [np.array([i for i in micro if i not in set(t)] + macro) for t in test_sets]
+        tasks.append((train_sets, test_sets, [fold_seed(cfg['seed'], keys[j]) for j in grp]))
+
+    def finish(grp, res):
+        for j, (pred, sel) in zip(grp, res):
+            write_fold(out, keys[j], [(meta[i].dataset, meta[i].subject, meta[i].clip, meta[i].label, int(p), int(s))
+                                      for i, p, s in zip(by_key[keys[j]], pred, sel)])
+
     t0 = time.time()
+    jobs = max(1, min(cfg.get('jobs', 1), len(tasks)))
     with tqdm(total=steps * sum(len(grp) for grp in todo), unit='fold-step', disable=cfg.get('quiet')) as bar:
-        for grp in todo:
-            gkeys = [keys[j] for j in grp]
-            test_sets = [by_key[k] for k in gkeys]
-            train_sets = [np.array([i for i in micro if i not in set(t)] + macro) for t in test_sets]
-            res = train_group(xt, yt, dt, train_sets, test_sets, [fold_seed(cfg['seed'], k) for k in gkeys],
-                              cfg, device, weights, bar)
-            for k, t, (pred, sel) in zip(gkeys, test_sets, res):
-                write_fold(out, k, [(meta[i].dataset, meta[i].subject, meta[i].clip, meta[i].label, int(p), int(s))
-                                    for i, p, s in zip(t, pred, sel)])
-    log.info('LOSO training: %.1f s', time.time() - t0)
+        if jobs == 1:
+            for grp, task in zip(todo, tasks):
+                finish(grp, train_group(xt, yt, dt, *task, cfg, device, weights, bar))
+        else:
+            for grp, res in _train_in_processes(tasks, todo, (xt, yt, dt), cfg, device, weights, bar, jobs):
+                finish(grp, res)
+    log.info('LOSO training: %.1f s (%d process%s)', time.time() - t0, jobs, 'es' * (jobs > 1))
     rows, missing = read_folds(out, keys)
     if missing:
         log.info('%d folds still missing (other shards?): %s', len(missing), ' '.join(missing[:10]))

@@ -26,7 +26,7 @@ PAPER = dict(size=224, epochs=100, batch_size=32, lr_backbone=1e-5, lr_heads=1e-
              weight_decay=1e-6, grad_clip=1.0, lambda_adv=1.0, align_size=224)
 # The demo has no ImageNet weights (nothing is downloaded here), so the trunk learns from scratch at the heads'
 # rate, on 64 px flow images: 2 CPU cores run its 18 folds in minutes.
-DEMO = dict(size=64, epochs=12, lr_backbone=1e-3, align_size=128)
+DEMO = dict(size=64, epochs=10, lr_backbone=1e-3, align_size=128)
 
 # Table I's rows of the method and its ablations, as (parts, adversarial, EMR); --table runs them all.
 ROWS = [(True, True, True), (True, True, False), (True, False, True), (False, True, True), (False, False, False)]
@@ -87,6 +87,8 @@ def parse_args(argv=None):
     r.add_argument('--cache', default='.cache/features', help='feature cache folder (default %(default)s)')
     r.add_argument('--folds', default='1/1', help='run shard i of n of the folds, e.g. 2/4; a later plain call merges')
     r.add_argument('--workers', type=int, default=os.cpu_count(), help='processes for preprocessing')
+    r.add_argument('--jobs', type=int, help='processes training folds at once, sharing the cores (default: one per '
+                   'core on CPU, where that beats threads; 1 on GPU)')
     r.add_argument('--figure', help='save onset / apex / magnified apex / flow pictures of a few samples to this PNG')
     r.add_argument('-q', '--quiet', action='store_true')
     a = p.parse_args(argv)
@@ -172,7 +174,8 @@ def load_samples(a):
         import synth
         root = synth.build(a.demo_root, seed=0)
         a.data, a.ckplus = str(root / 'megc'), a.ckplus or str(root / 'ck')
-    micro = data.load_index(a.index) if a.index else data.load_megc(a.data, strict=a.strict, skip_bad=a.skip_bad)
+    micro = (data.load_index(a.index, strict=a.strict, skip_bad=a.skip_bad) if a.index else
+             data.load_megc(a.data, strict=a.strict, skip_bad=a.skip_bad))
     macro = data.load_ckplus(a.ckplus, skip_bad=a.skip_bad) if a.ckplus else []
     return [s for s in micro if s.domain == 'micro'], macro + [s for s in micro if s.domain == 'macro']
 
@@ -212,7 +215,7 @@ def run_row(a, name, parts, adv, emr, micro, macro, weights, out, feats):
     cfg = dict(parts=parts, adv=adv, emr=emr, ckplus=bool(macro), epochs=a.epochs, batch_size=a.batch_size,
                lr_backbone=a.lr_backbone, lr_heads=a.lr_heads, lr_step=a.lr_step,
                weight_decay=a.weight_decay, grad_clip=a.grad_clip, lambda_adv=a.lambda_adv, seed=a.seed,
-               augment=not a.no_augment, select_on_test=a.select_on_test, stack=a.stack,
+               augment=not a.no_augment, select_on_test=a.select_on_test, stack=a.stack, jobs=a.jobs,
                bf16=a.precision == 'bf16', device=a.device, flow=a.flow, size=a.size, align_size=a.align_size,
                weights='imagenet' if weights is not None else 'random', quiet=a.quiet,
                evm=stage_params(a, emr)['evm'], data=a.data, index=a.index, row=name)
@@ -241,6 +244,7 @@ def run(a):
     t0 = time.time()
     a.device = resolve_device(a.device)
     a.stack = a.stack or (17 if a.device.startswith('cuda') else 1)
+    a.jobs = a.jobs or (1 if a.device.startswith('cuda') else os.cpu_count())
     torch.manual_seed(a.seed)
     micro, macro = load_samples(a)
     log.info('%d micro samples (%s), %d macro samples, %d subjects', len(micro),

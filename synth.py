@@ -115,13 +115,17 @@ def render(face, field, prof, rng, noise=1.5, head_motion=0.3):
     drift = rng.normal(0, 1, 2)
     drift *= head_motion / max(np.linalg.norm(drift), 1e-9)
     clip = np.empty((len(prof), h, w, 3), np.uint8)
+    fx, fy = (np.ascontiguousarray(field[..., i], np.float32) for i in (0, 1))
+    cv2.setRNGSeed(int(rng.integers(2 ** 31)))
+    buf = np.empty((h, w, 3), np.float32)
     for t, p in enumerate(prof):
         shift = drift * t / max(len(prof) - 1, 1)
         # Backward warp by -d approximates the forward displacement d, exact to first order for small d.
-        mx = (gx - p * field[..., 0] - shift[0]).astype(np.float32)
-        my = (gy - p * field[..., 1] - shift[1]).astype(np.float32)
-        f = cv2.remap(face, mx, my, cv2.INTER_CUBIC, borderMode=cv2.BORDER_REFLECT).astype(np.float32)
-        clip[t] = np.clip(f + rng.normal(0, noise, f.shape), 0, 255).astype(np.uint8)
+        mx = gx - np.float32(p) * fx - np.float32(shift[0])
+        my = gy - np.float32(p) * fy - np.float32(shift[1])
+        f = cv2.remap(face, mx, my, cv2.INTER_CUBIC, borderMode=cv2.BORDER_REFLECT)
+        # OpenCV's generator (seeded from rng above) is 3x faster than numpy's normals, most of the build time.
+        clip[t] = cv2.add(f, cv2.randn(buf, 0.0, noise), dtype=cv2.CV_8U)     # rounds and saturates
     return clip
 
 
@@ -245,7 +249,7 @@ def _ckplus(root, faces, rng, per_subject):
 def build(root='demo_data', seed=0, subjects=6, clips=7, ck_subjects=8, ck_clips=5, force=False):
     """Path of the demo root (megc/ and ck/ inside), generated deterministically from `seed`, reused if present."""
     root = Path(root)
-    params = dict(seed=seed, subjects=subjects, clips=clips, ck_subjects=ck_subjects, ck_clips=ck_clips, version=2)
+    params = dict(seed=seed, subjects=subjects, clips=clips, ck_subjects=ck_subjects, ck_clips=ck_clips, version=3)
     stamp = root / 'demo.json'
     if not force and stamp.is_file() and json.loads(stamp.read_text()) == params:
         return root

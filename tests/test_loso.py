@@ -157,3 +157,11 @@ def test_config_mismatch_is_refused(tmp_path):
     loso.check_config(tmp_path, {'epochs': 2, 'device': 'cuda'})     # the device may change on resume
     with pytest.raises(SystemExit, match='other settings \\(epochs\\)'):
         loso.check_config(tmp_path, {'epochs': 3, 'device': 'cpu'})
+
+
+def test_folds_trained_in_worker_processes_match_one_process(tmp_path):
+    # --jobs: groups of folds train in spawned processes that share the inputs; the fold files are the same.
+    x, meta = _toy()
+    one = loso.run(x, meta, dict(CFG, jobs=1), tmp_path / 'one')
+    two = loso.run(x, meta, dict(CFG, jobs=2), tmp_path / 'two')
+    assert one == two and _folds(tmp_path / 'one') == _folds(tmp_path / 'two')
