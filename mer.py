@@ -26,7 +26,7 @@ PAPER = dict(size=224, epochs=100, batch_size=32, lr_backbone=1e-5, lr_heads=1e-
              weight_decay=1e-6, grad_clip=1.0, lambda_adv=1.0, align_size=224)
 # The demo has no ImageNet weights (nothing is downloaded here), so the trunk learns from scratch at the heads'
 # rate, on 64 px flow images: 2 CPU cores run its 18 folds in minutes.
-DEMO = dict(size=64, epochs=10, lr_backbone=1e-3, align_size=128)
+DEMO = dict(size=64, epochs=8, lr_backbone=1e-3, align_size=128)
 
 # Table I's rows of the method and its ablations, as (parts, adversarial, EMR); --table runs them all.
 ROWS = [(True, True, True), (True, True, False), (True, False, True), (False, True, True), (False, False, False)]

@@ -16,7 +16,9 @@ so the demo goes through the same readers as real data:
 """
 import json
 import logging
+import os
 import shutil
+from multiprocessing import get_context
 from pathlib import Path
 
 import cv2
@@ -229,7 +231,8 @@ def _smic(root, faces, rng, per_subject, rows):
             rows.append(('smic', f's{s:02d}', f's{s:02d}_{short}_{counts[label]:02d}', label))
 
 
-def _ckplus(root, faces, rng, per_subject):
+def _ckplus(root, faces, rng, per_subject, rows):
+    # `rows` (the composite list) stays as it is: CK+ is not in it.
     for s, (face, lm) in enumerate(faces):
         subject = f'S{5 + 5 * s:03d}'
         gray = cv2.cvtColor(cv2.cvtColor(face, cv2.COLOR_BGR2GRAY), cv2.COLOR_GRAY2BGR)  # CK+ is mostly grey
@@ -246,26 +249,40 @@ def _ckplus(root, faces, rng, per_subject):
             emo.write_text(f'   {code:.7e}\n')
 
 
-def build(root='demo_data', seed=0, subjects=6, clips=7, ck_subjects=8, ck_clips=5, force=False):
+def _part(job):
+    write, root, faces, seed, per_subject = job
+    rows = []
+    write(root, faces, np.random.default_rng(seed), per_subject, rows)
+    return rows
+
+
+def build(root='demo_data', seed=0, subjects=6, clips=7, ck_subjects=8, ck_clips=5, force=False,
+          workers=os.cpu_count()):
     """Path of the demo root (megc/ and ck/ inside), generated deterministically from `seed`, reused if present."""
     root = Path(root)
-    params = dict(seed=seed, subjects=subjects, clips=clips, ck_subjects=ck_subjects, ck_clips=ck_clips, version=3)
+    params = dict(seed=seed, subjects=subjects, clips=clips, ck_subjects=ck_subjects, ck_clips=ck_clips, version=4)
     stamp = root / 'demo.json'
     if not force and stamp.is_file() and json.loads(stamp.read_text()) == params:
         return root
     if root.exists():
         shutil.rmtree(root)
     log.info('building the demo set in %s (seed %d)', root, seed)
-    rng = np.random.default_rng(seed)
+    # One seed per part, so the four parts are written in parallel and the result does not depend on `workers`.
+    seeds = np.random.SeedSequence(seed).spawn(5)
+    rng = np.random.default_rng(seeds[0])
     pics = photos()
     faces = [identity(pics[i % len(pics)], rng) for i in range(3 * subjects + ck_subjects)]
-    rows = []
     megc = root / 'megc'
-    _casme(megc, faces[:subjects], rng, clips, rows)
-    _samm(megc, faces[subjects:2 * subjects], rng, clips, rows)
-    _smic(megc, faces[2 * subjects:3 * subjects], rng, clips, rows)
+    jobs = [(_casme, megc, faces[:subjects], seeds[1], clips),
+            (_samm, megc, faces[subjects:2 * subjects], seeds[2], clips),
+            (_smic, megc, faces[2 * subjects:3 * subjects], seeds[3], clips),
+            (_ckplus, root / 'ck', faces[3 * subjects:], seeds[4], ck_clips)]
+    if workers > 1:
+        with get_context('spawn').Pool(min(workers, len(jobs))) as pool:
+            parts = pool.map(_part, jobs, chunksize=1)
+    else:
+        parts = [_part(j) for j in jobs]
     with open(megc / 'combined_3class_gt.csv', 'w', newline='') as f:
-        f.write(''.join(f'{d},{s},{c},{y}\r\n' for d, s, c, y in rows))
-    _ckplus(root / 'ck', faces[3 * subjects:], rng, ck_clips)
+        f.write(''.join(f'{d},{s},{c},{y}\r\n' for d, s, c, y in sum(parts, [])))
     stamp.write_text(json.dumps(params))
     return root
