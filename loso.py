@@ -4,8 +4,10 @@ Speed (issue 7): the whole training set lives on the device as one tensor and au
 Folds are trained in groups of `stack`: their parameters are stacked (torch.func.stack_module_state) and, for a
 group of several folds, the step runs under torch.func.vmap, so G small models become one wide computation (for
 a GPU). A group of one fold skips vmap and runs in channels_last: on CPU, vmap's batched-weight convolutions cost
-2-3x per sample (BENCHMARKS.md), so the CPU default is one fold at a time. Each fold keeps its own seed, sampling
-stream and optimiser state, so its result does not depend on which folds share its group.
+2-3x per sample (BENCHMARKS.md), so the CPU default is one fold at a time. Groups can also train in `jobs`
+processes at once, sharing the input tensor: on CPU, two processes of one thread beat one process of two threads.
+Each fold keeps its own seed, sampling stream and optimiser state, so its result does not depend on which folds
+share its group or its process.
 """
 import copy
 import csv

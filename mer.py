@@ -25,7 +25,8 @@ log = logging.getLogger('mer')
 PAPER = dict(size=224, epochs=100, batch_size=32, lr_backbone=1e-5, lr_heads=1e-3, lr_step=10,
              weight_decay=1e-6, grad_clip=1.0, lambda_adv=1.0, align_size=224)
 # The demo has no ImageNet weights (nothing is downloaded here), so the trunk learns from scratch at the heads'
-# rate, on 64 px flow images: 2 CPU cores run its 18 folds in minutes.
+# rate, on 64 px flow images, for 8 epochs: 2 CPU cores run it end to end in under 3 minutes (10 epochs reach a
+# higher UF1 in ~3:10; BENCHMARKS.md).
 DEMO = dict(size=64, epochs=8, lr_backbone=1e-3, align_size=128)
 
 # Table I's rows of the method and its ablations, as (parts, adversarial, EMR); --table runs them all.
@@ -246,6 +247,10 @@ def run(a):
     a.stack = a.stack or (17 if a.device.startswith('cuda') else 1)
     a.jobs = a.jobs or (1 if a.device.startswith('cuda') else os.cpu_count())
     torch.manual_seed(a.seed)
+    if a.demo:
+        log.info('demo preset instead of the paper\'s settings: %s (paper: %s)',
+                 ', '.join(f'{k} {getattr(a, k)}' for k in DEMO),
+                 ', '.join(f'{k} {PAPER.get(k, "-")}' for k in DEMO))
     micro, macro = load_samples(a)
     log.info('%d micro samples (%s), %d macro samples, %d subjects', len(micro),
              ', '.join(f'{d} {sum(s.dataset == d for s in micro)}' for d in loso.DATASETS), len(macro),
