@@ -49,8 +49,9 @@ def machine():
                platform.processor())
     amx = 'amx_tile' in open('/proc/cpuinfo').read()
     gpu = torch.cuda.get_device_name() if torch.cuda.is_available() else 'none'
-    return (f'{cpu}, {os.cpu_count()} cores{" (AMX)" if amx else ""}, {os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30:.0f} GiB; '
-            f'GPU {gpu}; torch {torch.__version__}, {torch.get_num_threads()} threads; Python {platform.python_version()}')
+    mem = os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2 ** 30
+    return (f'{cpu}, {os.cpu_count()} cores{" (AMX)" if amx else ""}, {mem:.0f} GiB; GPU {gpu}; '
+            f'torch {torch.__version__}, {torch.get_num_threads()} threads; Python {platform.python_version()}')
 
 
 def sync(device):
@@ -290,8 +291,8 @@ def main():
           f"{extra / 2**20:.0f} MiB = {extra / m['clip_bytes']:.2f}x the uint8 clip "
           f"({m['clip_bytes'] / 2**20:.0f} MiB), {extra / (4 * m['clip_bytes']):.2f}x a float32 copy")
 
-    print('\n| training (loso.train_group, batch 32 per fold) | size | samples/s | GFLOP/sample | TFLOP/s | MFU vs same dtype | MFU vs fp32 |')
-    print('|---|---|---|---|---|---|---|')
+    print('\n| training (loso.train_group, batch 32 per fold) | size | samples/s | GFLOP/sample | TFLOP/s | '
+          'MFU vs same dtype | MFU vs fp32 |\n|---|---|---|---|---|---|---|')
     steps = 12 if device.type == 'cpu' else 40
     configs = [(64, False, 1), (64, True, 1), (64, True, 4), (224, False, 1), (224, True, 1)]
     if device.type == 'cuda':
@@ -311,10 +312,11 @@ def main():
               f'{flop[64] / 1e9:.3f} | {r * flop[64] / 1e12:.3f} | {r * flop[64] / peak["bf16"]:.1%} | '
               f'{r * flop[64] / peak["fp32"]:.1%} |')
     best = max((v, k) for k, v in rates.items() if k[0] == 224)
-    work = 68 * 100 * math.ceil((442 - 442 / 68 + 327) / 32) * 32
-    print(f'\nfull protocol (68 folds x 100 epochs x {math.ceil((442 - 442 / 68 + 327) / 32)} steps x 32 = '
-          f'{work / 1e6:.2f} M samples at 224, {work * flop[224] / 1e15:.1f} PFLOP): at {best[0]:.1f} samples/s '
-          f'({"bf16" if best[1][1] else "fp32"}, stack {best[1][2]}) that is {work / best[0] / 3600:.1f} h on this machine')
+    per_epoch = math.ceil((442 + 327) / 32)          # loso's epoch: the whole pool over the batch size
+    work = 68 * 100 * per_epoch * 32
+    print(f'\nfull protocol (68 folds x 100 epochs x {per_epoch} steps x 32 = {work / 1e6:.2f} M samples at 224, '
+          f'{work * flop[224] / 1e15:.1f} PFLOP): at {best[0]:.1f} samples/s ({"bf16" if best[1][1] else "fp32"}, '
+          f'stack {best[1][2]}) that is {work / best[0] / 3600:.1f} h on this machine')
 
     if a.protocol:
         stack = 17 if device.type == 'cuda' else 1

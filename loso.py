@@ -244,7 +244,7 @@ def _train_task(task):
 def _train_in_processes(tasks, groups, data, cfg, device, weights, bar, jobs):
     """Yields (group, train_group's result) as groups finish, trained by `jobs` processes sharing the cores.
 
-    On a 2-core CPU, two processes of one thread each train 1.3-1.5x more samples/s than one process of two
+    On a 2-core CPU, two processes of one thread each train 1.3-2.3x more samples/s than one process of two
     threads (BENCHMARKS.md): a 64-px ResNet18 step is too small to keep two threads busy. The inputs are shared
     with the workers, not copied (torch.multiprocessing puts them in shared memory).
     """

@@ -39,8 +39,8 @@ def row_name(parts, adv, emr):
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split('\n')[0], formatter_class=argparse.RawDescriptionHelpFormatter,
-                                epilog=__doc__.split('\n', 2)[2])
+    p = argparse.ArgumentParser(description=__doc__.split('\n')[0], epilog=__doc__.split('\n', 2)[2],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     src = p.add_argument_group('data')
     src.add_argument('--data', help='MEGC2019 folder: combined_3class_gt.csv + CASME II, SAMM, SMIC-HS releases')
     src.add_argument('--ckplus', help='CK+ folder (cohn-kanade-images/, Emotion/): the macro source domain')
@@ -79,8 +79,8 @@ def parse_args(argv=None):
     t.add_argument('--no-augment', action='store_true')
     t.add_argument('--select-on-test', action='store_true',
                    help="also report the authors' per-fold best epoch chosen on the test subject (optimistic)")
-    t.add_argument('--stack', type=int, help='folds trained together in one vmapped step (default: 1 on CPU, where vmap is slower; '
-                   '17 on GPU)')
+    t.add_argument('--stack', type=int, help='folds trained together in one vmapped step (default: 1 on CPU, where '
+                   'vmap is slower; 17 on GPU)')
     t.add_argument('--precision', choices=('bf16', 'fp32'), default='bf16', help='autocast dtype for training')
     r = p.add_argument_group('running')
     r.add_argument('--device', default='auto', help='auto | cpu | cuda | cuda:N')
