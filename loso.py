@@ -199,10 +199,10 @@ def train_group(x, y, dom, train_sets, test_sets, seeds, cfg, device, weights=No
 
 def _clip_per_fold(tensors, max_norm, g):
     # clip_grad_norm_ per fold: each fold's gradient norm over all of its parameters, as if trained alone.
-    grads = [t.grad for t in tensors if t.grad is not None]
     if g == 1:      # unstacked parameters: torch's own foreach kernels
         torch.nn.utils.clip_grad_norm_(tensors, max_norm, foreach=True)
         return
+    grads = [t.grad for t in tensors if t.grad is not None]
     sq = torch.stack([gr.reshape(g, -1).float().pow(2).sum(1) for gr in grads]).sum(0)
     scale = (max_norm / (sq.sqrt() + 1e-6)).clamp(max=1.0)
     for gr in grads:
@@ -383,7 +383,7 @@ def run(x, meta, cfg, out, weights=None, shard=(1, 1)):
     tasks = []
     for grp in todo:
         test_sets = [by_key[keys[j]] for j in grp]
-        train_sets = [np.array([i for i in micro if i not in set(t)] + macro) for t in test_sets]
+        train_sets = [np.array([i for i in micro if i not in held] + macro) for held in map(set, test_sets)]
         tasks.append((train_sets, test_sets, [fold_seed(cfg['seed'], keys[j]) for j in grp]))
 
     def finish(grp, res):

@@ -31,7 +31,6 @@ def test_one_command_runs_every_stage_and_writes_the_run_folder(demo_root, tmp_p
     assert (out / 'confusion_all.png').is_file()
 
     # Started again with the same flags: every fold is found, nothing retrains, the same table comes out.
-    (out / 'folds' / 'marker').write_text('')
     stamps = {p.name: p.stat().st_mtime_ns for p in (out / 'folds').glob('*.csv')}
     assert mer.main(_args(demo_root, tmp_path, '--out', str(out), '--select-on-test')) == 0
     assert {p.name: p.stat().st_mtime_ns for p in (out / 'folds').glob('*.csv')} == stamps
