@@ -1,18 +1,22 @@
-"""Benchmarks (issue 7), measured in one run on whatever machine this is; the table goes into BENCHMARKS.md.
+"""Benchmarks, measured in one run on whatever machine this is; the figures go into BENCHMARKS.md.
 
-    python bench.py              # everything: machine peak, preprocessing, training, a full demo LOSO
+    python bench.py              # CPU: machine peak, preprocessing, training, a full demo LOSO
     python bench.py --no-demo    # without the demo LOSO (saves its minutes)
-    python bench.py --protocol   # also the paper's full protocol on a synthetic set of real size (meant for a GPU)
+    python bench.py --protocol   # GPU: the paper's full 68-fold protocol at real size, and its ceilings
 
 (a) preprocessing per stage (alignment, EVM, flow) on a clip of real-dataset size (100 frames at 640x480) and on
     the demo's clips, one thread each, so clips/s is per core; EVM's peak memory on a 200-frame 640x480 clip;
-(b) training samples/s of the LOSO step (loso.train_group itself, augmentation included) at 224 and at the demo
-    size, achieved FLOP/s (torch's FLOP counter on one forward+backward) and MFU against the measured matmul peak
-    of the same dtype and of fp32; one fold at a time vs several folds vmapped vs two concurrent processes;
-(c) wall time and peak memory of `mer.py --demo` with a fresh feature cache and run folder.
-Every figure is a median over repeats (these machines are noisy); ratios come from the same run.
+(b) training samples/s of train.train_folds itself (augmentation, DANN loss, clipping, fused Adam), at 224 and at
+    the demo size, achieved FLOP/s (torch's FLOP counter on one forward+backward) and MFU against the measured
+    matmul peak; one process of all threads against one process per core;
+(c) wall time and peak memory of `mer.py --demo` with a fresh feature cache and run folder;
+(--protocol) the folds replayed per wave as CUDA graphs (1 to 17 streams) against the eager step, the protocol
+    timed over 10 epochs and extrapolated to 100 (capture once, steps x 10), GPU and host memory, and the ceiling
+    of one PartNet at batch 544, eager and torch.compiled. It imports neither cv2, dlib nor openpyxl.
+Every figure is a median or a steady rate after warm-up (these machines are noisy); ratios come from the same run.
 """
 import argparse
+import dataclasses
 import json
 import math
 import os
@@ -27,6 +31,8 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
+
+import config
 
 ROOT = Path(__file__).resolve().parent
 
@@ -160,64 +166,99 @@ def evm_memory_child():
 
 
 # ----------------------------------------------------------------------------------------------- training
-def flops_per_sample(size, parts=True):
+def flops_per_sample(size, parts=True, device='cpu'):
     """FLOPs of one training sample: forward + backward of PartNet, counted by torch (convs and matmuls)."""
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
     import model
-    net = model.PartNet(parts=parts)
-    x = torch.randn(4, 3, size, size)
+    net = model.PartNet(parts=parts).to(device)
+    x = torch.randn(4, 3, size, size, device=device)
     with FlopCounterMode(display=False) as fc:
         out = net(x)
-        model.losses(out, torch.zeros(4, dtype=torch.long), torch.zeros(4, dtype=torch.long))[0].backward()
+        zeros = torch.zeros(4, dtype=torch.long, device=device)
+        model.losses(out, zeros, zeros)[0].backward()
     return fc.get_total_flops() / 4
 
 
 class _Clock:
-    """Stands in for the progress bar that train_group updates once per step: keeps the step times."""
+    """Stands in for the progress bar of train.train_folds: times the steps after `skip` warm-up steps."""
 
-    def __init__(self):
-        self.t = [time.perf_counter()]
+    def __init__(self, device, skip=5):
+        self.device, self.skip, self.n, self.t = device, skip, 0, []
 
     def update(self, n):
-        self.t.append(time.perf_counter())
+        self.n += 1
+        if self.n == self.skip or self.n % 10 == 0:
+            sync(self.device)
+            self.t.append((self.n, time.perf_counter()))
+
+    def rate(self, samples_per_step):
+        (n0, t0), (n1, t1) = self.t[0], self.t[-1]
+        return samples_per_step * (n1 - n0) / (t1 - t0)
 
 
-def train_rate(size, bf16, stack, steps, device, batch=32):
-    """Median training samples/s of loso.train_group (all folds in the group together), after warm-up."""
+def synthetic_set(n_micro, n_subjects, n_macro, size, seed=0):
+    """(x, meta) of random inputs with the composite's shape: n_micro samples of n_subjects, n_macro CK+ samples."""
+    rng = np.random.default_rng(seed)
+    meta = [SimpleNamespace(dataset=('casme2', 'samm', 'smic')[i % n_subjects % 3], subject=str(i % n_subjects),
+                            clip=f'c{i}', label=int(rng.integers(3)), domain='micro') for i in range(n_micro)]
+    meta += [SimpleNamespace(dataset='ck+', subject=f'S{i}', clip=f'ck{i}', label=int(rng.integers(3)),
+                             domain='macro') for i in range(n_macro)]
+    return rng.standard_normal((len(meta), 3, size, size), dtype=np.float32), meta
+
+
+def train_rate(cfg, device, folds=1, steps=40, graphs=None):
+    """Steady samples/s of train.train_folds on `folds` folds at once (one wave), after 5 warm-up steps."""
     import torch
 
     import loso
-    pool = batch * steps
-    g = torch.Generator().manual_seed(0)
-    x = torch.randn(pool + stack, 3, size, size, generator=g).to(device)
-    y = torch.randint(0, 3, (pool + stack,), generator=g).to(device)
-    dom = (torch.arange(pool + stack) % 2).to(device)
-    cfg = dict(parts=True, adv=True, epochs=1, batch_size=batch, lr_backbone=1e-5, lr_heads=1e-3, lr_step=10,
-               weight_decay=1e-6, grad_clip=1.0, lambda_adv=1.0, augment=True, select_on_test=False, bf16=bf16,
-               pool=pool)
-    train = [np.arange(pool)] * stack
-    test = [np.array([pool + k]) for k in range(stack)]
-    clock = _Clock()
-    if device.type == 'cuda':
-        clock.update = lambda n: (torch.cuda.synchronize(), clock.t.append(time.perf_counter()))
-    loso.train_group(x, y, dom, train, test, list(range(stack)), cfg, device, progress=clock)
-    dt = np.diff(clock.t)[3:]                                  # the first steps warm up allocators and kernels
-    return batch * stack / float(np.median(dt))
+    import train
+    x, meta = synthetic_set(2 * cfg.batch_size, 2 * folds, 2 * cfg.batch_size, cfg.size)   # 4 steps an epoch
+    specs = loso.plan_folds(meta)[:folds]
+    data = (torch.as_tensor(x, device=device), torch.as_tensor([m.label for m in meta], device=device),
+            torch.as_tensor([int(m.domain == 'macro') for m in meta], device=device))
+    clock = _Clock(device)
+    cfg = dataclasses.replace(cfg, epochs=max(2, steps // 4))
+    for _ in train.train_folds(specs, data, len(meta), cfg, device, streams=folds, graphs=graphs, progress=clock):
+        pass
+    return clock.rate(cfg.batch_size * folds)
 
 
-def train_child(size, bf16, stack, steps, threads):
+def train_child(size, bf16, steps, threads):
     import torch
     torch.set_num_threads(threads)
-    print(json.dumps(dict(rate=train_rate(size, bf16, stack, steps, torch.device('cpu')))))
+    cfg = dataclasses.replace(config.PAPER, size=size, precision='bf16' if bf16 else 'fp32')
+    print(json.dumps(dict(rate=train_rate(cfg, torch.device('cpu'), steps=steps))))
 
 
 def concurrent_rate(size, bf16, steps, procs=2):
     """Total samples/s of `procs` processes, one thread each, training one fold each at the same time."""
-    cmd = [sys.executable, __file__, '--child', 'train', str(size), str(int(bf16)), '1', str(steps), '1']
+    cmd = [sys.executable, __file__, '--child', 'train', str(size), str(int(bf16)), str(steps), '1']
     ps = [subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True) for _ in range(procs)]
     return sum(json.loads(p.communicate()[0].strip().splitlines()[-1])['rate'] for p in ps)
+
+
+def ceiling(device, batch=544, compiled=False, steps=20):
+    """Samples/s of ONE PartNet trained at `batch` (bf16, channels_last, fused Adam), eager or torch.compiled."""
+    import torch
+
+    import model
+    torch.manual_seed(0)
+    net = model.PartNet().to(device).to(memory_format=torch.channels_last)
+    opt = torch.optim.Adam(net.parameters(), lr=1e-4, fused=True)
+    fwd = torch.compile(net) if compiled else net
+    x = torch.randn(batch, 3, 224, 224, device=device).contiguous(memory_format=torch.channels_last)
+    y, d = torch.randint(0, 3, (batch,), device=device), torch.randint(0, 2, (batch,), device=device)
+
+    def step():
+        opt.zero_grad(set_to_none=True)
+        with torch.autocast(device.type, torch.bfloat16):
+            loss = model.losses(fwd(x, 0.5), y, d)[0]
+        loss.backward()
+        opt.step()
+        sync(device)
+    return batch / median_time(step, steps, warmup=3)
 
 
 # ----------------------------------------------------------------------------------------------- the demo LOSO
@@ -233,47 +274,123 @@ def demo_child():
 
 
 # ----------------------------------------------------------------------------------------------- the protocol
-def protocol(device, stack):
-    """Wall seconds of the paper's full LOSO (68 folds, 100 epochs, 224 px, batch 32) on random inputs of real size."""
+class _WaveClock:
+    """Progress stand-in for train.train_folds: per wave of folds, the seconds of its training steps."""
+
+    def __init__(self, device, steps):
+        self.device, self.steps, self.n, self.t0, self.train = device, steps, 0, None, 0.0
+
+    def update(self, n):
+        self.n += 1
+        if self.n % self.steps == 1:            # the wave's first step is queued: its graphs are captured
+            sync(self.device)
+            self.t0 = time.perf_counter()
+        elif self.n % self.steps == 0:
+            sync(self.device)
+            self.train += time.perf_counter() - self.t0
+
+
+def protocol(device, streams, epochs=10, size=224, compile=False):
+    """The paper's LOSO (68 folds, 224 px, batch 32, `epochs` epochs) on random inputs of the composite's size.
+
+    Returns (wall s, of which training steps s, samples trained, GPU peak bytes); train.train_folds is the very
+    function loso.run calls."""
     import torch
 
     import loso
-    rng = np.random.default_rng(0)
-    counts = {'casme2': (26, 145), 'samm': (28, 133), 'smic': (16, 164)}     # subjects, samples: 68 and 442
-    meta = []
-    for ds, (subj, n) in counts.items():
-        meta += [SimpleNamespace(dataset=ds, subject=str(i % subj), clip=f'{ds}{i}', label=int(rng.integers(3)),
-                                 domain='micro') for i in range(n)]
-    meta += [SimpleNamespace(dataset='ck+', subject=f'S{i}', clip=f'ck{i}', label=int(rng.integers(3)),
-                             domain='macro') for i in range(327)]
-    x = torch.from_numpy(rng.standard_normal((len(meta), 3, 224, 224), dtype=np.float32))
-    cfg = dict(parts=True, adv=True, ckplus=True, epochs=100, batch_size=32, lr_backbone=1e-5, lr_heads=1e-3,
-               lr_step=10, weight_decay=1e-6, grad_clip=1.0, lambda_adv=1.0, seed=0, augment=True,
-               select_on_test=False, stack=stack, bf16=True, device=str(device), quiet=False)
-    with tempfile.TemporaryDirectory() as tmp:
+    import train
+    x, meta = synthetic_set(442, 68, 327, size)
+    cfg = dataclasses.replace(config.PAPER, size=size, epochs=epochs, init='random', device=str(device), quiet=True,
+                              compile=compile)
+    specs = loso.plan_folds(meta)
+    data = (torch.as_tensor(x, device=device), torch.as_tensor([m.label for m in meta], device=device),
+            torch.as_tensor([int(m.domain == 'macro') for m in meta], device=device))
+    steps = train.steps_per_epoch(len(meta), cfg.batch_size) * epochs
+    clock = _WaveClock(device, steps)
+    if device.type == 'cuda':
+        torch.backends.cudnn.benchmark = True
+        torch.cuda.reset_peak_memory_stats()
+    t0 = time.perf_counter()
+    for _ in train.train_folds(specs, data, len(meta), cfg, device, streams=streams, progress=clock):
+        pass
+    wall = time.perf_counter() - t0
+    mem = torch.cuda.max_memory_allocated() if device.type == 'cuda' else 0
+    return wall, clock.train, len(specs) * steps * cfg.batch_size, mem
+
+
+def gpu_protocol(epochs):
+    """`bench.py --protocol`: folds per wave measured, the protocol timed, and the ceilings, in one run."""
+    import torch
+    device = torch.device('cuda' if torch.cuda.is_available() else 'cpu')
+    if device.type != 'cuda':
+        raise SystemExit('bench.py --protocol: no CUDA device visible; the protocol is a GPU job (92 h on 2 cores)')
+    torch.backends.cudnn.benchmark = True
+    print(f'# bench.py --protocol, {time.strftime("%Y-%m-%d %H:%M")}\nmachine: {machine()}\n', flush=True)
+    peak = matmul_peak(device, torch.bfloat16)
+    flop = flops_per_sample(224, device=device)
+    print(f'bf16 matmul peak (8192^3): {peak / 1e12:.0f} TFLOP/s; PartNet at 224: {flop / 1e9:.2f} GFLOP per '
+          'training sample (forward + backward)\n', flush=True)
+    print('| training, 224 px, bf16, batch 32 per fold | samples/s | MFU (bf16 peak) | set-up + 60 steps |\n'
+          '|---|---|---|---|', flush=True)
+    cfg = dataclasses.replace(config.PAPER, init='random')
+    rates = {}
+    for name, folds, graphs, comp in (('eager step, 1 fold', 1, False, False), ('CUDA graph, 1 fold', 1, True, False),
+                                      ('CUDA graphs, 4 folds on 4 streams', 4, True, False),
+                                      ('CUDA graphs, 8 folds on 8 streams', 8, True, False),
+                                      ('CUDA graphs, 17 folds on 17 streams', 17, True, False),
+                                      ('torch.compile + CUDA graph, 1 fold', 1, True, True),
+                                      ('torch.compile + CUDA graphs, 8 folds on 8 streams', 8, True, True),
+                                      ('torch.compile + CUDA graphs, 17 folds on 17 streams', 17, True, True)):
         t0 = time.perf_counter()
-        loso.run(x.numpy(), meta, cfg, tmp)
-        return time.perf_counter() - t0
+        try:
+            r = train_rate(dataclasses.replace(cfg, compile=comp), device, folds, steps=60, graphs=graphs)
+        except Exception as e:      # a compiler missing on the machine must not lose the other figures
+            print(f'| {name} | failed: {type(e).__name__}: {str(e)[:200]} | |', flush=True)
+            continue
+        if graphs:
+            rates[(folds, comp)] = r
+        print(f'| {name} | {r:,.0f} | {r * flop / peak:.1%} | {time.perf_counter() - t0:.0f} s |', flush=True)
+    best, comp = max(rates, key=rates.get)
+    wall, steps_s, samples, mem = protocol(device, best, epochs, compile=comp)
+    setup = wall - steps_s
+    full = setup + steps_s * 100 / epochs
+    rate = samples / steps_s
+    print(f'\nprotocol, 68 folds x {epochs} epochs, {best} folds per wave{", torch.compile" * comp}: {wall:.1f} s '
+          f'wall, of which set-up, capture and evaluation {setup:.1f} s and training steps {steps_s:.1f} s = '
+          f'{rate:,.0f} samples/s ({rate * flop / peak:.1%} MFU); GPU memory peak {mem / 2**30:.1f} GiB, host peak '
+          f'RSS {peak_rss() / 2**30:.1f} GiB', flush=True)
+    print(f'full protocol (100 epochs), extrapolated: {setup:.0f} s + 10 x {steps_s:.0f} s = {full:.0f} s '
+          f'({full / 60:.1f} min), {samples * 100 / epochs / full:,.0f} samples/s overall', flush=True)
+    for compiled in (False, True):
+        try:
+            c = ceiling(device, compiled=compiled)
+        except Exception as e:      # a compiler missing on the machine must not lose the figures above
+            print(f'ceiling ({"compiled" if compiled else "eager"}): failed: {type(e).__name__}: {e}', flush=True)
+            continue
+        print(f'ceiling: one PartNet at batch 544, {"torch.compile" if compiled else "eager"}: {c:,.0f} samples/s '
+              f'({c * flop / peak:.1%} MFU); the protocol\'s training steps reach {rate / c:.2f} of it', flush=True)
 
 
 def main():
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     p.add_argument('--no-demo', action='store_true', help='skip the full demo LOSO')
-    p.add_argument('--protocol', action='store_true', help='time the full 68-fold protocol (hours on a CPU)')
+    p.add_argument('--protocol', action='store_true', help='on a GPU: the full 68-fold protocol and its ceilings')
+    p.add_argument('--epochs', type=int, default=10, help='epochs timed by --protocol (extrapolated to 100)')
     p.add_argument('--repeats', type=int, default=5)
     p.add_argument('--child', nargs='+', help=argparse.SUPPRESS)
     a = p.parse_args()
-    sys.path.insert(0, str(ROOT))
+    if a.protocol:
+        return gpu_protocol(a.epochs)
     if a.child:
         if a.child[0] == 'evm':
             return evm_memory_child()
         if a.child[0] == 'demo':
             return demo_child()
-        size, bf16, stack, steps, threads = map(int, a.child[1:])
-        return train_child(size, bool(bf16), stack, steps, threads)
+        size, bf16, steps, threads = map(int, a.child[1:])
+        return train_child(size, bool(bf16), steps, threads)
 
     import torch
-    device = torch.device('cuda' if torch.cuda.is_available() else 'cpu')
+    device = torch.device('cpu')
     print(f'# bench.py, {time.strftime("%Y-%m-%d %H:%M")}\nmachine: {machine()}\n')
 
     peak = {'fp32': matmul_peak(device, torch.float32), 'bf16': matmul_peak(device, torch.bfloat16)}
@@ -291,37 +408,26 @@ def main():
           f"{extra / 2**20:.0f} MiB = {extra / m['clip_bytes']:.2f}x the uint8 clip "
           f"({m['clip_bytes'] / 2**20:.0f} MiB), {extra / (4 * m['clip_bytes']):.2f}x a float32 copy")
 
-    print('\n| training (loso.train_group, batch 32 per fold) | size | samples/s | GFLOP/sample | TFLOP/s | '
+    print('\n| training (train.train_folds, batch 32, one fold) | size | samples/s | GFLOP/sample | TFLOP/s | '
           'MFU vs same dtype | MFU vs fp32 |\n|---|---|---|---|---|---|---|')
-    steps = 12 if device.type == 'cpu' else 40
-    configs = [(64, False, 1), (64, True, 1), (64, True, 4), (224, False, 1), (224, True, 1)]
-    if device.type == 'cuda':
-        configs += [(224, True, 8), (224, True, 17)]
-    flop = {s: flops_per_sample(s) for s in {c[0] for c in configs}}
+    flop = {s: flops_per_sample(s) for s in (64, 224)}
     rates = {}
-    for size, bf16, stack in configs:
-        n = steps if size == 64 or device.type == 'cuda' else 6
-        r = rates[(size, bf16, stack)] = train_rate(size, bf16, stack, n, device)
+    for size, bf16, steps in ((64, False, 20), (64, True, 20), (224, False, 12), (224, True, 12)):
+        cfg = dataclasses.replace(config.PAPER, size=size, precision='bf16' if bf16 else 'fp32', init='random')
+        r = rates[(size, bf16)] = train_rate(cfg, device, steps=steps)
         dtype = 'bf16' if bf16 else 'fp32'
-        name = f'{dtype}{" + channels_last" if stack == 1 else ""}, {stack} fold{"s vmapped" if stack > 1 else ""}'
-        print(f'| {name} | {size} | {r:.1f} | {flop[size] / 1e9:.3f} | {r * flop[size] / 1e12:.3f} | '
-              f'{r * flop[size] / peak[dtype]:.1%} | {r * flop[size] / peak["fp32"]:.1%} |')
-    if device.type == 'cpu' and os.cpu_count() > 1:
-        r = concurrent_rate(64, True, steps, procs=os.cpu_count())
-        print(f'| bf16 + channels_last, {os.cpu_count()} processes x 1 thread, 1 fold each | 64 | {r:.1f} | '
+        print(f'| {dtype}, channels_last, {torch.get_num_threads()} threads | {size} | {r:.1f} | '
+              f'{flop[size] / 1e9:.3f} | {r * flop[size] / 1e12:.3f} | {r * flop[size] / peak[dtype]:.1%} | '
+              f'{r * flop[size] / peak["fp32"]:.1%} |')
+    if os.cpu_count() > 1:
+        r = concurrent_rate(64, True, 20, procs=os.cpu_count())
+        print(f'| bf16, channels_last, {os.cpu_count()} processes x 1 thread, 1 fold each | 64 | {r:.1f} | '
               f'{flop[64] / 1e9:.3f} | {r * flop[64] / 1e12:.3f} | {r * flop[64] / peak["bf16"]:.1%} | '
               f'{r * flop[64] / peak["fp32"]:.1%} |')
-    best = max((v, k) for k, v in rates.items() if k[0] == 224)
-    per_epoch = math.ceil((442 + 327) / 32)          # loso's epoch: the whole pool over the batch size
-    work = 68 * 100 * per_epoch * 32
-    print(f'\nfull protocol (68 folds x 100 epochs x {per_epoch} steps x 32 = {work / 1e6:.2f} M samples at 224, '
-          f'{work * flop[224] / 1e15:.1f} PFLOP): at {best[0]:.1f} samples/s ({"bf16" if best[1][1] else "fp32"}, '
-          f'stack {best[1][2]}) that is {work / best[0] / 3600:.1f} h on this machine')
-
-    if a.protocol:
-        stack = 17 if device.type == 'cuda' else 1
-        t = protocol(device, stack)
-        print(f'full protocol measured: {t:.0f} s ({t / 60:.1f} min), stack {stack}, {work / t:.0f} samples/s')
+    best = max(v for k, v in rates.items() if k[0] == 224)
+    work = 68 * 100 * math.ceil((442 + 327) / 32) * 32
+    print(f'\nfull protocol ({work / 1e6:.2f} M samples at 224, {work * flop[224] / 1e15:.1f} PFLOP): at {best:.1f} '
+          f'samples/s that is {work / best / 3600:.1f} h on this machine')
 
     if not a.no_demo:
         out = subprocess.run([sys.executable, __file__, '--child', 'demo'], capture_output=True, text=True, check=True)

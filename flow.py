@@ -1,4 +1,4 @@
-"""Onset-to-apex motion (paper §III.A): optical flow, optical strain, the 3-channel network input, a cache.
+"""Onset-to-apex motion (paper §III.A): optical flow, optical strain, the 3-channel network input.
 
 Flow convention is OpenCV's: apex(y + v, x + u) ~= onset(y, x); u is along x (columns), v along y (rows), in
 pixels of the frames given. The network input stacks (u, v, strain) as in the optical-flow / optical-strain
@@ -12,13 +12,6 @@ or a macro one at its middle frame, moves a few pixels on a 224-px face) and cli
 on the source grid where the flow was estimated, then area-averaged, divided by strain_scale = 0.2 (a 4-px
 change over 20 px) and clipped to [0, clip]. Resizing uses INTER_AREA: it averages, so shrinking does not alias.
 """
-import hashlib
-import json
-import os
-import re
-import tempfile
-from pathlib import Path
-
 import cv2
 import numpy as np
 
@@ -77,8 +70,15 @@ def strain(flow):
     return np.sqrt(du_dx ** 2 + dv_dy ** 2 + 2 * exy ** 2).astype(np.float32)
 
 
-def encode(flow, size, *, flow_scale=4.0, strain_scale=0.2, clip=3.0):
+# The fixed normalisation of the network input, explained above.
+ENCODE = dict(flow_scale=4.0, strain_scale=0.2, clip=3.0)
+
+
+def encode(flow, size, *, flow_scale=None, strain_scale=None, clip=None):
     """(3, size, size) float32 network input u, v, strain with the fixed normalisation above (§III.A)."""
+    flow_scale = ENCODE['flow_scale'] if flow_scale is None else flow_scale
+    strain_scale = ENCODE['strain_scale'] if strain_scale is None else strain_scale
+    clip = ENCODE['clip'] if clip is None else clip
     f = _flow(flow).astype(np.float32)
     if int(size) != size or size < 1:
         raise ValueError(f'size must be a positive integer, got {size}')
@@ -105,40 +105,3 @@ def to_image(flow, *, max_magnitude=None):
     hsv[..., 1] = 255
     hsv[..., 2] = np.clip(mag * (255 / top), 0, 255).astype(np.uint8) if top > 0 else 0
     return cv2.cvtColor(hsv, cv2.COLOR_HSV2BGR)
-
-
-def _jsonable(x):
-    if isinstance(x, np.generic):
-        return x.item()
-    if isinstance(x, np.ndarray):
-        return x.tolist()
-    if isinstance(x, os.PathLike):
-        return os.fspath(x)
-    raise TypeError(f'cache_key: cannot put a {type(x).__name__} in a key; pass str, numbers, lists, dicts')
-
-
-def cache_key(**parts):
-    """sha1 hex digest of the sorted-key JSON of everything that changes a cached result."""
-    text = json.dumps(parts, sort_keys=True, default=_jsonable, separators=(',', ':'))
-    return hashlib.sha1(text.encode('utf-8')).hexdigest()
-
-
-def cached(cache_dir, key, compute):
-    """Array stored at cache_dir/key[:2]/key.npy, computed by compute() and written atomically when absent."""
-    if not re.fullmatch(r'[0-9A-Za-z_-]{3,}', key):
-        raise ValueError(f'cache key must be 3+ letters, digits, _ or - (use cache_key), got {key!r}')
-    path = Path(cache_dir) / key[:2] / f'{key}.npy'
-    if path.is_file():
-        return np.load(path, allow_pickle=False)
-    arr = np.asarray(compute())
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # A temp file beside the target plus os.replace: readers (other shards) see the whole file or none.
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f'.{key}.', suffix='.tmp')
-    try:
-        with os.fdopen(fd, 'wb') as fh:
-            np.save(fh, arr, allow_pickle=False)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return arr

@@ -1,7 +1,8 @@
 """PartNet: ResNet18 on the (u, v, strain) flow image, eye/mouth part heads, and an adversarial domain head.
 
-Paper §III.B (Liu, Du, Zheng, Gedeon, FG 2019). Everything here is vmap-friendly (no in-place ops on inputs,
-no .item(), no data-dependent control flow) so several LOSO folds can train at once with torch.func.
+Paper §III.B (Liu, Du, Zheng, Gedeon, FG 2019). Nothing in the forward pass or the losses synchronises with the
+host or depends on the data's values, so a whole training step can be captured once as a CUDA graph (train.py);
+the reversal strength may be a device tensor for the same reason.
 """
 import math
 from collections import OrderedDict
@@ -21,12 +22,36 @@ def imagenet_cache_path():
     return Path(torch.hub.get_dir()) / 'checkpoints' / Path(url).name
 
 
-def imagenet_weights(path=None):
-    """ResNet18 ImageNet state dict from `path` or torchvision's cache, or None when neither has it (§III.B)."""
+def download_imagenet_weights(timeout=20):
+    """Fetches the ResNet18 ImageNet weights into torchvision's cache with torchvision's own API; returns the path.
+
+    Offline, this fails within `timeout` seconds with one line saying what to do."""
+    import socket
+    path = imagenet_cache_path()
+    old = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(timeout)
+    try:
+        torchvision.models.ResNet18_Weights.IMAGENET1K_V1.get_state_dict(progress=False, check_hash=True)
+    except Exception as e:
+        reason = getattr(e, 'reason', None) or e
+        raise OSError(f'ResNet18 ImageNet weights are not in {path} and could not be downloaded ({reason}); '
+                      'connect once to download them, copy the file there, pass --weights PATH, or pass '
+                      '--random-init to train from scratch') from None
+    finally:
+        socket.setdefaulttimeout(old)
+    return path
+
+
+def imagenet_weights(path=None, download=False):
+    """ResNet18 ImageNet state dict from `path` or torchvision's cache (§III.B pre-training).
+
+    Not in the cache: downloaded with download=True, else None (the caller decides)."""
     if path is None:
         path = imagenet_cache_path()
         if not path.is_file():
-            return None  # the caller decides between an error and --random-init
+            if not download:
+                return None
+            download_imagenet_weights()
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f'ImageNet weights not found at {path}: check the path, or pass --random-init to train '
@@ -34,7 +59,9 @@ def imagenet_weights(path=None):
     try:
         state = torch.load(path, map_location='cpu', weights_only=True)
     except Exception as e:
-        raise ValueError(f'cannot read ImageNet weights from {path}: {type(e).__name__}: {e}') from None
+        first = str(e).strip().splitlines()[0] if str(e).strip() else ''
+        raise ValueError(f'cannot read ImageNet weights from {path} ({type(e).__name__}: {first[:120]}); '
+                         'is it a .pth state dict?') from None
     if not isinstance(state, dict) or not all(torch.is_tensor(v) for v in state.values()):
         raise ValueError(f'{path} is not a ResNet18 state dict (expected a dict of tensors)')
     return state
@@ -57,11 +84,9 @@ def split_rows(fmap):
 
 class GradReverse(torch.autograd.Function):
     """Identity forward, gradient times -coeff backward (Ganin & Lempitsky 2015; §III.B adversarial branch)."""
-    generate_vmap_rule = True  # lets torch.func.vmap / grad see through it
-
     @staticmethod
     def forward(x, coeff):
-        return x.clone()  # a fresh tensor rather than a view: safest under vmap and autograd alike
+        return x.clone()  # a fresh tensor, not a view of x, so autograd keeps the two apart
 
     @staticmethod
     def setup_context(ctx, inputs, output):
@@ -78,7 +103,11 @@ def grad_reverse(x, coeff=1.0):
 
 
 def dann_coeff(progress, gamma=10.0):
-    """DANN's reversal-strength schedule 2/(1+exp(-gamma p)) - 1 for training progress p in [0, 1] (§III.B)."""
+    """DANN's reversal-strength schedule 2/(1+exp(-gamma p)) - 1 for training progress p in [0, 1] (§III.B).
+
+    p may be a float or a tensor (a device tensor inside a captured training step)."""
+    if torch.is_tensor(progress):
+        return 2.0 / (1.0 + torch.exp(-gamma * progress)) - 1.0
     return 2.0 / (1.0 + math.exp(-gamma * progress)) - 1.0
 
 

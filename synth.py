@@ -168,7 +168,8 @@ def _write_frames(folder, clip, names):
         cv2.imwrite(str(folder / name), img, [cv2.IMWRITE_JPEG_QUALITY, 95] if name.endswith('.jpg') else [])
 
 
-def _casme(root, faces, rng, per_subject, rows):
+def _casme(root, faces, rng, per_subject):
+    rows = []
     sheet = [['Subject', 'Filename', None, 'OnsetFrame', 'ApexFrame', 'OffsetFrame', None, 'Action Units',
               'Estimated Emotion']]
     for s, (face, lm) in enumerate(faces, 1):
@@ -188,9 +189,11 @@ def _casme(root, faces, rng, per_subject, rows):
         ws.append(r)
     wb.create_sheet('Sheet2'), wb.create_sheet('Sheet3')
     wb.save(root / 'CASME2' / 'CASME2-coding-20140508.xlsx')
+    return rows
 
 
-def _samm(root, faces, rng, per_subject, rows):
+def _samm(root, faces, rng, per_subject):
+    rows = []
     wb = openpyxl.Workbook()
     ws = wb.active
     ws.title = 'MICRO_ONLY'
@@ -216,9 +219,11 @@ def _samm(root, faces, rng, per_subject, rows):
             rows.append(('samm', str(subject), name, label))
             row += 1
     wb.save(root / 'SAMM' / 'SAMM_Micro_FACS_Codes_v2.xlsx')
+    return rows
 
 
-def _smic(root, faces, rng, per_subject, rows):
+def _smic(root, faces, rng, per_subject):
+    rows = []
     for s, (face, lm) in enumerate(faces, 1):
         counts = {NEG: 0, POS: 0, SUR: 0}
         for label in _labels(rng, per_subject):
@@ -229,10 +234,11 @@ def _smic(root, faces, rng, per_subject, rows):
             _write_frames(root / 'SMIC' / 'SMIC_all_raw' / 'HS' / f's{s}' / 'micro' / folder / name, clip,
                           [f'image{first + i:06d}.bmp' for i in range(len(clip))])
             rows.append(('smic', f's{s:02d}', f's{s:02d}_{short}_{counts[label]:02d}', label))
+    return rows
 
 
-def _ckplus(root, faces, rng, per_subject, rows):
-    # `rows` (the composite list) stays as it is: CK+ is not in it.
+def _ckplus(root, faces, rng, per_subject):
+    """CK+ in its release layout; returns no composite-list rows (CK+ is not in the MEGC2019 list)."""
     for s, (face, lm) in enumerate(faces):
         subject = f'S{5 + 5 * s:03d}'
         gray = cv2.cvtColor(cv2.cvtColor(face, cv2.COLOR_BGR2GRAY), cv2.COLOR_GRAY2BGR)  # CK+ is mostly grey
@@ -247,13 +253,12 @@ def _ckplus(root, faces, rng, per_subject, rows):
             emo = root / 'Emotion' / subject / seq / f'{subject}_{seq}_{apex + 1:08d}_emotion.txt'
             emo.parent.mkdir(parents=True, exist_ok=True)
             emo.write_text(f'   {code:.7e}\n')
+    return []
 
 
 def _part(job):
     write, root, faces, seed, per_subject = job
-    rows = []
-    write(root, faces, np.random.default_rng(seed), per_subject, rows)
-    return rows
+    return write(root, faces, np.random.default_rng(seed), per_subject)
 
 
 def build(root='demo_data', seed=0, subjects=6, clips=7, ck_subjects=8, ck_clips=5, force=False,

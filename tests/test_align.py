@@ -51,19 +51,38 @@ def test_aligned_crop_of_moved_copy_matches_aligned_original(photos, angle, scal
     assert np.abs(blur[0] - blur[1]).mean() < 16
 
 
-def test_one_transform_per_clip_adds_no_motion(photos):
-    clip = align.align_clip([photos[0]] * 3, 112)
+def test_one_transform_per_clip_keeps_the_motion_within_the_clip(photos):
+    # Frame 1 is frame 0 shifted by (3, 2) px: aligned with the onset's transform (a pure scale k here would keep
+    # it a shift of (3k, 2k)), the shift survives; aligning each frame on its own would remove it.
+    img = photos[0]
+    h, w = img.shape[:2]
+    shifted = cv2.warpAffine(img, np.float64([[1, 0, 3], [0, 1, 2]]), (w, h), borderMode=cv2.BORDER_REPLICATE)
+    clip = align.align_clip([img, shifted, img], 112)
     assert clip.shape == (3, 112, 112, 3) and clip.dtype == np.uint8
     assert np.array_equal(clip[0], clip[2])
+    m = align.face_transform(img, 112)
+    expected = m[:, :2] @ np.array([3.0, 2.0])                 # the shift in aligned pixels
+    assert np.array_equal(clip[1], cv2.warpAffine(shifted, m, (112, 112), flags=cv2.INTER_LINEAR,
+                                                  borderMode=cv2.BORDER_REPLICATE))
+    g0, g1 = (cv2.cvtColor(f, cv2.COLOR_BGR2GRAY).astype(np.float32) for f in clip[:2])
+    (dx, dy), _ = cv2.phaseCorrelate(g0, g1, cv2.createHanningWindow((112, 112), cv2.CV_32F))
+    assert np.hypot(*expected) > 1.5
+    np.testing.assert_allclose([dx, dy], expected, rtol=0.3)
 
 
 def test_no_face_is_an_error_naming_the_file_or_a_logged_centre_crop(caplog):
     blank = np.full((120, 160, 3), 128, np.uint8)
     with pytest.raises(align.FaceNotFound, match=r'^sub01/img1\.jpg: no face found by the dlib detector'):
         align.align_clip([blank], 64, name='sub01/img1.jpg')
-    out = align.align_clip([blank], 64, name='sub01/img1.jpg', no_face='center')
-    assert out.shape == (1, 64, 64, 3)
+    # The centre crop is the central square of the frame, scaled to the output: columns 20..139 of 160 here.
+    ramp = np.tile(np.arange(160, dtype=np.uint8)[None, :, None], (120, 1, 3))
+    ramp[:10] = 255                                  # a marker along the top rows, to check the vertical extent
+    out = align.align_clip([ramp], 60, name='sub01/img1.jpg', no_face='center')
+    assert out.shape == (1, 60, 60, 3)
     assert 'sub01/img1.jpg: no face found, using a centre crop' in caplog.text
+    row = out[0, 30, :, 0].astype(float)
+    assert abs(row[0] - 20.5) < 2 and abs(row[-1] - 138.5) < 2 and np.all(np.diff(row) > 0)
+    assert out[0, :4, 30, 0].min() == 255 and out[0, 6:, 30, 0].max() < 255    # 10 of 120 rows -> 5 of 60
 
 
 def test_unreadable_frame_names_the_file(tmp_path):

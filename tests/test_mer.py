@@ -5,58 +5,66 @@ import pytest
 
 import mer
 
-FAST = ['--random-init', '--epochs', '1', '--batch-size', '8', '--size', '64', '--align-size', '96',
-        '--workers', '2', '-q']
+FAST = ['--random-init', '--epochs', '1', '--batch-size', '16', '--size', '40', '--align-size', '96',
+        '--workers', '2', '--jobs', '1', '-q']
 
 
-def _args(demo_root, tmp_path, *extra):
-    return ['--data', str(demo_root / 'megc'), '--ckplus', str(demo_root / 'ck'), '--cache', str(tmp_path / 'cache'),
-            *FAST, *extra]
+@pytest.fixture(scope='module')
+def cache(tmp_path_factory):
+    """One feature cache for the module: each test computes only the inputs no earlier test did."""
+    return tmp_path_factory.mktemp('cache')
 
 
-def test_one_command_runs_every_stage_and_writes_the_run_folder(demo_root, tmp_path, capsys):
+def _args(demo_root, cache, *extra):
+    return ['--data', str(demo_root / 'megc'), '--ckplus', str(demo_root / 'ck'), '--cache', str(cache), *FAST, *extra]
+
+
+def test_one_command_runs_every_stage_and_writes_the_run_folder(demo_root, tmp_path, cache, capsys):
     out = tmp_path / 'run'
-    assert mer.main(_args(demo_root, tmp_path, '--out', str(out), '--select-on-test')) == 0
+    assert mer.main(_args(demo_root, cache, '--out', str(out), '--select-on-test')) == 0
     printed = capsys.readouterr().out
     assert '| Part + Adversarial + EMR |' in printed and '[best epoch chosen on test]' in printed
     m = json.loads((out / 'metrics.json').read_text())
     assert set(m) == {'honest', 'selected_on_test'}
     assert {k: v['n'] for k, v in m['honest'].items()} == {'all': 18, 'smic': 6, 'casme2': 6, 'samm': 6}
     cfg = json.loads((out / 'config.json').read_text())
-    assert (cfg['parts'], cfg['adv'], cfg['emr'], cfg['weights']) == (True, True, True, 'random')
+    assert (cfg['parts'], cfg['adv'], cfg['emr'], cfg['init']) == (True, True, True, 'random')
+    assert cfg['lr_backbone'] == 0 and 'code_version' in cfg
     assert len(list((out / 'folds').glob('*.csv'))) == 6                     # 2 subjects x 3 datasets
     log = (out / 'megc_log.txt').read_text().splitlines()
     assert sum(len(line.split()) == 2 for line in log) == 6                  # one 'dataset subject' header each
     assert (out / 'table.md').read_text().strip() in printed
-    assert (out / 'confusion_all.png').is_file()
+    assert (out / 'confusion_all.png').is_file() and (out / 'curves.png').is_file()
 
     # Started again with the same flags: every fold is found, nothing retrains, the same table comes out.
     stamps = {p.name: p.stat().st_mtime_ns for p in (out / 'folds').glob('*.csv')}
-    assert mer.main(_args(demo_root, tmp_path, '--out', str(out), '--select-on-test')) == 0
+    assert mer.main(_args(demo_root, cache, '--out', str(out), '--select-on-test')) == 0
     assert {p.name: p.stat().st_mtime_ns for p in (out / 'folds').glob('*.csv')} == stamps
     assert capsys.readouterr().out.splitlines()[:-1] == printed.splitlines()[:-1]     # the last line is timing
     assert json.loads((out / 'metrics.json').read_text()) == m
 
     # The same folder with another setting is refused, naming what differs.
     with pytest.raises(SystemExit, match=r'config.json: this run folder was made with other settings \(adv, row\)'):
-        mer.main(_args(demo_root, tmp_path, '--out', str(out), '--select-on-test', '--no-adv'))
+        mer.main(_args(demo_root, cache, '--out', str(out), '--select-on-test', '--no-adv'))
 
 
-def test_table_runs_every_row_into_its_own_folder(demo_root, tmp_path, capsys):
+def test_table_runs_every_row_into_its_own_folder(demo_root, tmp_path, cache, capsys):
     out = tmp_path / 'table'
-    assert mer.main(_args(demo_root, tmp_path, '--out', str(out), '--table')) == 0
+    assert mer.main(_args(demo_root, cache, '--out', str(out), '--table', '--batch-size', '32')) == 0
     printed = capsys.readouterr().out
     for parts, adv, emr in mer.ROWS:
-        name = mer.row_name(parts, adv, emr)
+        name = mer.config.Config(parts=parts, adv=adv, emr=emr).row()
         assert f'| {name} |' in printed
         assert json.loads((out / mer.slug(name) / 'config.json').read_text())['row'] == name
     assert (out / 'table.md').is_file()
 
 
-def test_default_run_folder_is_per_row(demo_root, tmp_path, monkeypatch):
+def test_default_run_folder_is_per_row(demo_root, tmp_path, cache, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
-    assert mer.main(_args(demo_root, tmp_path, '--no-parts', '--no-emr', '--epochs', '1')) == 0
-    assert (tmp_path / 'runs' / 'megc' / 'global_adversarial' / 'metrics.json').is_file()
+    assert mer.main(_args(demo_root, cache, '--no-parts', '--no-emr', '--folds', '1/6')) == 0
+    out = tmp_path / 'runs' / 'megc' / 'global_adversarial'
+    assert json.loads((out / 'config.json').read_text())['row'] == 'Global + Adversarial'
+    assert len(list((out / 'folds').glob('*.csv'))) == 1 and 'shard 1/6 done' in capsys.readouterr().out
 
 
 def test_bad_data_is_one_clear_line(tmp_path):
@@ -70,3 +78,39 @@ def test_missing_imagenet_weights_stop_unless_allowed(demo_root, tmp_path):
     with pytest.raises(SystemExit, match=r'nope\.pth.*--random-init'):
         mer.main(['--data', str(demo_root / 'megc'), '--weights', str(tmp_path / 'nope.pth'), '-q',
                   '--cache', str(tmp_path / 'cache'), '--workers', '1', '--align-size', '96'])
+
+
+def test_offline_imagenet_download_is_one_line_within_seconds(demo_root, tmp_path, monkeypatch):
+    import time
+
+    import torch
+    monkeypatch.setattr(torch.hub, 'get_dir', lambda: str(tmp_path / 'hub'))      # an empty torchvision cache
+    t0 = time.time()
+    with pytest.raises(SystemExit) as e:
+        mer.main(['--data', str(demo_root / 'megc'), '-q', '--cache', str(tmp_path / 'cache'), '--workers', '1',
+                  '--align-size', '96', '--size', '64', '--epochs', '1'])
+    msg = str(e.value)
+    assert time.time() - t0 < 60
+    assert msg.startswith('mer.py: error: ResNet18 ImageNet weights are not in ') and '\n' not in msg
+    assert '--weights PATH' in msg and '--random-init' in msg
+
+
+def test_numeric_flags_are_checked_before_any_work(tmp_path, capsys):
+    for flag, value in (('--epochs', '0'), ('--epochs', '-1'), ('--batch-size', '0'), ('--size', '16'),
+                        ('--jobs', '-2'), ('--lr-heads', 'fast'), ('--grad-clip', '0')):
+        with pytest.raises(SystemExit):
+            mer.main(['--data', str(tmp_path / 'nowhere'), flag, value])
+        err = capsys.readouterr().err.strip().splitlines()[-1]
+        assert err.startswith('usage:') is False and flag in err, err
+    assert not any(tmp_path.iterdir())
+
+
+def test_the_demo_preset_and_the_backbone_rate_follow_the_initialisation():
+    _, cfg = mer.parse_args(['--demo'])
+    assert cfg.init == 'random' and cfg.backbone_lr() == cfg.lr_heads and cfg.size == 64
+    _, cfg = mer.parse_args(['--data', 'x'])
+    assert cfg == mer.config.PAPER and cfg.backbone_lr() == 1e-5
+    _, cfg = mer.parse_args(['--data', 'x', '--random-init', '--lr-heads', '0.01'])
+    assert cfg.backbone_lr() == 0.01
+    _, cfg = mer.parse_args(['--data', 'x', '--random-init', '--lr-backbone', '1e-4', '--no-emr', '--no-parts'])
+    assert (cfg.backbone_lr(), cfg.emr, cfg.parts, cfg.row()) == (1e-4, False, False, 'Global + Adversarial')

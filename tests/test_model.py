@@ -1,11 +1,9 @@
-import copy
 import math
 
 import pytest
 import torch
 import torch.nn.functional as F
 import torchvision
-from torch.func import functional_call, grad, stack_module_state, vmap
 
 import model
 
@@ -77,12 +75,6 @@ def test_grad_reverse_negates_and_scales_the_gradient():
     assert torch.equal(y, x)
     (y * w).sum().backward()
     torch.testing.assert_close(x.grad, -0.7 * w)
-
-
-def test_grad_reverse_under_vmap():
-    xs, ws = torch.randn(3, 5), torch.randn(3, 5)
-    g = vmap(grad(lambda x, w: (model.grad_reverse(x, 0.3) * w).sum()))(xs, ws)
-    torch.testing.assert_close(g, -0.3 * ws)
 
 
 def test_dann_coeff_schedule():
@@ -187,28 +179,3 @@ def test_reversal_makes_the_encoder_ascend_what_the_discriminator_descends():
         with torch.no_grad():
             for p, g in zip(params, grads):
                 p += 1e-3 * g
-
-
-def test_stacked_models_under_vmap_match_separate_models_in_train_mode():
-    torch.manual_seed(4)
-    nets = [model.PartNet(), model.PartNet()]
-    refs = [copy.deepcopy(n) for n in nets]
-    params, buffers = stack_module_state(nets)  # buffers stacked too: BatchNorm updates its own model's slice
-    base = copy.deepcopy(nets[0]).to('meta')
-    x, y, d = torch.randn(2, 3, 3, 48, 48), torch.randint(0, 3, (2, 3)), torch.randint(0, 2, (2, 3))
-
-    def loss(p, b, x, y, d):
-        out = functional_call(base, (p, b), (x,), {'grl_coeff': 0.5})
-        return model.losses(out, y, d)[0], out['joint']
-
-    total, joint = vmap(loss)(params, buffers, x, y, d)
-    total.sum().backward()
-    for i, ref in enumerate(refs):
-        out = ref(x[i], grl_coeff=0.5)
-        model.losses(out, y[i], d[i])[0].backward()
-        torch.testing.assert_close(joint[i], out['joint'], atol=1e-4, rtol=1e-4)
-        for k, v in ref.named_buffers():
-            torch.testing.assert_close(buffers[k][i], v, atol=1e-5, rtol=1e-5)
-        for k, p in ref.named_parameters():
-            torch.testing.assert_close(params[k].grad[i], p.grad, atol=1e-4, rtol=1e-3)
-    assert buffers['trunk.bn1.num_batches_tracked'].tolist() == [1, 1]

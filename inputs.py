@@ -1,0 +1,168 @@
+"""A sample's network input (paper §III.A, §III.C), the one per-sample pipeline, cached on disk:
+
+    frames --align.py--> aligned clip --evm.py (EMR)--> onset, apex --flow.py--> (3, size, size) u, v, strain
+
+EMR has two roles (§III.C): a micro-expression's apex is magnified by Eulerian Video Magnification of the clip from
+onset to apex; a macro-expression's apex is replaced by the frame halfway from onset to apex. Both live in
+`emr_frames` (which frames a sample needs) and `emr_apex` (the apex image the flow sees).
+
+Every run, figure, benchmark and prediction goes through `sample_input`; the LOSO run caches its results by a key
+over everything that changes an input (the sample, its frame files, the settings, the pipeline's constants and
+the source of the modules that compute it), so editing any of them never reuses a stale feature.
+"""
+import hashlib
+import json
+import logging
+import os
+import re
+import tempfile
+import time
+from multiprocessing import get_context
+from pathlib import Path
+
+import numpy as np
+
+from config import ROOT
+
+log = logging.getLogger(__name__)
+# The modules whose code computes an input: their source is part of the cache key.
+PIPELINE = ('inputs.py', 'align.py', 'evm.py', 'flow.py')
+
+
+def emr_frames(s, emr):
+    """(frame paths the sample needs, index of its apex among them): EMR's two roles (§III.C)."""
+    import evm
+    if emr and s.domain == 'micro':        # the magnifier needs the clip from onset up to apex
+        return s.frames[s.onset:s.apex + 1], s.apex - s.onset
+    apex = evm.middle_frame_index(s.onset, s.apex) if emr else s.apex    # macro "reduction": the middle frame
+    return (s.frames[s.onset], s.frames[apex]), 1
+
+
+def aligned_clip(s, cfg):
+    """(T, align_size, align_size, 3) uint8: the frames of emr_frames warped by one similarity (§III.A)."""
+    import align
+    paths, _ = emr_frames(s, cfg.emr)
+    return align.align_clip(align.read_frames(paths), cfg.align_size, name=str(paths[0]), no_face=cfg.no_face,
+                            landmarks_path=cfg.landmarks or None)
+
+
+def emr_apex(clip, s, cfg):
+    """The apex image the flow is computed to: the magnified apex of a micro sample under EMR, else the apex."""
+    import evm
+    _, apex = emr_frames(s, cfg.emr)
+    if cfg.emr and s.domain == 'micro':
+        return evm.magnified_apex(clip, 0, apex, s.fps, **cfg.evm())
+    return clip[apex]
+
+
+def onset_apex_flow(s, cfg, clip=None):
+    """(H, W, 2) float32 onset -> (EMR) apex flow of a sample on its aligned face."""
+    import cv2
+
+    import flow
+    clip = aligned_clip(s, cfg) if clip is None else clip
+    gray = [cv2.cvtColor(f, cv2.COLOR_BGR2GRAY) for f in (clip[0], emr_apex(clip, s, cfg))]
+    return flow.optical_flow(*gray, method=cfg.flow)
+
+
+def sample_input(s, cfg):
+    """(3, size, size) float32 network input of one sample: align -> (EMR) -> onset->apex flow -> u, v, strain."""
+    import flow
+    return flow.encode(onset_apex_flow(s, cfg), cfg.size)
+
+
+# ----------------------------------------------------------------------------------------------- the cache
+def _jsonable(x):
+    if isinstance(x, np.generic):
+        return x.item()
+    if isinstance(x, np.ndarray):
+        return x.tolist()
+    if isinstance(x, os.PathLike):
+        return os.fspath(x)
+    raise TypeError(f'cache_key: cannot put a {type(x).__name__} in a key; pass str, numbers, lists, dicts')
+
+
+def digest(**parts):
+    """sha1 hex digest of the sorted-key JSON of everything that changes a cached result."""
+    text = json.dumps(parts, sort_keys=True, default=_jsonable, separators=(',', ':'))
+    return hashlib.sha1(text.encode('utf-8')).hexdigest()
+
+
+def pipeline_constants():
+    """The pipeline's fixed constants: flow parameters, the input's normalisation, the alignment template."""
+    import align
+    import flow
+    return dict(tvl1=flow.TVL1_DEFAULTS, farneback=flow.FARNEBACK_DEFAULTS, encode=flow.ENCODE,
+                template=align.TEMPLATE)
+
+
+def pipeline_source():
+    """sha1 of the source of the modules that compute an input."""
+    return hashlib.sha1(b''.join((ROOT / f).read_bytes() for f in PIPELINE)).hexdigest()
+
+
+def input_settings(cfg):
+    """The settings of cfg that change a sample's input (EVM only where it is used)."""
+    keys = ('align_size', 'no_face', 'landmarks', 'emr', 'flow', 'size')
+    out = {k: getattr(cfg, k) for k in keys}
+    if cfg.emr:
+        out['evm'] = cfg.evm()
+    return out
+
+
+def cache_key(s, cfg, constants=None, source=None):
+    """Key of one sample's input: its identity, its frame files, the settings, the constants and the code."""
+    paths, _ = emr_frames(s, cfg.emr)
+    stats = [(str(q), os.stat(q).st_size, os.stat(q).st_mtime_ns) for q in paths]
+    return digest(sample=[s.dataset, s.subject, s.clip, s.fps, s.domain, s.onset, s.apex], frames=stats,
+                  settings=input_settings(cfg), constants=constants or pipeline_constants(),
+                  source=source or pipeline_source())
+
+
+def cached(cache_dir, key, compute):
+    """Array stored at cache_dir/key[:2]/key.npy, computed by compute() and written atomically when absent.
+
+    A file that cannot be read (cut short, emptied) is computed again, with a warning naming it."""
+    if not re.fullmatch(r'[0-9A-Za-z_-]{3,}', key):
+        raise ValueError(f'cache key must be 3+ letters, digits, _ or - (use digest), got {key!r}')
+    path = Path(cache_dir) / key[:2] / f'{key}.npy'
+    if path.is_file():
+        try:
+            return np.load(path, allow_pickle=False)
+        except (ValueError, OSError, EOFError) as e:
+            log.warning('%s: unreadable cache file (%s); computing it again', path, e)
+    arr = np.asarray(compute())
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # A temp file beside the target plus os.replace: readers (other shards) see the whole file or none.
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f'.{key}.', suffix='.tmp')
+    try:
+        with os.fdopen(fd, 'wb') as fh:
+            np.save(fh, arr, allow_pickle=False)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return arr
+
+
+def _cached_input(job):
+    import cv2
+    cv2.setNumThreads(1)      # one process per core: no nested thread pools
+    s, cfg, cache, constants, source = job
+    return cached(cache, cache_key(s, cfg, constants, source), lambda: sample_input(s, cfg))
+
+
+def features(samples, cfg, cache, workers=1, quiet=False):
+    """(N, 3, size, size) float32 inputs, computed once per sample and settings, in parallel, then cached."""
+    from tqdm import tqdm
+    jobs = [(s, cfg, cache, pipeline_constants(), pipeline_source()) for s in samples]
+    t0 = time.time()
+    desc = 'align+EMR+flow' if cfg.emr else 'align+flow'
+    if workers > 1 and len(jobs) > 1:
+        with get_context('spawn').Pool(workers) as pool:
+            out = list(tqdm(pool.imap(_cached_input, jobs, chunksize=2), total=len(jobs), unit='clip', desc=desc,
+                            disable=quiet))
+    else:
+        out = [_cached_input(j) for j in tqdm(jobs, unit='clip', desc=desc, disable=quiet)]
+    log.info('features (EMR %s): %d samples in %.1f s', 'on' if cfg.emr else 'off', len(out), time.time() - t0)
+    return np.stack(out)
