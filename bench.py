@@ -11,7 +11,7 @@
     matmul peak; one process of all threads against one process per core;
 (c) wall time and peak memory of `mer.py --demo` with a fresh feature cache and run folder;
 (--protocol) the folds replayed per wave as CUDA graphs (1 to 17 streams) against the eager step, the protocol
-    timed over 10 epochs and extrapolated to 100 (capture once, steps x 10), GPU and host memory, and the ceiling
+    timed over 10 epochs and extrapolated to 100 (set-up once, steps x 10), GPU and host memory, and the ceiling
     of one PartNet at batch 544, eager and torch.compiled. It imports neither cv2, dlib nor openpyxl.
 Every figure is a median or a steady rate after warm-up (these machines are noisy); ratios come from the same run.
 """
@@ -290,7 +290,7 @@ class _WaveClock:
             self.train += time.perf_counter() - self.t0
 
 
-def protocol(device, streams, epochs=10, size=224, compile=False):
+def protocol(device, streams, epochs=10, size=224):
     """The paper's LOSO (68 folds, 224 px, batch 32, `epochs` epochs) on random inputs of the composite's size.
 
     Returns (wall s, of which training steps s, samples trained, GPU peak bytes); train.train_folds is the very
@@ -300,8 +300,7 @@ def protocol(device, streams, epochs=10, size=224, compile=False):
     import loso
     import train
     x, meta = synthetic_set(442, 68, 327, size)
-    cfg = dataclasses.replace(config.PAPER, size=size, epochs=epochs, init='random', device=str(device), quiet=True,
-                              compile=compile)
+    cfg = dataclasses.replace(config.PAPER, size=size, epochs=epochs, init='random', device=str(device), quiet=True)
     specs = loso.plan_folds(meta)
     data = (torch.as_tensor(x, device=device), torch.as_tensor([m.label for m in meta], device=device),
             torch.as_tensor([int(m.domain == 'macro') for m in meta], device=device))
@@ -318,8 +317,10 @@ def protocol(device, streams, epochs=10, size=224, compile=False):
     return wall, clock.train, len(specs) * steps * cfg.batch_size, mem
 
 
-def gpu_protocol(epochs):
-    """`bench.py --protocol`: folds per wave measured, the protocol timed, and the ceilings, in one run."""
+def gpu_protocol(epochs, sweep=True):
+    """`bench.py --protocol`: folds per wave measured, the protocol timed, and the ceilings, in one run.
+
+    sweep=False times the protocol alone with the defaults (train.CUDA_STREAMS folds per wave)."""
     import torch
     device = torch.device('cuda' if torch.cuda.is_available() else 'cpu')
     if device.type != 'cuda':
@@ -334,34 +335,32 @@ def gpu_protocol(epochs):
           '|---|---|---|---|', flush=True)
     cfg = dataclasses.replace(config.PAPER, init='random')
     rates = {}
-    for name, folds, graphs, comp in (('eager step, 1 fold', 1, False, False), ('CUDA graph, 1 fold', 1, True, False),
-                                      ('CUDA graphs, 4 folds on 4 streams', 4, True, False),
-                                      ('CUDA graphs, 8 folds on 8 streams', 8, True, False),
-                                      ('CUDA graphs, 17 folds on 17 streams', 17, True, False),
-                                      ('torch.compile + CUDA graph, 1 fold', 1, True, True),
-                                      ('torch.compile + CUDA graphs, 8 folds on 8 streams', 8, True, True),
-                                      ('torch.compile + CUDA graphs, 17 folds on 17 streams', 17, True, True)):
+    import train
+    for name, folds, graphs in () if not sweep else (('eager step, 1 fold', 1, False), ('CUDA graph, 1 fold', 1, True),
+                                                     ('CUDA graphs, 4 folds on 4 streams', 4, True),
+                                                     ('CUDA graphs, 8 folds on 8 streams', 8, True),
+                                                     ('CUDA graphs, 17 folds on 17 streams', 17, True)):
         t0 = time.perf_counter()
         try:
-            r = train_rate(dataclasses.replace(cfg, compile=comp), device, folds, steps=60, graphs=graphs)
-        except Exception as e:      # a compiler missing on the machine must not lose the other figures
+            r = train_rate(cfg, device, folds, steps=60, graphs=graphs)
+        except Exception as e:      # one failing configuration must not lose the other figures
             print(f'| {name} | failed: {type(e).__name__}: {str(e)[:200]} | |', flush=True)
             continue
         if graphs:
-            rates[(folds, comp)] = r
+            rates[folds] = r
         print(f'| {name} | {r:,.0f} | {r * flop / peak:.1%} | {time.perf_counter() - t0:.0f} s |', flush=True)
-    best, comp = max(rates, key=rates.get)
-    wall, steps_s, samples, mem = protocol(device, best, epochs, compile=comp)
+    best = max(rates, key=rates.get) if sweep else train.CUDA_STREAMS
+    wall, steps_s, samples, mem = protocol(device, best, epochs)
     setup = wall - steps_s
     full = setup + steps_s * 100 / epochs
     rate = samples / steps_s
-    print(f'\nprotocol, 68 folds x {epochs} epochs, {best} folds per wave{", torch.compile" * comp}: {wall:.1f} s '
+    print(f'\nprotocol, 68 folds x {epochs} epochs, {best} folds per wave: {wall:.1f} s '
           f'wall, of which set-up, capture and evaluation {setup:.1f} s and training steps {steps_s:.1f} s = '
           f'{rate:,.0f} samples/s ({rate * flop / peak:.1%} MFU); GPU memory peak {mem / 2**30:.1f} GiB, host peak '
           f'RSS {peak_rss() / 2**30:.1f} GiB', flush=True)
     print(f'full protocol (100 epochs), extrapolated: {setup:.0f} s + 10 x {steps_s:.0f} s = {full:.0f} s '
           f'({full / 60:.1f} min), {samples * 100 / epochs / full:,.0f} samples/s overall', flush=True)
-    for compiled in (False, True):
+    for compiled in (False, True) if sweep else ():
         try:
             c = ceiling(device, compiled=compiled)
         except Exception as e:      # a compiler missing on the machine must not lose the figures above
@@ -376,11 +375,12 @@ def main():
     p.add_argument('--no-demo', action='store_true', help='skip the full demo LOSO')
     p.add_argument('--protocol', action='store_true', help='on a GPU: the full 68-fold protocol and its ceilings')
     p.add_argument('--epochs', type=int, default=10, help='epochs timed by --protocol (extrapolated to 100)')
+    p.add_argument('--no-sweep', action='store_true', help='--protocol: the protocol with the defaults only')
     p.add_argument('--repeats', type=int, default=5)
     p.add_argument('--child', nargs='+', help=argparse.SUPPRESS)
     a = p.parse_args()
     if a.protocol:
-        return gpu_protocol(a.epochs)
+        return gpu_protocol(a.epochs, not a.no_sweep)
     if a.child:
         if a.child[0] == 'evm':
             return evm_memory_child()

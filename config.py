@@ -61,7 +61,6 @@ class Config:
     device: str = _volatile('auto')
     jobs: int = _volatile(0)        # CPU: training processes (0 = one per core)
     streams: int = _volatile(0)     # CUDA: folds replayed at once on their own streams (0 = measured default)
-    compile: bool = _volatile(True)  # CUDA: torch.compile the forward and backward (fused kernels; rounding differs)
     workers: int = _volatile(0)     # preprocessing processes (0 = one per core)
     quiet: bool = _volatile(False)
 

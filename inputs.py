@@ -148,21 +148,37 @@ def cached(cache_dir, key, compute):
 def _cached_input(job):
     import cv2
     cv2.setNumThreads(1)      # one process per core: no nested thread pools
-    s, cfg, cache, constants, source = job
-    return cached(cache, cache_key(s, cfg, constants, source), lambda: sample_input(s, cfg))
+    s, cfg, cache, key = job
+    return cached(cache, key, lambda: sample_input(s, cfg))
+
+
+def _load(cache, key):
+    """The cached array of `key`, or None when absent or unreadable (then it is computed again)."""
+    path = Path(cache) / key[:2] / f'{key}.npy'
+    try:
+        return np.load(path, allow_pickle=False) if path.is_file() else None
+    except (ValueError, OSError, EOFError):
+        return None
 
 
 def features(samples, cfg, cache, workers=1, quiet=False):
     """(N, 3, size, size) float32 inputs, computed once per sample and settings, in parallel, then cached."""
     from tqdm import tqdm
-    jobs = [(s, cfg, cache, pipeline_constants(), pipeline_source()) for s in samples]
+    constants, source = pipeline_constants(), pipeline_source()
+    keys = [cache_key(s, cfg, constants, source) for s in samples]
+    out = [_load(cache, k) for k in keys]
+    todo = [i for i, a in enumerate(out) if a is None]
+    jobs = [(samples[i], cfg, cache, keys[i]) for i in todo]
     t0 = time.time()
     desc = 'align+EMR+flow' if cfg.emr else 'align+flow'
-    if workers > 1 and len(jobs) > 1:
-        with get_context('spawn').Pool(workers) as pool:
-            out = list(tqdm(pool.imap(_cached_input, jobs, chunksize=2), total=len(jobs), unit='clip', desc=desc,
-                            disable=quiet))
+    if workers > 1 and len(jobs) > 1:       # processes only for what the cache does not hold
+        with get_context('spawn').Pool(min(workers, len(jobs))) as pool:
+            done = list(tqdm(pool.imap(_cached_input, jobs, chunksize=2), total=len(jobs), unit='clip', desc=desc,
+                             disable=quiet))
     else:
-        out = [_cached_input(j) for j in tqdm(jobs, unit='clip', desc=desc, disable=quiet)]
-    log.info('features (EMR %s): %d samples in %.1f s', 'on' if cfg.emr else 'off', len(out), time.time() - t0)
+        done = [_cached_input(j) for j in tqdm(jobs, unit='clip', desc=desc, disable=quiet or not jobs)]
+    for i, a in zip(todo, done):
+        out[i] = a
+    log.info('features (EMR %s): %d samples, %d computed, in %.1f s', 'on' if cfg.emr else 'off', len(out),
+             len(todo), time.time() - t0)
     return np.stack(out)

@@ -174,10 +174,11 @@ def run(x, meta, cfg, out, weights=None, shard=(1, 1)):
         torch.backends.cudnn.benchmark = True     # every fold has the same shapes: choose the kernels once
     jobs = 1 if cuda else max(1, min(cfg.jobs or os.cpu_count(), len(todo)))
     streams = cfg.streams or train.CUDA_STREAMS
-    log.info('LOSO: %d folds (%d to train here), %d micro + %d macro samples; %s; backbone lr %g, heads lr %g',
+    log.info('LOSO: %d folds (%d to train here), %d micro + %d macro samples; %s, %s; backbone lr %g, heads lr %g',
              len(keys), len(todo), n_micro, pool - n_micro,
              f'{device}, {streams} folds at a time as CUDA graphs on their own streams' if cuda else
-             f'{device}, {jobs} training process{"es" * (jobs > 1)}', cfg.backbone_lr(), cfg.lr_heads)
+             f'{device}, {jobs} training process{"es" * (jobs > 1)}', 'bf16' if train.bf16(cfg, device) else 'fp32',
+             cfg.backbone_lr(), cfg.lr_heads)
     steps = train.steps_per_epoch(pool, cfg.batch_size) * cfg.epochs
     by_key = {k: te for k, _, te in specs}
 

@@ -99,7 +99,6 @@ def parser():
     r.add_argument('--jobs', type=NONNEG_INT, help='CPU: training processes (default one per core)')
     r.add_argument('--streams', type=NONNEG_INT, help='CUDA: folds trained at once, as CUDA graphs on their own '
                    'streams (default 17, measured on an H100)')
-    r.add_argument('--no-compile', action='store_true', help='CUDA: run the step without torch.compile')
     r.add_argument('--workers', type=NONNEG_INT, help='processes for preprocessing (default one per core)')
     r.add_argument('--out', help='run folder (default runs/<data>/<row>, e.g. runs/demo/part_adversarial_emr)')
     r.add_argument('--cache', default='.cache/features', help='feature cache folder (default %(default)s)')
@@ -130,7 +129,7 @@ def parse_args(argv=None):
         p.error('--weights and --random-init contradict each other: give one')
     given = {k: getattr(a, k) for k in FIELDS if getattr(a, k) is not None}
     flags = dict(emr=not a.no_emr, adv=not a.no_adv, parts=not a.no_parts, augment=not a.no_augment,
-                 select_on_test=a.select_on_test, compile=not a.no_compile, quiet=a.quiet)
+                 select_on_test=a.select_on_test, quiet=a.quiet)
     if a.random_init:
         flags['init'] = 'random'
     elif a.weights:

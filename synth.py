@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 
 NEG, POS, SUR = 0, 1, 2
 FRAME_H, FRAME_W = 240, 320
-# Template eye distance on a 224 px aligned face: displacements are given in those pixels, as the issue states them.
+# Template eye distance on a 224 px aligned face: the demo's displacements are given in those pixels.
 EYE_DIST_224 = float(np.linalg.norm(align.TEMPLATE[1] - align.TEMPLATE[0])) * 224
 
 # Where each class moves the face: (landmark indices, displacement direction (dx, dy)) per action unit.

@@ -7,11 +7,9 @@ tensors indexed by a step counter that the step itself advances. So the step nev
 never changes shape, and:
   - on CPU it runs eagerly, one fold after another in each of `jobs` processes;
   - on CUDA it is captured once per fold as a CUDA graph and replayed (a 32-sample ResNet18 step is launch-bound:
-    replay removes the launches), with the graphs of several folds replayed on their own CUDA streams at once,
-    and the forward and backward passes compiled once by torch.compile for all folds (fused kernels).
+    replay removes the launches), with the graphs of several folds replayed on their own CUDA streams at once.
 A fold's result therefore depends on its seed and settings alone, not on which folds train beside it.
 """
-import functools
 import math
 from dataclasses import dataclass
 
@@ -143,13 +141,6 @@ def forward_losses(net, xb, yb, db, coeff, lambda_adv):
     return out['joint'], total, parts
 
 
-@functools.lru_cache(maxsize=1)
-def compiled_forward_losses():
-    """forward_losses compiled once by torch.compile; every fold's net is an argument, so one compilation serves
-    all folds (fusing BatchNorm, ReLU and the heads' small kernels; a captured graph replays them)."""
-    return torch.compile(forward_losses, fullgraph=True, dynamic=False)
-
-
 def train_step(f, data, cfg):
     """One optimisation step of fold f on its scheduled batch: L = Lt + Lb + Lc - lambda Ladv (§III.B).
 
@@ -168,10 +159,9 @@ def train_step(f, data, cfg):
     coeff = model.dann_coeff(t.float() / f.batches.shape[0], cfg.dann_gamma)
     f.lr[1].copy_(cfg.lr_heads * torch.pow(0.5, torch.div(epoch, cfg.lr_step, rounding_mode='floor').float()))
     f.opt.zero_grad(set_to_none=True)
-    fwd = compiled_forward_losses() if cfg.compile and x.device.type == 'cuda' else forward_losses
     with autocast(cfg, x.device):
-        joint, total, parts = fwd(f.net, xb, yb, dom.index_select(0, idx) if cfg.adv else None, coeff,
-                                  cfg.lambda_adv)
+        joint, total, parts = forward_losses(f.net, xb, yb, dom.index_select(0, idx) if cfg.adv else None, coeff,
+                                             cfg.lambda_adv)
     total.backward()
     torch.nn.utils.clip_grad_norm_(f.net.parameters(), cfg.grad_clip, foreach=True)
     f.opt.step()

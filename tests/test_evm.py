@@ -10,7 +10,7 @@ import evm
 
 
 def formula_gains(h, w, n, alpha=10, lambda_c=16):
-    # The statement, written out independently of evm.level_gains.
+    # MIT's attenuation rule (Wu et al. 2012: (1 + alpha) delta < lambda / 8), written independently of evm.
     delta = lambda_c / 8 / (1 + alpha)
     out = []
     for l in range(n):  # l = 0 finest ... n-1 residual

@@ -114,3 +114,16 @@ def test_the_demo_preset_and_the_backbone_rate_follow_the_initialisation():
     assert cfg.backbone_lr() == 0.01
     _, cfg = mer.parse_args(['--data', 'x', '--random-init', '--lr-backbone', '1e-4', '--no-emr', '--no-parts'])
     assert (cfg.backbone_lr(), cfg.emr, cfg.parts, cfg.row()) == (1e-4, False, False, 'Global + Adversarial')
+
+
+def test_table_shards_every_row(demo_root, tmp_path, monkeypatch, capsys):
+    seen = []
+
+    def shard_of_row(a, cfg, micro, macro, weights, out, feats):
+        seen.append((cfg.row(), a.shard))
+        return None                                  # this shard's folds are done, others are missing
+    monkeypatch.setattr(mer, 'run_row', shard_of_row)
+    assert mer.main(['--data', str(demo_root / 'megc'), '--ckplus', str(demo_root / 'ck'), '--random-init', '-q',
+                     '--table', '--folds', '2/3', '--out', str(tmp_path)]) == 0
+    assert [r for r, _ in seen] == [mer.config.Config(parts=p, adv=a, emr=e).row() for p, a, e in mer.ROWS]
+    assert {s for _, s in seen} == {(2, 3)} and 'shard 2/3 done' in capsys.readouterr().out

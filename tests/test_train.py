@@ -204,18 +204,6 @@ def test_cuda_graph_replay_trains_like_eager(precision):
 
 
 @needs_cuda
-def test_cuda_compiled_graph_trains_like_eager():
-    specs, data, pool, cfg = _cuda_setup(precision='fp32')
-    dev = torch.device('cuda')
-    eager = list(train.train_folds(specs[:1], data, pool, cfg, dev, graphs=False))[0]
-    comp = list(train.train_folds(specs[:1], data, pool, dataclasses.replace(cfg, compile=True), dev))[0]
-    # Fused kernels round differently: the losses agree to a few parts in a thousand over three epochs.
-    for a, b in zip(eager[3], comp[3]):
-        for k in train.LOSSES:
-            assert a[k] == pytest.approx(b[k], rel=2e-2, abs=1e-3), (k, a, b)
-
-
-@needs_cuda
 def test_cuda_folds_on_streams_match_folds_alone():
     torch.backends.cudnn.deterministic = True
     specs, data, pool, cfg = _cuda_setup()
