@@ -28,6 +28,10 @@ class FaceNotFound(ValueError):
     """No face (or no usable landmarks) in an image; the message names the file."""
 
 
+class FrameError(ValueError):
+    """A frame file that is cut short, or a clip whose frames differ in size; the message names the file."""
+
+
 def landmark_model_path(path=None):
     """Path of dlib's 68-point shape predictor: `path`, else the copy inside face-recognition-models."""
     if path is not None:
@@ -118,6 +122,11 @@ def align_clip(frames_bgr, size=224, ref=0, upsample=1, name='clip', no_face='er
     frames = list(frames_bgr)
     if not frames:
         raise ValueError(f'{name}: empty clip, nothing to align')
+    sizes = {f.shape[:2] for f in frames}
+    if len(sizes) > 1:
+        listed = ', '.join(f'{w}x{h}' for h, w in sorted(sizes))
+        raise FrameError(f'{name}: the clip\'s frames differ in size ({listed}); one transform per clip needs '
+                         'frames of one size: check the clip\'s folder')
     m = face_transform(frames[ref], size, upsample, name, no_face, landmarks_path)
     # Bilinear warp with replicated borders: a black border would be a strong, fake edge in the flow.
     out = np.empty((len(frames), size, size, 3), np.uint8)
@@ -127,13 +136,33 @@ def align_clip(frames_bgr, size=224, ref=0, upsample=1, name='clip', no_face='er
     return out
 
 
+def truncated(path, data):
+    """Why an image file's bytes end early (JPEG without its end marker, PNG without IEND, BMP shorter than its
+    header says), or '' when they look whole. OpenCV decodes such files silently, the missing rows grey."""
+    if data[:2] == b'\xff\xd8' and b'\xff\xd9' not in data[-64:]:
+        return 'the JPEG data ends without its end-of-image marker'
+    if data[:8] == b'\x89PNG\r\n\x1a\n' and b'IEND' not in data[-16:]:
+        return 'the PNG data ends without its IEND chunk'
+    if data[:2] == b'BM' and len(data) >= 6 and len(data) < int.from_bytes(data[2:6], 'little'):
+        return f'the BMP file has {len(data)} of the {int.from_bytes(data[2:6], "little")} bytes its header gives'
+    return ''
+
+
 def read_frames(paths):
-    """List of BGR uint8 frames read from `paths`; an unreadable file is an error naming it."""
+    """List of BGR uint8 frames read from `paths`; an unreadable or cut-short file is an error naming it."""
     frames = []
     for p in paths:
-        img = cv2.imread(str(p), cv2.IMREAD_COLOR)
+        try:
+            data = Path(p).read_bytes()
+        except OSError:
+            data = b''
+        why = truncated(p, data) if data else ''
+        if why:
+            raise FrameError(f'{p}: {why} (a truncated file; decoders fill the missing rows with grey or fail); '
+                             'copy the frame again from the release')
+        img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR) if data else None
         if img is None:
             raise FileNotFoundError(f'{p}: cannot read this frame (missing, empty or not an image); '
-                                    'check the file or remove the sample from the list')
+                                    'copy the frame again from the release')
         frames.append(img)
     return frames

@@ -4,8 +4,8 @@
 line builds one `Config` and passes it down; `config.json` in a run folder is `asdict` of it plus the code version.
 Fields marked `volatile` change how a run is carried out, never its result: a resume or a merge may change them.
 
-Shared constants (class names, Table I's dataset order) and the one atomic-write helper live here too, so no two
-stages import each other for them.
+Shared constants (class names, Table I's dataset order), the one atomic-write helper and the set-up of worker
+processes live here too, so no two stages import each other for them.
 """
 import dataclasses
 import hashlib
@@ -121,3 +121,15 @@ def atomic_write(path, data):
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def worker_setup():
+    """In a worker process: Ctrl-C is left to the parent (which reports it in one line), and the worker ends when
+    its parent dies, even by SIGKILL (Linux's PR_SET_PDEATHSIG; elsewhere only the first holds)."""
+    import ctypes
+    import signal
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        ctypes.CDLL(None).prctl(1, signal.SIGTERM)      # 1 = PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass

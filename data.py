@@ -112,8 +112,10 @@ def find(root, piece, depth=SEARCH_DEPTH):
             hits = [p for p in level if fnmatch.fnmatch(p.name.lower(), pattern) and fits(p)]
             if hits:
                 return min(hits, key=lambda p: 'raw' not in str(p.relative_to(root)).lower())
-    raise DatasetError(f'{what} not found: no {name} (or {", ".join(patterns)}) within {depth} levels under '
-                       f'{root}; unpack the release there or pass the folder that holds it')
+    others = [p for p in patterns if p != name.lower()]
+    also = f' (or {", ".join(others)})' if others else ''
+    raise DatasetError(f'{what} not found: no {name}{also} within {depth} levels under {root}; unpack the release '
+                       'there or pass the folder that holds it')
 
 
 def sheet_index(path, sheet, required=('subject', 'filename')):
@@ -211,8 +213,15 @@ def _warn_nearest(quirks):
 
 
 def _read_csv(path):
-    with open(path, newline='', encoding='utf-8-sig') as f:
-        return list(csv.reader(f))
+    """The csv's rows; blank lines at the end (left by hand editing) are dropped, blank rows inside are kept."""
+    try:
+        with open(path, newline='', encoding='utf-8-sig') as f:
+            rows = list(csv.reader(f))
+    except UnicodeDecodeError:
+        raise DatasetError(f'{path}: not a text csv file; replace it with the official list') from None
+    while rows and not any(f.strip() for f in rows[-1]):
+        rows.pop()
+    return rows
 
 
 def _clip(dataset, subject, clip, pieces, sheets):
@@ -315,7 +324,10 @@ def load_ckplus(root, *, skip_bad=False):
     for path in files:
         subject, seq = path.parent.parent.name, path.parent.name
         try:
-            text = path.read_text().strip()
+            try:
+                text = path.read_text().strip()
+            except UnicodeDecodeError:
+                raise DatasetError('not a text file; CK+ emotion files hold one number such as 3.0000000e+00') from None
             try:
                 code = float(text)
             except ValueError:

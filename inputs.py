@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from config import ROOT
+from config import ROOT, worker_setup
 
 log = logging.getLogger(__name__)
 # The modules whose code computes an input: their source is part of the cache key.
@@ -146,10 +146,16 @@ def cached(cache_dir, key, compute):
 
 
 def _cached_input(job):
+    """A sample's cached input, or the one-line problem (unreadable or cut-short frame, no face) as a string."""
     import cv2
+
+    import align
     cv2.setNumThreads(1)      # one process per core: no nested thread pools
     s, cfg, cache, key = job
-    return cached(cache, key, lambda: sample_input(s, cfg))
+    try:
+        return cached(cache, key, lambda: sample_input(s, cfg))
+    except (align.FaceNotFound, align.FrameError, FileNotFoundError) as e:
+        return f'{s.dataset} {s.subject} {s.clip}: {e}'
 
 
 def _load(cache, key):
@@ -161,9 +167,13 @@ def _load(cache, key):
         return None
 
 
-def features(samples, cfg, cache, workers=1, quiet=False):
-    """(N, 3, size, size) float32 inputs, computed once per sample and settings, in parallel, then cached."""
+def features(samples, cfg, cache, workers=1, quiet=False, skip_bad=False):
+    """(inputs (N, 3, size, size) float32, the N samples they belong to): computed once per sample and settings,
+    in parallel, then cached. Samples whose frames or face cannot be used are listed together in one DatasetError,
+    or with skip_bad left out and listed in a warning."""
     from tqdm import tqdm
+
+    from data import DatasetError
     constants, source = pipeline_constants(), pipeline_source()
     keys = [cache_key(s, cfg, constants, source) for s in samples]
     out = [_load(cache, k) for k in keys]
@@ -172,13 +182,22 @@ def features(samples, cfg, cache, workers=1, quiet=False):
     t0 = time.time()
     desc = 'align+EMR+flow' if cfg.emr else 'align+flow'
     if workers > 1 and len(jobs) > 1:       # processes only for what the cache does not hold
-        with get_context('spawn').Pool(min(workers, len(jobs))) as pool:
+        with get_context('spawn').Pool(min(workers, len(jobs)), worker_setup) as pool:
             done = list(tqdm(pool.imap(_cached_input, jobs, chunksize=2), total=len(jobs), unit='clip', desc=desc,
                              disable=quiet))
     else:
         done = [_cached_input(j) for j in tqdm(jobs, unit='clip', desc=desc, disable=quiet or not jobs)]
     for i, a in zip(todo, done):
         out[i] = a
-    log.info('features (EMR %s): %d samples, %d computed, in %.1f s', 'on' if cfg.emr else 'off', len(out),
+    problems = [a for a in out if isinstance(a, str)]
+    if problems:
+        head = f'{len(problems)} sample{"s" * (len(problems) > 1)} whose frames or face cannot be used'
+        lines = ''.join(f'\n  {p}' for p in problems)
+        if not skip_bad:
+            raise DatasetError(f'{head} (replace the files named, or pass --skip-bad to leave these samples '
+                               f'out):{lines}')
+        log.warning('%s, left out (--skip-bad):%s', head, lines)
+    kept = [i for i, a in enumerate(out) if not isinstance(a, str)]
+    log.info('features (EMR %s): %d samples, %d computed, in %.1f s', 'on' if cfg.emr else 'off', len(kept),
              len(todo), time.time() - t0)
-    return np.stack(out)
+    return np.stack([out[i] for i in kept]), [samples[i] for i in kept]

@@ -17,7 +17,7 @@ import torch
 
 import report
 import train
-from config import atomic_write, code_version, result_settings
+from config import atomic_write, code_version, result_settings, worker_setup
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +56,24 @@ def write_fold(out, key, rows, epochs):
     atomic_write(out / 'folds' / f'{key}.log', report.train_log_csv([(key, epochs)]))
     lines = ['dataset,subject,clip,label,pred,pred_selected'] + [','.join(map(str, r)) for r in rows]
     atomic_write(out / 'folds' / f'{key}.csv', '\n'.join(lines) + '\n')
+
+
+def check_fold_file(path, expected):
+    """'' when a fold file holds exactly the fold's test clips `expected` {(dataset, subject, clip): label} with
+    predictions 0-2, else what is wrong with it."""
+    try:
+        with open(path, newline='') as fh:
+            rows = list(csv.DictReader(fh))
+        got = {}
+        for r in rows:
+            got[r['dataset'], r['subject'], r['clip']] = (int(r['label']), int(r['pred']), int(r['pred_selected']))
+    except (OSError, ValueError, TypeError, KeyError, csv.Error) as e:
+        return f'unreadable ({type(e).__name__})'
+    if len(rows) != len(expected) or set(got) != set(expected):
+        return f'{len(rows)} rows for the fold\'s {len(expected)} test clips'
+    if any(got[k][0] != v or not {got[k][1], got[k][2]} <= {0, 1, 2} for k, v in expected.items()):
+        return 'labels or predictions that do not match the fold'
+    return ''
 
 
 def read_folds(out, keys):
@@ -106,6 +124,7 @@ def resolve_device(name):
 
 def _worker(specs, data, pool, cfg, device, weights, counter, queue):
     """A training process: trains its folds one by one on one thread, sending each result to the parent."""
+    worker_setup()
     torch.set_num_threads(1)
 
     class Count:
@@ -164,6 +183,13 @@ def run(x, meta, cfg, out, weights=None, shard=(1, 1)):
     device = resolve_device(cfg.device)
     specs = plan_folds(meta)
     keys = [k for k, _, _ in specs]
+    for key, _, test in specs:         # a damaged fold file is trained again, never merged short
+        path = out / 'folds' / f'{key}.csv'
+        why = path.is_file() and check_fold_file(path, {(meta[i].dataset, meta[i].subject, meta[i].clip):
+                                                          meta[i].label for i in test})
+        if why:
+            log.warning('%s: %s; removing it, the fold will be trained again', path, why)
+            path.unlink()
     todo = [s for s in shard_of(specs, shard) if not (out / 'folds' / f'{s[0]}.csv').is_file()]
     n_micro = sum(m.domain == 'micro' for m in meta)
     pool = len(meta)

@@ -57,7 +57,8 @@ def parser():
                      f'the demo preset: {", ".join(f"{k} {v}" for k, v in demo_changes().items())}')
     src.add_argument('--demo-root', default='demo_data', help='where the demo set is written (default %(default)s)')
     src.add_argument('--strict', action='store_true', help='an annotated frame missing on disk is an error')
-    src.add_argument('--skip-bad', action='store_true', help='skip (and list) bad annotation rows instead of failing')
+    src.add_argument('--skip-bad', action='store_true', help='skip (and list) bad annotation rows, and samples whose '
+                     'frames or face cannot be used, instead of failing')
     m = p.add_argument_group('method (paper defaults)')
     m.add_argument('--flow', choices=('tvl1', 'farneback'))
     m.add_argument('--no-emr', action='store_true', help='no magnification of micro apexes / reduction of macro')
@@ -96,10 +97,10 @@ def parser():
                    help='autocast dtype (auto: bf16 on CUDA and on CPUs with fast bf16, else fp32)')
     r = p.add_argument_group('running (never changes a result)')
     r.add_argument('--device', help='auto | cpu | cuda | cuda:N (default auto)')
-    r.add_argument('--jobs', type=NONNEG_INT, help='CPU: training processes (default one per core)')
-    r.add_argument('--streams', type=NONNEG_INT, help='CUDA: folds trained at once, as CUDA graphs on their own '
+    r.add_argument('--jobs', type=POS_INT, help='CPU: training processes (default one per core)')
+    r.add_argument('--streams', type=POS_INT, help='CUDA: folds trained at once, as CUDA graphs on their own '
                    'streams (default 17, measured on an H100)')
-    r.add_argument('--workers', type=NONNEG_INT, help='processes for preprocessing (default one per core)')
+    r.add_argument('--workers', type=POS_INT, help='processes for preprocessing (default one per core)')
     r.add_argument('--out', help='run folder (default runs/<data>/<row>, e.g. runs/demo/part_adversarial_emr)')
     r.add_argument('--cache', default='.cache/features', help='feature cache folder (default %(default)s)')
     r.add_argument('--folds', default='1/1', help='run shard i of n of the folds, e.g. 2/4; a later plain call merges')
@@ -166,12 +167,13 @@ def run_row(a, cfg, micro, macro, weights, out, feats):
     """Runs (or resumes, or merges) the LOSO of one row of Table I; returns its metrics or None."""
     import inputs
     import loso
-    samples = micro + macro
     if cfg.emr not in feats:
-        feats[cfg.emr] = inputs.features(samples, cfg, a.cache, cfg.workers or os.cpu_count(), cfg.quiet)
+        feats[cfg.emr] = inputs.features(micro + macro, cfg, a.cache, cfg.workers or os.cpu_count(), cfg.quiet,
+                                         a.skip_bad)
+    x, samples = feats[cfg.emr]
     out.mkdir(parents=True, exist_ok=True)
     loso.check_config(out, cfg, dict(data=a.data, index=a.index, row=cfg.row()))
-    return loso.run(feats[cfg.emr], samples, cfg, out, weights, a.shard)
+    return loso.run(x, samples, cfg, out, weights, a.shard)
 
 
 def main(argv=None):
@@ -182,9 +184,20 @@ def main(argv=None):
     import data
     try:
         return run(a, cfg)
-    except (data.DatasetError, align.FaceNotFound, FileNotFoundError) as e:
+    except (data.DatasetError, align.FaceNotFound, align.FrameError, FileNotFoundError, NotADirectoryError) as e:
         # Problems with the user's data or files: one line that names the file and what to do, no traceback.
         raise SystemExit(f'mer.py: error: {e}') from None
+
+
+def check_writable(folder, flag):
+    """Creates `folder` if needed and checks a file can be written there, before any long work."""
+    import tempfile
+    try:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        tempfile.TemporaryFile(dir=folder).close()
+    except OSError as e:
+        raise SystemExit(f'mer.py: error: {folder}: cannot write here ({e.strerror or e}); pass another {flag}') \
+            from None
 
 
 def run(a, cfg):
@@ -205,6 +218,8 @@ def run(a, cfg):
     rows = ROWS if a.table else [(cfg.parts, cfg.adv, cfg.emr)]
     # Each row gets its own folder, so runs with other flags never collide (a resume checks the settings).
     base = Path(a.out or f"runs/{'demo' if a.demo else Path(a.data or a.index).stem}")
+    check_writable(base, '--out')
+    check_writable(a.cache, '--cache')
     feats, results, unfinished = {}, [], []
     for parts, adv, emr in rows:
         row = dataclasses.replace(cfg, parts=parts, adv=adv and bool(macro), emr=emr)

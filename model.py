@@ -58,10 +58,9 @@ def imagenet_weights(path=None, download=False):
                                 'from scratch')
     try:
         state = torch.load(path, map_location='cpu', weights_only=True)
-    except Exception as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else ''
-        raise ValueError(f'cannot read ImageNet weights from {path} ({type(e).__name__}: {first[:120]}); '
-                         'is it a .pth state dict?') from None
+    except Exception as e:      # torch's own message is pages of advice about pickles: the type says enough
+        raise ValueError(f'cannot read ImageNet weights from {path} ({type(e).__name__}): pass torchvision\'s '
+                         'resnet18-f37072fd.pth, a plain state dict of tensors') from None
     if not isinstance(state, dict) or not all(torch.is_tensor(v) for v in state.values()):
         raise ValueError(f'{path} is not a ResNet18 state dict (expected a dict of tensors)')
     return state

@@ -95,3 +95,21 @@ def test_unreadable_frame_names_the_file(tmp_path):
 def test_missing_landmark_model_says_what_to_do(tmp_path):
     with pytest.raises(FileNotFoundError, match='landmark model missing'):
         align.landmark_model_path(tmp_path / 'none.dat')
+
+
+@pytest.mark.parametrize('ext,keep', [('.jpg', 0.6), ('.png', 0.7), ('.bmp', 0.8)])
+def test_a_truncated_frame_is_an_error_naming_the_file(photos, tmp_path, ext, keep):
+    whole = tmp_path / f'img1{ext}'
+    assert cv2.imwrite(str(whole), photos[0])
+    assert len(align.read_frames([whole])) == 1                          # the whole file reads
+    data = whole.read_bytes()
+    cut = tmp_path / f'img2{ext}'
+    cut.write_bytes(data[:int(len(data) * keep)])
+    with pytest.raises(align.FrameError, match=rf'img2\{ext}: .*truncated'):
+        align.read_frames([whole, cut])
+
+
+def test_a_clip_whose_frames_change_size_is_an_error(photos):
+    small = cv2.resize(photos[0], None, fx=0.5, fy=0.5)
+    with pytest.raises(align.FrameError, match=r'sub01/img1\.jpg: .*differ in size'):
+        align.align_clip([photos[0], small], 64, name='sub01/img1.jpg')

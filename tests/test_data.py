@@ -208,7 +208,7 @@ def test_missing_root_and_missing_frames_folder(tiny, tmp_path):
     shutil.rmtree(tiny / 'SMIC')
     with pytest.raises(DatasetError) as e:
         data.load_megc(tiny)
-    assert str(e.value).startswith('SMIC-HS frames not found: no HS (or hs) within 4 levels under ')
+    assert str(e.value).startswith('SMIC-HS frames not found: no HS within 4 levels under ')
 
 
 def test_unreadable_sheet(tiny):
@@ -355,8 +355,25 @@ def test_ckplus_problems(tmp_path):
         f'{root / "cohn-kanade-images" / "S005" / "003"} not found'])
     assert [s.clip for s in data.load_ckplus(root, skip_bad=True)] == ['S005_002']
     shutil.rmtree(root / 'Emotion')
-    with pytest.raises(DatasetError, match=r'^CK\+ emotion labels not found: no Emotion \(or emotion\) within 4'):
+    with pytest.raises(DatasetError, match=r'^CK\+ emotion labels not found: no Emotion within 4'):
         data.load_ckplus(root)
+
+
+def test_ckplus_emotion_file_with_binary_bytes_is_a_problem_row(tmp_path):
+    root = _ck(tmp_path / 'ck', [5, 7])
+    bad = root / 'Emotion' / 'S005' / '001' / 'S005_001_00000005_emotion.txt'
+    bad.write_bytes(b'\xff\xfe\x00\x81binary')
+    with pytest.raises(DatasetError, match=r'Emotion/S005/001/S005_001_00000005_emotion.txt: not a text file'):
+        data.load_ckplus(root)
+    assert [s.clip for s in data.load_ckplus(root, skip_bad=True)] == ['S005_002']
+
+
+def test_trailing_blank_lines_of_the_composite_are_ignored(tiny):
+    _add_rows(tiny, '', '  ', '')
+    assert len(data.load_megc(tiny)) == 6
+    (tiny / 'combined_3class_gt.csv').unlink()
+    with pytest.raises(DatasetError, match=r'no combined_3class_gt.csv within 4 levels'):
+        data.load_megc(tiny)
 
 
 # ---------------------------------------------------------------- load_index

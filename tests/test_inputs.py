@@ -122,3 +122,29 @@ def test_a_damaged_cache_file_is_computed_again_with_a_warning(tmp_path, caplog,
     np.testing.assert_array_equal(again, good)
     assert str(path) in caplog.text and 'computing it again' in caplog.text
     np.testing.assert_array_equal(np.load(path), good)                  # repaired on disk
+
+
+def test_unusable_samples_are_listed_together_or_left_out(demo_root, tmp_path):
+    import cv2
+
+    import data
+    samples = [s for s in data.load_megc(demo_root / 'megc') if s.dataset == 'casme2'][:3]
+    copies = []
+    for k, s in enumerate(samples):       # each sample's frames copied, so they can be damaged
+        folder = tmp_path / f'clip{k}'
+        folder.mkdir()
+        frames = tuple(str(shutil.copy(f, folder)) for f in s.frames)
+        copies.append(dataclasses.replace(s, frames=frames))
+    cut = copies[0].frames[copies[0].onset + 1]
+    with open(cut, 'r+b') as fh:
+        fh.truncate(len(open(cut, 'rb').read()) // 2)
+    blank = copies[1].frames[copies[1].onset]
+    cv2.imwrite(blank, np.full((240, 320, 3), 128, np.uint8))
+    cfg = dataclasses.replace(config.DEMO, align_size=96, size=40)
+    with pytest.raises(data.DatasetError) as e:
+        inputs.features(copies, cfg, tmp_path / 'cache', workers=1, quiet=True)
+    msg = str(e.value)
+    assert msg.startswith('2 samples whose frames or face cannot be used') and '--skip-bad' in msg
+    assert f'{cut}: the JPEG data ends' in msg and f'{blank}: no face found' in msg
+    x, kept = inputs.features(copies, cfg, tmp_path / 'cache', workers=1, quiet=True, skip_bad=True)
+    assert kept == copies[2:] and x.shape == (1, 3, 40, 40)

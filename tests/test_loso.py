@@ -118,3 +118,21 @@ def test_folds_trained_in_worker_processes_match_one_process(tmp_path):
         torch.set_num_threads(threads)
     two = loso.run(x, meta, dataclasses.replace(CFG, jobs=2), tmp_path / 'two')
     assert one == two and _folds(tmp_path / 'one') == _folds(tmp_path / 'two')
+
+
+def test_damaged_fold_files_are_trained_again_not_merged_short(full, tmp_path, caplog):
+    import shutil
+    (x, meta), res, out = full
+    copy = tmp_path / 'run'
+    shutil.copytree(out, copy)
+    (copy / 'metrics.json').unlink()
+    short, garbage = sorted((copy / 'folds').glob('*.csv'))[:2]
+    lines = short.read_text().splitlines()
+    short.write_text('\n'.join(lines[:2]) + '\n')                               # cut to its header and one row
+    lines = garbage.read_text().splitlines()
+    garbage.write_text('\n'.join(lines[:2] + ['samm,sub00,???'] + lines[2:]) + '\n')   # a garbage line
+    assert loso.run(x, meta, CFG, copy) == res
+    for victim in (short, garbage):
+        assert f'{victim}: ' in caplog.text
+    assert caplog.text.count('the fold will be trained again') == 2
+    assert _folds(copy) == _folds(out)

@@ -97,7 +97,8 @@ def test_offline_imagenet_download_is_one_line_within_seconds(demo_root, tmp_pat
 
 def test_numeric_flags_are_checked_before_any_work(tmp_path, capsys):
     for flag, value in (('--epochs', '0'), ('--epochs', '-1'), ('--batch-size', '0'), ('--size', '16'),
-                        ('--jobs', '-2'), ('--lr-heads', 'fast'), ('--grad-clip', '0')):
+                        ('--jobs', '-2'), ('--jobs', '0'), ('--workers', '0'), ('--lr-heads', 'fast'),
+                        ('--grad-clip', '0')):
         with pytest.raises(SystemExit):
             mer.main(['--data', str(tmp_path / 'nowhere'), flag, value])
         err = capsys.readouterr().err.strip().splitlines()[-1]
@@ -127,3 +128,35 @@ def test_table_shards_every_row(demo_root, tmp_path, monkeypatch, capsys):
                      '--table', '--folds', '2/3', '--out', str(tmp_path)]) == 0
     assert [r for r, _ in seen] == [mer.config.Config(parts=p, adv=a, emr=e).row() for p, a, e in mer.ROWS]
     assert {s for _, s in seen} == {(2, 3)} and 'shard 2/3 done' in capsys.readouterr().out
+
+
+def test_an_unwritable_run_folder_stops_before_any_work(demo_root, tmp_path):
+    blocker = tmp_path / 'file'
+    blocker.write_text('not a folder')
+    with pytest.raises(SystemExit) as e:
+        mer.main(_args(demo_root, tmp_path / 'cache', '--out', str(blocker / 'run')))
+    msg = str(e.value)
+    assert msg.startswith('mer.py: error: ') and str(blocker / 'run') in msg and '--out' in msg
+    assert not (tmp_path / 'cache').exists()                             # no feature was computed
+
+
+def test_figure_creates_its_folder(demo_root, tmp_path, cache):
+    fig = tmp_path / 'new' / 'deeper' / 'fig.png'
+    args = _args(demo_root, cache, '--out', str(tmp_path / 'run'), '--figure', str(fig), '--folds', '1/6')
+    assert mer.main(args) == 0
+    assert fig.is_file() and fig.stat().st_size > 1000
+
+
+def test_ctrl_c_is_one_line(demo_root, tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+    cmd = [sys.executable, str(mer.config.ROOT / 'mer.py'), *_args(demo_root, tmp_path / 'cache', '--epochs', '50',
+                                                                   '--out', str(tmp_path / 'run'))]
+    p = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True)
+    time.sleep(4.5)                     # in the feature stage or in training, with worker processes
+    p.send_signal(signal.SIGINT)
+    err = p.communicate(timeout=60)[1]
+    assert p.returncode == 1 and 'Traceback' not in err, err
+    assert err.strip().splitlines()[-1] == 'mer.py: interrupted; run the same command again to resume'

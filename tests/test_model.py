@@ -104,8 +104,14 @@ def test_weights_errors_name_the_path(tmp_path):
         model.imagenet_weights(missing)
     garbage = tmp_path / 'garbage.pth'
     garbage.write_bytes(b'not a checkpoint')
-    with pytest.raises(ValueError, match='garbage.pth'):
+    with pytest.raises(ValueError, match='garbage.pth') as e:
         model.imagenet_weights(garbage)
+    assert '\n' not in str(e.value) and 'weights_only' not in str(e.value) and len(str(e.value)) < 300
+    pickled = tmp_path / 'pickled.pth'
+    torch.save({'a': object()}, pickled)      # a pickle that weights_only refuses, with PyTorch's long advice
+    with pytest.raises(ValueError, match='pickled.pth') as e:
+        model.imagenet_weights(pickled)
+    assert '\n' not in str(e.value) and len(str(e.value)) < 300
     with pytest.raises(RuntimeError):  # strict loading: a trunk key missing is an error, not a silent skip
         model.PartNet(weights={'conv1.weight': torch.zeros(64, 3, 7, 7)})
 
