@@ -127,9 +127,13 @@ def worker_setup():
     """In a worker process: Ctrl-C is left to the parent (which reports it in one line), and the worker ends when
     its parent dies, even by SIGKILL (Linux's PR_SET_PDEATHSIG; elsewhere only the first holds)."""
     import ctypes
+    import multiprocessing
     import signal
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
         ctypes.CDLL(None).prctl(1, signal.SIGTERM)      # 1 = PR_SET_PDEATHSIG
     except (OSError, AttributeError):
         pass
+    parent = multiprocessing.parent_process()
+    if parent is not None and os.getppid() != parent.pid:
+        os._exit(1)                                     # the parent died before the line above took effect

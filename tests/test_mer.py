@@ -1,12 +1,13 @@
 """The command line end to end on the small demo set: every stage chained, the run folder, resume, clear errors."""
 import json
+from pathlib import Path
 
 import pytest
 
 import mer
 
-FAST = ['--random-init', '--epochs', '1', '--batch-size', '16', '--size', '40', '--align-size', '96',
-        '--workers', '2', '--jobs', '1', '-q']
+FAST = ['--random-init', '--epochs', '1', '--batch-size', '16', '--size', '36', '--align-size', '64',
+        '--workers', '1', '--jobs', '1', '-q']
 
 
 @pytest.fixture(scope='module')
@@ -49,13 +50,23 @@ def test_one_command_runs_every_stage_and_writes_the_run_folder(demo_root, tmp_p
 
 
 def test_table_runs_every_row_into_its_own_folder(demo_root, tmp_path, cache, capsys):
+    # Two subjects of the demo through --index (2 folds a row, so five rows stay quick), with CK+.
+    import data
+    micro = [s for s in data.load_megc(demo_root / 'megc') if s.dataset == 'samm'][:6]
+    index = tmp_path / 'list.csv'
+    index.write_text('dataset,subject,clip,frames_dir,onset,apex,label\n' + ''.join(
+        f'{s.dataset},{s.subject},{s.clip},{Path(s.frames[0]).parent},{data.frame_number(s.frames[s.onset])},'
+        f'{data.frame_number(s.frames[s.apex])},{s.label}\n' for s in micro))
     out = tmp_path / 'table'
-    assert mer.main(_args(demo_root, cache, '--out', str(out), '--table', '--batch-size', '32')) == 0
+    args = [a if a != str(demo_root / 'megc') else str(index) for a in _args(demo_root, cache)]
+    args[args.index('--data')] = '--index'
+    assert mer.main(args + ['--out', str(out), '--table', '--batch-size', '32']) == 0
     printed = capsys.readouterr().out
     for parts, adv, emr in mer.ROWS:
         name = mer.config.Config(parts=parts, adv=adv, emr=emr).row()
         assert f'| {name} |' in printed
         assert json.loads((out / mer.slug(name) / 'config.json').read_text())['row'] == name
+        assert len(list((out / mer.slug(name) / 'folds').glob('*.csv'))) == 2
     assert (out / 'table.md').is_file()
 
 
@@ -153,10 +164,61 @@ def test_ctrl_c_is_one_line(demo_root, tmp_path):
     import sys
     import time
     cmd = [sys.executable, str(mer.config.ROOT / 'mer.py'), *_args(demo_root, tmp_path / 'cache', '--epochs', '50',
-                                                                   '--out', str(tmp_path / 'run'))]
+                                                                   '--workers', '2', '--out', str(tmp_path / 'run'))]
     p = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True)
     time.sleep(4.5)                     # in the feature stage or in training, with worker processes
     p.send_signal(signal.SIGINT)
     err = p.communicate(timeout=60)[1]
     assert p.returncode == 1 and 'Traceback' not in err, err
     assert err.strip().splitlines()[-1] == 'mer.py: interrupted; run the same command again to resume'
+
+
+def _children(pid):
+    """PIDs of the processes whose parent is `pid` (Linux /proc)."""
+    import os
+    out = []
+    for d in os.listdir('/proc'):
+        try:
+            if d.isdigit() and int(open(f'/proc/{d}/stat').read().rsplit(')', 1)[1].split()[1]) == pid:
+                out.append(int(d))
+        except (OSError, IndexError, ValueError):
+            pass
+    return out
+
+
+def test_training_workers_die_with_a_killed_parent(demo_root, tmp_path, cache):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    if not os.path.isdir('/proc'):
+        pytest.skip('needs Linux /proc to find the worker processes')
+    args = [a for a in _args(demo_root, cache, '--epochs', '50', '--jobs', '2', '--out', str(tmp_path / 'run'))
+            if a != '-q']
+    p = subprocess.Popen([sys.executable, str(mer.config.ROOT / 'mer.py'), *args], stderr=subprocess.PIPE, text=True)
+    for line in p.stderr:              # the log's LOSO line comes after the feature stage, before training
+        if ' loso: LOSO: ' in line:
+            break
+    deadline = time.time() + 60
+    workers = []
+    while time.time() < deadline and len(workers) < 2:
+        time.sleep(0.5)
+        workers = [c for c in _children(p.pid) if b'spawn_main' in open(f'/proc/{c}/cmdline', 'rb').read()]
+    assert len(workers) == 2, 'the two training processes did not start'
+    time.sleep(4)                      # training, not starting up
+    p.send_signal(signal.SIGKILL)
+    p.wait()
+
+    def running(w):
+        try:
+            return open(f'/proc/{w}/stat').read().rsplit(')', 1)[1].split()[0] != 'Z'
+        except OSError:
+            return False
+    deadline = time.time() + 5
+    while time.time() < deadline and any(map(running, workers)):
+        time.sleep(0.2)
+    alive = [w for w in workers if running(w)]
+    for w in alive:
+        os.kill(w, signal.SIGKILL)
+    assert not alive, f'training processes {alive} outlived their killed parent'
