@@ -104,6 +104,7 @@ def bench_preprocessing(repeats):
     import align
     import evm
     import flow
+    import inputs
     import mer
     cv2.setNumThreads(1)
     torch.set_num_threads(1)
@@ -125,17 +126,16 @@ def bench_preprocessing(repeats):
     rows.append(('real-size sample, align + EVM + TV-L1 + encode (sum)', per_clip))
 
     # The demo's own samples, through the very function the pipeline caches (no cache here).
-    a = mer.parse_args(['--demo', '--demo-root', str(ROOT / 'demo_data')])
+    a, cfg = mer.parse_args(['--demo', '--demo-root', str(ROOT / 'demo_data')])
     micro, macro = mer.load_samples(a)
     picks = micro[::max(1, len(micro) // 12)][:12] + macro[::max(1, len(macro) // 6)][:6]
     times = {True: [], False: []}
     for emr in (True, False):
-        p = mer.stage_params(a, emr)
         for s in picks:
             t0 = time.perf_counter()
-            mer.sample_input(s, p)
+            inputs.sample_input(s, dataclasses.replace(cfg, emr=emr))
             times[emr].append(time.perf_counter() - t0)
-    rows.append((f'demo sample with EMR (align {a.align_size}, {len(picks)} samples, median)',
+    rows.append((f'demo sample with EMR (align {cfg.align_size}, {len(picks)} samples, median)',
                  statistics.median(times[True])))
     rows.append(('demo sample without EMR (median)', statistics.median(times[False])))
     return rows

@@ -27,6 +27,8 @@ from config import ROOT, worker_setup
 log = logging.getLogger(__name__)
 # The modules whose code computes an input: their source is part of the cache key.
 PIPELINE = ('inputs.py', 'align.py', 'evm.py', 'flow.py')
+# The same for the LBP-TOP baseline's features.
+LBPTOP_PIPELINE = ('inputs.py', 'align.py', 'lbptop.py')
 
 
 def emr_frames(s, emr):
@@ -88,35 +90,49 @@ def digest(**parts):
     return hashlib.sha1(text.encode('utf-8')).hexdigest()
 
 
-def pipeline_constants():
-    """The pipeline's fixed constants: flow parameters, the input's normalisation, the alignment template."""
+def pipeline_constants(kind='flow'):
+    """The pipeline's fixed constants: flow parameters, the input's normalisation, the alignment template (or,
+    for the LBP-TOP baseline, its radii, points, blocks and TIM length)."""
     import align
+    if kind == 'lbptop':
+        import lbptop
+        return dict(radii=lbptop.RADII, points=lbptop.POINTS, blocks=lbptop.BLOCKS, tim=lbptop.TIM_FRAMES,
+                    template=align.TEMPLATE)
     import flow
     return dict(tvl1=flow.TVL1_DEFAULTS, farneback=flow.FARNEBACK_DEFAULTS, encode=flow.ENCODE,
                 template=align.TEMPLATE)
 
 
-def pipeline_source():
+def pipeline_source(kind='flow'):
     """sha1 of the source of the modules that compute an input."""
-    return hashlib.sha1(b''.join((ROOT / f).read_bytes() for f in PIPELINE)).hexdigest()
+    files = LBPTOP_PIPELINE if kind == 'lbptop' else PIPELINE
+    return hashlib.sha1(b''.join((ROOT / f).read_bytes() for f in files)).hexdigest()
 
 
-def input_settings(cfg):
+def input_settings(cfg, kind='flow'):
     """The settings of cfg that change a sample's input (EVM only where it is used)."""
-    keys = ('align_size', 'no_face', 'landmarks', 'emr', 'flow', 'size')
+    keys = ('align_size', 'no_face', 'landmarks') + (() if kind == 'lbptop' else ('emr', 'flow', 'size'))
     out = {k: getattr(cfg, k) for k in keys}
-    if cfg.emr:
+    if kind == 'flow' and cfg.emr:
         out['evm'] = cfg.evm()
     return out
 
 
-def cache_key(s, cfg, constants=None, source=None):
+def sample_features(s, cfg, kind='flow'):
+    """The network input of a sample (kind 'flow'), or its LBP-TOP histograms (kind 'lbptop', the baseline)."""
+    if kind == 'lbptop':
+        import lbptop
+        return lbptop.clip_features(s, cfg.align_size, cfg.no_face, cfg.landmarks)
+    return sample_input(s, cfg)
+
+
+def cache_key(s, cfg, constants=None, source=None, kind='flow'):
     """Key of one sample's input: its identity, its frame files, the settings, the constants and the code."""
-    paths, _ = emr_frames(s, cfg.emr)
+    paths = s.frames[s.onset:] if kind == 'lbptop' else emr_frames(s, cfg.emr)[0]
     stats = [(str(q), os.stat(q).st_size, os.stat(q).st_mtime_ns) for q in paths]
-    return digest(sample=[s.dataset, s.subject, s.clip, s.fps, s.domain, s.onset, s.apex], frames=stats,
-                  settings=input_settings(cfg), constants=constants or pipeline_constants(),
-                  source=source or pipeline_source())
+    return digest(kind=kind, sample=[s.dataset, s.subject, s.clip, s.fps, s.domain, s.onset, s.apex],
+                  frames=stats, settings=input_settings(cfg, kind), constants=constants or pipeline_constants(kind),
+                  source=source or pipeline_source(kind))
 
 
 def cached(cache_dir, key, compute):
@@ -151,9 +167,9 @@ def _cached_input(job):
 
     import align
     cv2.setNumThreads(1)      # one process per core: no nested thread pools
-    s, cfg, cache, key = job
+    s, cfg, cache, key, kind = job
     try:
-        return cached(cache, key, lambda: sample_input(s, cfg))
+        return cached(cache, key, lambda: sample_features(s, cfg, kind))
     except (align.FaceNotFound, align.FrameError, FileNotFoundError) as e:
         return f'{s.dataset} {s.subject} {s.clip}: {e}'
 
@@ -167,20 +183,20 @@ def _load(cache, key):
         return None
 
 
-def features(samples, cfg, cache, workers=1, quiet=False, skip_bad=False):
+def features(samples, cfg, cache, workers=1, quiet=False, skip_bad=False, kind='flow'):
     """(inputs (N, 3, size, size) float32, the N samples they belong to): computed once per sample and settings,
     in parallel, then cached. Samples whose frames or face cannot be used are listed together in one DatasetError,
-    or with skip_bad left out and listed in a warning."""
+    or with skip_bad left out and listed in a warning. kind 'lbptop': the baseline's (N, 1200) histograms."""
     from tqdm import tqdm
 
     from data import DatasetError
-    constants, source = pipeline_constants(), pipeline_source()
-    keys = [cache_key(s, cfg, constants, source) for s in samples]
+    constants, source = pipeline_constants(kind), pipeline_source(kind)
+    keys = [cache_key(s, cfg, constants, source, kind) for s in samples]
     out = [_load(cache, k) for k in keys]
     todo = [i for i, a in enumerate(out) if a is None]
-    jobs = [(samples[i], cfg, cache, keys[i]) for i in todo]
+    jobs = [(samples[i], cfg, cache, keys[i], kind) for i in todo]
     t0 = time.time()
-    desc = 'align+EMR+flow' if cfg.emr else 'align+flow'
+    desc = 'align+TIM+LBP-TOP' if kind == 'lbptop' else 'align+EMR+flow' if cfg.emr else 'align+flow'
     if workers > 1 and len(jobs) > 1:       # processes only for what the cache does not hold
         with get_context('spawn').Pool(min(workers, len(jobs)), worker_setup) as pool:
             done = list(tqdm(pool.imap(_cached_input, jobs, chunksize=2), total=len(jobs), unit='clip', desc=desc,
@@ -198,6 +214,5 @@ def features(samples, cfg, cache, workers=1, quiet=False, skip_bad=False):
                                f'out):{lines}')
         log.warning('%s, left out (--skip-bad):%s', head, lines)
     kept = [i for i, a in enumerate(out) if not isinstance(a, str)]
-    log.info('features (EMR %s): %d samples, %d computed, in %.1f s', 'on' if cfg.emr else 'off', len(kept),
-             len(todo), time.time() - t0)
+    log.info('features (%s): %d samples, %d computed, in %.1f s', desc, len(kept), len(todo), time.time() - t0)
     return np.stack([out[i] for i in kept]), [samples[i] for i in kept]

@@ -17,7 +17,7 @@ import torch
 
 import report
 import train
-from config import atomic_write, code_version, result_settings, worker_setup
+from config import atomic_write, code_version, worker_setup
 
 log = logging.getLogger(__name__)
 
@@ -49,11 +49,12 @@ def shard_of(specs, shard):
 
 
 # ----------------------------------------------------------------------------------------------- the run folder
-def write_fold(out, key, rows, epochs):
+def write_fold(out, key, rows, epochs=None):
     """folds/<key>.csv (dataset,subject,clip,label,pred,pred_selected) and folds/<key>.log, its training log.
 
     The log goes first: a fold file on disk means the fold is finished."""
-    atomic_write(out / 'folds' / f'{key}.log', report.train_log_csv([(key, epochs)]))
+    if epochs is not None:
+        atomic_write(out / 'folds' / f'{key}.log', report.train_log_csv([(key, epochs)]))
     lines = ['dataset,subject,clip,label,pred,pred_selected'] + [','.join(map(str, r)) for r in rows]
     atomic_write(out / 'folds' / f'{key}.csv', '\n'.join(lines) + '\n')
 
@@ -95,10 +96,11 @@ def read_folds(out, keys):
     return rows, logs, missing
 
 
-def check_config(out, cfg, extra=None):
-    """Writes config.json, or checks that a run being resumed or merged used the same result settings."""
+def check_config(out, settings):
+    """Writes config.json, or checks that a run being resumed or merged used the same result settings (a dict;
+    for a network row, config.result_settings of its Config and the data it ran on)."""
     path = out / 'config.json'
-    keep = dict(result_settings(cfg), **(extra or {}))
+    keep = dict(settings)
     if path.is_file():
         old = json.loads(path.read_text())
         version = old.pop('code_version', None)
@@ -175,14 +177,10 @@ def _train_in_processes(specs, data, pool, cfg, device, weights, bar, jobs):
             p.join()
 
 
-def run(x, meta, cfg, out, weights=None, shard=(1, 1)):
-    """LOSO over the micro subjects in `meta`; writes the run folder; returns metrics, or None if folds remain."""
-    from tqdm import tqdm
-    out = Path(out)
+def _prepare(out, meta, shard):
+    """(every fold's spec, the folds of this shard still to run): damaged fold files are removed first."""
     (out / 'folds').mkdir(parents=True, exist_ok=True)
-    device = resolve_device(cfg.device)
     specs = plan_folds(meta)
-    keys = [k for k, _, _ in specs]
     for key, _, test in specs:         # a damaged fold file is trained again, never merged short
         path = out / 'folds' / f'{key}.csv'
         why = path.is_file() and check_fold_file(path, {(meta[i].dataset, meta[i].subject, meta[i].clip):
@@ -190,7 +188,29 @@ def run(x, meta, cfg, out, weights=None, shard=(1, 1)):
         if why:
             log.warning('%s: %s; removing it, the fold will be trained again', path, why)
             path.unlink()
-    todo = [s for s in shard_of(specs, shard) if not (out / 'folds' / f'{s[0]}.csv').is_file()]
+    return specs, [s for s in shard_of(specs, shard) if not (out / 'folds' / f'{s[0]}.csv').is_file()]
+
+
+def _fold_rows(meta, test, pred, sel):
+    return [(meta[i].dataset, meta[i].subject, meta[i].clip, meta[i].label, int(p), int(s))
+            for i, p, s in zip(test, pred, sel)]
+
+
+def _finish(out, specs, select_on_test):
+    """The run's metrics and files once every fold is on disk, else None (other shards still to come)."""
+    rows, logs, missing = read_folds(out, [k for k, _, _ in specs])
+    if missing:
+        log.info('%d folds still missing (other shards?): %s', len(missing), ' '.join(missing[:10]))
+        return None
+    return report.write_run(out, rows, logs, select_on_test)
+
+
+def run(x, meta, cfg, out, weights=None, shard=(1, 1)):
+    """LOSO over the micro subjects in `meta`; writes the run folder; returns metrics, or None if folds remain."""
+    from tqdm import tqdm
+    out = Path(out)
+    specs, todo = _prepare(out, meta, shard)
+    device = resolve_device(cfg.device)
     n_micro = sum(m.domain == 'micro' for m in meta)
     pool = len(meta)
     data = (torch.as_tensor(x, device=device), torch.as_tensor([m.label for m in meta], device=device),
@@ -201,29 +221,36 @@ def run(x, meta, cfg, out, weights=None, shard=(1, 1)):
     jobs = 1 if cuda else max(1, min(cfg.jobs or os.cpu_count(), len(todo)))
     streams = cfg.streams or train.CUDA_STREAMS
     log.info('LOSO: %d folds (%d to train here), %d micro + %d macro samples; %s, %s; backbone lr %g, heads lr %g',
-             len(keys), len(todo), n_micro, pool - n_micro,
+             len(specs), len(todo), n_micro, pool - n_micro,
              f'{device}, {streams} folds at a time as CUDA graphs on their own streams' if cuda else
              f'{device}, {jobs} training process{"es" * (jobs > 1)}', 'bf16' if train.bf16(cfg, device) else 'fp32',
              cfg.backbone_lr(), cfg.lr_heads)
     steps = train.steps_per_epoch(pool, cfg.batch_size) * cfg.epochs
     by_key = {k: te for k, _, te in specs}
-
-    def finish(key, pred, sel, epochs):
-        write_fold(out, key, [(meta[i].dataset, meta[i].subject, meta[i].clip, meta[i].label, int(p), int(s))
-                              for i, p, s in zip(by_key[key], pred, sel)], epochs)
-
     t0 = time.time()
     with tqdm(total=steps * len(todo), unit='fold-step', disable=cfg.quiet) as bar:
         if jobs == 1:
             results = train.train_folds(todo, data, pool, cfg, device, weights, streams, progress=bar)
         else:
             results = _train_in_processes(todo, data, pool, cfg, device, weights, bar, jobs)
-        for res in results:
-            finish(*res)
+        for key, pred, sel, epochs in results:
+            write_fold(out, key, _fold_rows(meta, by_key[key], pred, sel), epochs)
     if todo:
         log.info('LOSO training: %d folds in %.1f s', len(todo), time.time() - t0)
-    rows, logs, missing = read_folds(out, keys)
-    if missing:
-        log.info('%d folds still missing (other shards?): %s', len(missing), ' '.join(missing[:10]))
-        return None
-    return report.write_run(out, rows, logs, cfg.select_on_test)
+    return _finish(out, specs, cfg.select_on_test)
+
+
+def run_baseline(x, meta, out, predict, shard=(1, 1)):
+    """LOSO of a classical baseline on the micro samples of `meta` (macro samples never enter it), with the same
+    folds and run folder as `run`: predict(x_train, y_train, x_test) gives one fold's predictions."""
+    out = Path(out)
+    meta = [m for m in meta if m.domain == 'micro']
+    specs, todo = _prepare(out, meta, shard)
+    y = np.array([m.label for m in meta])
+    t0 = time.time()
+    for key, tr, te in todo:
+        pred = predict(x[tr], y[tr], x[te])
+        write_fold(out, key, _fold_rows(meta, te, pred, pred))
+    if todo:
+        log.info('LOSO of the baseline: %d folds in %.1f s', len(todo), time.time() - t0)
+    return _finish(out, specs, False)

@@ -64,7 +64,9 @@ def parser():
     m.add_argument('--no-emr', action='store_true', help='no magnification of micro apexes / reduction of macro')
     m.add_argument('--no-adv', action='store_true', help='no discriminator (CK+ still trains the classifier)')
     m.add_argument('--no-parts', action='store_true', help='global pooling instead of eye/mouth parts')
-    m.add_argument('--table', action='store_true', help='run every row of Table I and print the table')
+    m.add_argument('--table', action='store_true', help='run every row of Table I (LBP-TOP first) and print them')
+    m.add_argument('--method', choices=('partnet', 'lbptop'), default='partnet',
+                   help='the neural method (default), or the MEGC2019 baseline LBP-TOP + linear SVM alone')
     m.add_argument('--evm-alpha', type=NONNEG, help=f'EVM amplification alpha ({PAPER.evm_alpha})')
     m.add_argument('--evm-lambda-c', type=POS, help=f'EVM spatial cut-off lambda_c, pixels ({PAPER.evm_lambda_c})')
     m.add_argument('--evm-r1', type=_ranged(float, 0, 1, low_open=True), help=f'IIR coefficient r1 ({PAPER.evm_r1})')
@@ -172,8 +174,23 @@ def run_row(a, cfg, micro, macro, weights, out, feats):
                                          a.skip_bad)
     x, samples = feats[cfg.emr]
     out.mkdir(parents=True, exist_ok=True)
-    loso.check_config(out, cfg, dict(data=a.data, index=a.index, row=cfg.row()))
+    loso.check_config(out, dict(config.result_settings(cfg), data=a.data, index=a.index, row=cfg.row()))
     return loso.run(x, samples, cfg, out, weights, a.shard)
+
+
+def run_lbptop(a, cfg, micro, out):
+    """Runs (or resumes, or merges) Table I's first row, the MEGC2019 baseline LBP-TOP + linear SVM (lbptop.py)."""
+    import inputs
+    import lbptop
+    import loso
+    x, samples = inputs.features(micro, cfg, a.cache, cfg.workers or os.cpu_count(), cfg.quiet, a.skip_bad,
+                                 kind='lbptop')
+    out.mkdir(parents=True, exist_ok=True)
+    loso.check_config(out, dict(align_size=cfg.align_size, no_face=cfg.no_face, landmarks=cfg.landmarks,
+                                radii=lbptop.RADII, points=lbptop.POINTS, blocks=lbptop.BLOCKS,
+                                tim_frames=lbptop.TIM_FRAMES, svm_c=lbptop.SVM_C, data=a.data, index=a.index,
+                                row='LBP-TOP'))
+    return loso.run_baseline(x, samples, out, lbptop.svm_predict, a.shard)
 
 
 def main(argv=None):
@@ -214,13 +231,21 @@ def run(a, cfg):
              len({(s.dataset, s.subject) for s in micro}))
     if a.figure:
         figure(micro, cfg, a.figure)
-    weights = trunk_weights(cfg, a.weights)
-    rows = ROWS if a.table else [(cfg.parts, cfg.adv, cfg.emr)]
+    baseline = a.table or a.method == 'lbptop'
+    weights = None if a.method == 'lbptop' else trunk_weights(cfg, a.weights)
+    rows = ROWS if a.table else [] if a.method == 'lbptop' else [(cfg.parts, cfg.adv, cfg.emr)]
     # Each row gets its own folder, so runs with other flags never collide (a resume checks the settings).
     base = Path(a.out or f"runs/{'demo' if a.demo else Path(a.data or a.index).stem}")
     check_writable(base, '--out')
     check_writable(a.cache, '--cache')
     feats, results, unfinished = {}, [], []
+    if baseline:
+        out = base if a.out and not a.table else base / 'lbp-top'
+        res = run_lbptop(a, cfg, micro, out)
+        if res is None:
+            unfinished.append(out)
+        else:
+            results.append(('LBP-TOP', res))
     for parts, adv, emr in rows:
         row = dataclasses.replace(cfg, parts=parts, adv=adv and bool(macro), emr=emr)
         out = base if a.out and not a.table else base / slug(row.row())
@@ -235,7 +260,8 @@ def run(a, cfg):
         return 0
     named = [(n, r['honest']) for n, r in results]
     if cfg.select_on_test:
-        named += [(n + ' [best epoch chosen on test]', r['selected_on_test']) for n, r in results]
+        named += [(n + ' [best epoch chosen on test]', r['selected_on_test']) for n, r in results
+                  if 'selected_on_test' in r]
     text = report.table(named)
     where = base if a.table else out
     config.atomic_write(where / 'table.md', text + '\n')

@@ -140,7 +140,7 @@ def write_run(out, rows, logs, select_on_test):
         res['selected_on_test'] = metrics(rows, 'pred_selected')
     atomic_write(out / 'metrics.json', json.dumps(res, indent=1))
     atomic_write(out / 'megc_log.txt', megc_log(rows))
-    if logs:
+    if any(rows for _, rows in logs):
         atomic_write(out / 'train_log.csv', train_log_csv(logs))
         save_curves(out, logs)
     save_confusions(out, rows)

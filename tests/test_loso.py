@@ -98,12 +98,12 @@ def test_shards_merged_equal_a_single_run(full, tmp_path):
 
 
 def test_config_mismatch_is_refused_and_volatile_settings_are_not(tmp_path):
-    loso.check_config(tmp_path, CFG)
+    loso.check_config(tmp_path, config.result_settings(CFG))
     saved = json.loads((tmp_path / 'config.json').read_text())
     assert saved['epochs'] == 2 and 'code_version' in saved and 'device' not in saved
-    loso.check_config(tmp_path, dataclasses.replace(CFG, device='cuda', jobs=3, streams=4))
+    loso.check_config(tmp_path, config.result_settings(dataclasses.replace(CFG, device='cuda', jobs=3, streams=4)))
     with pytest.raises(SystemExit, match='other settings \\(epochs\\)'):
-        loso.check_config(tmp_path, dataclasses.replace(CFG, epochs=3))
+        loso.check_config(tmp_path, config.result_settings(dataclasses.replace(CFG, epochs=3)))
 
 
 def test_folds_trained_in_worker_processes_match_one_process(tmp_path):

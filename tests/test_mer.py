@@ -62,12 +62,27 @@ def test_table_runs_every_row_into_its_own_folder(demo_root, tmp_path, cache, ca
     args[args.index('--data')] = '--index'
     assert mer.main(args + ['--out', str(out), '--table', '--batch-size', '32']) == 0
     printed = capsys.readouterr().out
+    assert printed.splitlines()[2].startswith('| LBP-TOP |')             # the baseline first, as in the paper
     for parts, adv, emr in mer.ROWS:
         name = mer.config.Config(parts=parts, adv=adv, emr=emr).row()
         assert f'| {name} |' in printed
         assert json.loads((out / mer.slug(name) / 'config.json').read_text())['row'] == name
         assert len(list((out / mer.slug(name) / 'folds').glob('*.csv'))) == 2
+    assert len(list((out / 'lbp-top' / 'folds').glob('*.csv'))) == 2
     assert (out / 'table.md').is_file()
+
+
+def test_the_lbptop_baseline_alone_writes_a_run_folder(demo_root, tmp_path, cache, capsys):
+    out = tmp_path / 'lbp'
+    assert mer.main(_args(demo_root, cache, '--method', 'lbptop', '--out', str(out))) == 0
+    printed = capsys.readouterr().out
+    assert '| LBP-TOP |' in printed and 'Part' not in printed
+    m = json.loads((out / 'metrics.json').read_text())
+    assert {k: v['n'] for k, v in m['honest'].items()} == {'all': 18, 'smic': 6, 'casme2': 6, 'samm': 6}
+    assert len(list((out / 'folds').glob('*.csv'))) == 6
+    for f in ('megc_log.txt', 'confusion_all.png', 'table.md'):
+        assert (out / f).is_file(), f
+    assert json.loads((out / 'config.json').read_text())['row'] == 'LBP-TOP'
 
 
 def test_default_run_folder_is_per_row(demo_root, tmp_path, cache, monkeypatch, capsys):
