@@ -107,6 +107,7 @@ def bench_preprocessing(repeats):
     import inputs
     import mer
     cv2.setNumThreads(1)
+    threads = torch.get_num_threads()
     torch.set_num_threads(1)
     rows = []
     clip, onset, apex = real_size_clip()
@@ -138,6 +139,14 @@ def bench_preprocessing(repeats):
     rows.append((f'demo sample with EMR (align {cfg.align_size}, {len(picks)} samples, median)',
                  statistics.median(times[True])))
     rows.append(('demo sample without EMR (median)', statistics.median(times[False])))
+    lbp = []
+    for s in picks[:12]:            # the micro samples: the baseline row does not use CK+
+        t0 = time.perf_counter()
+        inputs.sample_features(s, cfg, kind='lbptop')
+        lbp.append(time.perf_counter() - t0)
+    rows.append(('demo sample, LBP-TOP baseline: align onset..end, TIM to 10, LBP-TOP (median of 12)',
+                 statistics.median(lbp)))
+    torch.set_num_threads(threads)
     return rows
 
 
@@ -184,12 +193,12 @@ def flops_per_sample(size, parts=True, device='cpu'):
 class _Clock:
     """Stands in for the progress bar of train.train_folds: times the steps after `skip` warm-up steps."""
 
-    def __init__(self, device, skip=5):
-        self.device, self.skip, self.n, self.t = device, skip, 0, []
+    def __init__(self, device, total, skip=5):
+        self.device, self.total, self.skip, self.n, self.t = device, total, skip, 0, []
 
     def update(self, n):
         self.n += 1
-        if self.n == self.skip or self.n % 10 == 0:
+        if self.n in (self.skip, self.total):
             sync(self.device)
             self.t.append((self.n, time.perf_counter()))
 
@@ -218,8 +227,8 @@ def train_rate(cfg, device, folds=1, steps=40, graphs=None):
     specs = loso.plan_folds(meta)[:folds]
     data = (torch.as_tensor(x, device=device), torch.as_tensor([m.label for m in meta], device=device),
             torch.as_tensor([int(m.domain == 'macro') for m in meta], device=device))
-    clock = _Clock(device)
-    cfg = dataclasses.replace(cfg, epochs=max(2, steps // 4))
+    cfg = dataclasses.replace(cfg, epochs=max(2, math.ceil(steps / 4)))
+    clock = _Clock(device, 4 * cfg.epochs)
     for _ in train.train_folds(specs, data, len(meta), cfg, device, streams=folds, graphs=graphs, progress=clock):
         pass
     return clock.rate(cfg.batch_size * folds)
@@ -393,10 +402,17 @@ def main():
     device = torch.device('cpu')
     print(f'# bench.py, {time.strftime("%Y-%m-%d %H:%M")}\nmachine: {machine()}\n')
 
-    peak = {'fp32': matmul_peak(device, torch.float32), 'bf16': matmul_peak(device, torch.bfloat16)}
+    # bf16 only where the CPU is fast at it (train.bf16's 'auto'): elsewhere a 2048^3 bf16 matmul takes ~1 minute
+    # and oneDNN's bf16 convolution is ~8x slower than fp32.
+    fast_bf16 = torch.ops.mkldnn._is_mkldnn_bf16_supported()
+    peak = {'fp32': matmul_peak(device, torch.float32)}
+    if fast_bf16:
+        peak['bf16'] = matmul_peak(device, torch.bfloat16)
     print('| peak (matmul, all threads) | TFLOP/s |\n|---|---|')
     for k, v in peak.items():
         print(f'| {k} | {v / 1e12:.3f} |')
+    if not fast_bf16:
+        print('| bf16 | not measured: this CPU has no fast bf16 (no AVX-512 / AMX); training uses fp32 here |')
 
     print('\n| preprocessing stage (one thread) | s per clip | clips/s/core |\n|---|---|---|')
     for name, t in bench_preprocessing(a.repeats):
@@ -412,18 +428,20 @@ def main():
           'MFU vs same dtype | MFU vs fp32 |\n|---|---|---|---|---|---|---|')
     flop = {s: flops_per_sample(s) for s in (64, 224)}
     rates = {}
-    for size, bf16, steps in ((64, False, 20), (64, True, 20), (224, False, 12), (224, True, 12)):
+    for size, bf16, steps in ((64, False, 20), (64, True, 20), (224, False, 10), (224, True, 10)):
+        if bf16 and not fast_bf16:
+            continue
         cfg = dataclasses.replace(config.PAPER, size=size, precision='bf16' if bf16 else 'fp32', init='random')
         r = rates[(size, bf16)] = train_rate(cfg, device, steps=steps)
         dtype = 'bf16' if bf16 else 'fp32'
         print(f'| {dtype}, channels_last, {torch.get_num_threads()} threads | {size} | {r:.1f} | '
               f'{flop[size] / 1e9:.3f} | {r * flop[size] / 1e12:.3f} | {r * flop[size] / peak[dtype]:.1%} | '
-              f'{r * flop[size] / peak["fp32"]:.1%} |')
+              f'{r * flop[size] / peak["fp32"]:.1%} |', flush=True)
     if os.cpu_count() > 1:
-        r = concurrent_rate(64, True, 20, procs=os.cpu_count())
-        print(f'| bf16, channels_last, {os.cpu_count()} processes x 1 thread, 1 fold each | 64 | {r:.1f} | '
-              f'{flop[64] / 1e9:.3f} | {r * flop[64] / 1e12:.3f} | {r * flop[64] / peak["bf16"]:.1%} | '
-              f'{r * flop[64] / peak["fp32"]:.1%} |')
+        r = concurrent_rate(64, fast_bf16, 20, procs=os.cpu_count())
+        print(f'| {"bf16" if fast_bf16 else "fp32"}, channels_last, {os.cpu_count()} processes x 1 thread, 1 fold '
+              f'each | 64 | {r:.1f} | {flop[64] / 1e9:.3f} | {r * flop[64] / 1e12:.3f} | '
+              f'{r * flop[64] / peak["bf16" if fast_bf16 else "fp32"]:.1%} | {r * flop[64] / peak["fp32"]:.1%} |')
     best = max(v for k, v in rates.items() if k[0] == 224)
     work = 68 * 100 * math.ceil((442 + 327) / 32) * 32
     print(f'\nfull protocol ({work / 1e6:.2f} M samples at 224, {work * flop[224] / 1e15:.1f} PFLOP): at {best:.1f} '

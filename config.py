@@ -124,11 +124,18 @@ def atomic_write(path, data):
 
 
 def worker_setup():
-    """In a worker process: Ctrl-C is left to the parent (which reports it in one line), and the worker ends when
-    its parent dies, even by SIGKILL (Linux's PR_SET_PDEATHSIG; elsewhere only the first holds)."""
+    """In a worker process (one per core): one BLAS thread, as the processes already share out the cores; Ctrl-C
+    left to the parent (which reports it in one line); and the worker ends when its parent dies, even by SIGKILL
+    (Linux's PR_SET_PDEATHSIG; elsewhere only the rest holds)."""
     import ctypes
     import multiprocessing
     import signal
+    try:
+        import numpy  # noqa: F401  (loads its BLAS, which threadpoolctl can limit only once loaded)
+        from threadpoolctl import threadpool_limits
+        threadpool_limits(1)
+    except ImportError:
+        pass
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
         ctypes.CDLL(None).prctl(1, signal.SIGTERM)      # 1 = PR_SET_PDEATHSIG

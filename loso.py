@@ -114,6 +114,32 @@ def check_config(out, settings):
         atomic_write(path, json.dumps(dict(keep, code_version=code_version()), indent=1, sort_keys=True))
 
 
+def fold_claims(out):
+    """claim(key) for train.train_folds: True when this process may train the fold, holding an exclusive lock on
+    folds/<key>.lock until it ends, so that several processes given the same run folder share its folds; False
+    when another process holds the lock or the fold is already finished. A lock dies with its process."""
+    try:
+        import fcntl
+    except ImportError:               # no flock (Windows): every process trains every fold it is given
+        return lambda key: True
+    held = []
+
+    def claim(key):
+        fh = open(out / 'folds' / f'{key}.lock', 'a')
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            fh.close()
+            log.info('%s: another process is training this fold; skipped here', key)
+            return False
+        if (out / 'folds' / f'{key}.csv').is_file():
+            fh.close()
+            return False
+        held.append(fh)
+        return True
+    return claim
+
+
 # ----------------------------------------------------------------------------------------------- training
 def resolve_device(name):
     """'auto' -> 'cuda' when torch sees a GPU, else 'cpu'; a CUDA device that is not there is one clear line."""
@@ -124,7 +150,7 @@ def resolve_device(name):
     return torch.device(name)
 
 
-def _worker(specs, data, pool, cfg, device, weights, counter, queue):
+def _worker(specs, data, pool, cfg, device, weights, out, counter, queue):
     """A training process: trains its folds one by one on one thread, sending each result to the parent."""
     worker_setup()
     torch.set_num_threads(1)
@@ -134,13 +160,15 @@ def _worker(specs, data, pool, cfg, device, weights, counter, queue):
             with counter.get_lock():
                 counter.value += n
     try:
-        for res in train.train_folds(specs, data, pool, cfg, device, weights, progress=Count()):
+        for res in train.train_folds(specs, data, pool, cfg, device, weights, progress=Count(),
+                                     claim=fold_claims(out)):
             queue.put(('fold', res))
+        queue.put(('done', None))
     except BaseException as e:     # the parent re-raises it with the fold's context
         queue.put(('error', f'{type(e).__name__}: {e}'))
 
 
-def _train_in_processes(specs, data, pool, cfg, device, weights, bar, jobs):
+def _train_in_processes(specs, data, pool, cfg, device, weights, bar, jobs, out):
     """Yields train_folds' results as `jobs` processes of one thread each finish their folds.
 
     On a 2-core CPU, two processes of one thread each train 1.3-2.3x more samples/s than one process of two
@@ -151,12 +179,12 @@ def _train_in_processes(specs, data, pool, cfg, device, weights, bar, jobs):
     ctx = tmp.get_context('spawn')
     counter, queue = ctx.Value('q', 0), ctx.Queue()
     data = tuple(t.share_memory_() for t in data)
-    procs = [ctx.Process(target=_worker, args=(specs[j::jobs], data, pool, cfg, device, weights, counter, queue),
-                         daemon=True) for j in range(jobs)]
+    procs = [ctx.Process(target=_worker, args=(specs[j::jobs], data, pool, cfg, device, weights, out, counter,
+                                               queue), daemon=True) for j in range(jobs)]
     for p in procs:
         p.start()
     try:
-        left = len(specs)
+        left = jobs                  # each worker ends with 'done' (it may skip folds another process holds)
         while left:
             try:
                 kind, res = queue.get(timeout=0.25)
@@ -167,7 +195,9 @@ def _train_in_processes(specs, data, pool, cfg, device, weights, bar, jobs):
                 continue
             if kind == 'error':
                 raise RuntimeError(f'a training process failed: {res}')
-            left -= 1
+            if kind == 'done':
+                left -= 1
+                continue
             yield res
         bar.update(counter.value - bar.n)
     finally:
@@ -200,7 +230,7 @@ def _finish(out, specs, select_on_test):
     """The run's metrics and files once every fold is on disk, else None (other shards still to come)."""
     rows, logs, missing = read_folds(out, [k for k, _, _ in specs])
     if missing:
-        log.info('%d folds still missing (other shards?): %s', len(missing), ' '.join(missing[:10]))
+        log.info('%d folds still missing (other shards or processes): %s', len(missing), ' '.join(missing[:10]))
         return None
     return report.write_run(out, rows, logs, select_on_test)
 
@@ -230,9 +260,10 @@ def run(x, meta, cfg, out, weights=None, shard=(1, 1)):
     t0 = time.time()
     with tqdm(total=steps * len(todo), unit='fold-step', disable=cfg.quiet) as bar:
         if jobs == 1:
-            results = train.train_folds(todo, data, pool, cfg, device, weights, streams, progress=bar)
+            results = train.train_folds(todo, data, pool, cfg, device, weights, streams, progress=bar,
+                                        claim=fold_claims(out))
         else:
-            results = _train_in_processes(todo, data, pool, cfg, device, weights, bar, jobs)
+            results = _train_in_processes(todo, data, pool, cfg, device, weights, bar, jobs, out)
         for key, pred, sel, epochs in results:
             write_fold(out, key, _fold_rows(meta, by_key[key], pred, sel), epochs)
     if todo:
@@ -248,7 +279,10 @@ def run_baseline(x, meta, out, predict, shard=(1, 1)):
     specs, todo = _prepare(out, meta, shard)
     y = np.array([m.label for m in meta])
     t0 = time.time()
+    claim = fold_claims(out)
     for key, tr, te in todo:
+        if not claim(key):
+            continue
         pred = predict(x[tr], y[tr], x[te])
         write_fold(out, key, _fold_rows(meta, te, pred, pred))
     if todo:

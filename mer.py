@@ -255,8 +255,12 @@ def run(a, cfg):
         else:
             results.append((row.row(), res))
     if unfinished:
-        print(f'shard {a.folds} done in {", ".join(map(str, unfinished))}; run again without --folds (or with the '
-              'other shards) to merge')
+        if a.shard != (1, 1):
+            print(f'shard {a.folds} done in {", ".join(map(str, unfinished))}; run again without --folds (or with '
+                  'the other shards) to merge')
+        else:
+            print(f'{", ".join(map(str, unfinished))}: folds that another process is training are still missing; '
+                  'run the same command again once it has finished, to merge')
         return 0
     named = [(n, r['honest']) for n, r in results]
     if cfg.select_on_test:

@@ -225,18 +225,28 @@ def results(f, y, cfg):
     return preds[-1], best, log
 
 
-def train_folds(specs, data, pool, cfg, device, weights=None, streams=1, graphs=None, progress=None):
+def train_folds(specs, data, pool, cfg, device, weights=None, streams=1, graphs=None, progress=None, claim=None):
     """Trains every fold of `specs` [(key, train_idx, test_idx)]; yields (key, honest, selected, log) per fold.
 
     `data` is (x, y, domain) on the device; `pool` the number of micro + macro samples, which sets the epoch.
+    `claim(key)`, asked just before a fold would train, may say False: then another process has it, and it is
+    skipped here.
 
     On CUDA (graphs=None or True) folds go in waves of `streams`: each fold's step is captured as a CUDA graph and
     the graphs of a wave are replayed on their own streams, step by step. Elsewhere folds train eagerly, one by one.
     """
     graphs = device.type == 'cuda' if graphs is None else graphs
     wave = max(1, streams) if graphs else 1
-    for start in range(0, len(specs), wave):
-        folds = [make_fold(key, tr, te, cfg, pool, device, weights) for key, tr, te in specs[start:start + wave]]
+    queue = list(specs)
+    while queue:
+        mine = []
+        while queue and len(mine) < wave:
+            spec = queue.pop(0)
+            if claim is None or claim(spec[0]):
+                mine.append(spec)
+        if not mine:
+            return
+        folds = [make_fold(key, tr, te, cfg, pool, device, weights) for key, tr, te in mine]
         n_steps = folds[0].batches.shape[0]
         steps = n_steps // cfg.epochs
         if graphs:

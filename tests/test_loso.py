@@ -136,3 +136,21 @@ def test_damaged_fold_files_are_trained_again_not_merged_short(full, tmp_path, c
         assert f'{victim}: ' in caplog.text
     assert caplog.text.count('the fold will be trained again') == 2
     assert _folds(copy) == _folds(out)
+
+
+def test_a_fold_locked_by_another_process_is_left_to_it(full, tmp_path, caplog):
+    import fcntl
+    import logging
+    caplog.set_level(logging.INFO, logger='loso')
+    (x, meta), res, out = full
+    run = tmp_path / 'shared'
+    (run / 'folds').mkdir(parents=True)
+    key = loso.plan_folds(meta)[1][0]
+    with open(run / 'folds' / f'{key}.lock', 'a') as other:       # another process is training this fold
+        fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        assert loso.run(x, meta, CFG, run) is None
+        assert not (run / 'folds' / f'{key}.csv').exists() and len(_folds(run)) == 3
+        assert f'{key}: another process is training this fold' in caplog.text
+    # That process died without finishing: its lock went with it, and the next run trains the fold.
+    assert loso.run(x, meta, CFG, run) == res
+    assert _folds(run) == _folds(out)
