@@ -131,7 +131,7 @@ def worker_setup():
     import multiprocessing
     import signal
     try:
-        import numpy  # noqa: F401  (loads its BLAS, which threadpoolctl can limit only once loaded)
+        __import__('numpy')           # loads its BLAS, which threadpoolctl can limit only once loaded
         from threadpoolctl import threadpool_limits
         threadpool_limits(1)
     except ImportError:

@@ -135,18 +135,31 @@ def cache_key(s, cfg, constants=None, source=None, kind='flow'):
                   source=source or pipeline_source(kind))
 
 
-def cached(cache_dir, key, compute):
-    """Array stored at cache_dir/key[:2]/key.npy, computed by compute() and written atomically when absent.
-
-    A file that cannot be read (cut short, emptied) is computed again, with a warning naming it."""
+def _cache_path(cache_dir, key):
     if not re.fullmatch(r'[0-9A-Za-z_-]{3,}', key):
         raise ValueError(f'cache key must be 3+ letters, digits, _ or - (use digest), got {key!r}')
-    path = Path(cache_dir) / key[:2] / f'{key}.npy'
-    if path.is_file():
-        try:
-            return np.load(path, allow_pickle=False)
-        except (ValueError, OSError, EOFError) as e:
-            log.warning('%s: unreadable cache file (%s); computing it again', path, e)
+    return Path(cache_dir) / key[:2] / f'{key}.npy'
+
+
+def _load(path):
+    """The array stored at `path`, or None when there is none. A file that cannot be read (cut short, emptied) is
+    removed with a warning naming it, so it is computed again once."""
+    if not path.is_file():
+        return None
+    try:
+        return np.load(path, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as e:
+        log.warning('%s: unreadable cache file (%s); computing it again', path, e)
+        path.unlink(missing_ok=True)
+        return None
+
+
+def cached(cache_dir, key, compute):
+    """Array stored at cache_dir/key[:2]/key.npy, computed by compute() and written atomically when absent."""
+    path = _cache_path(cache_dir, key)
+    arr = _load(path)
+    if arr is not None:
+        return arr
     arr = np.asarray(compute())
     path.parent.mkdir(parents=True, exist_ok=True)
     # A temp file beside the target plus os.replace: readers (other shards) see the whole file or none.
@@ -174,15 +187,6 @@ def _cached_input(job):
         return f'{s.dataset} {s.subject} {s.clip}: {e}'
 
 
-def _load(cache, key):
-    """The cached array of `key`, or None when absent or unreadable (then it is computed again)."""
-    path = Path(cache) / key[:2] / f'{key}.npy'
-    try:
-        return np.load(path, allow_pickle=False) if path.is_file() else None
-    except (ValueError, OSError, EOFError):
-        return None
-
-
 def features(samples, cfg, cache, workers=1, quiet=False, skip_bad=False, kind='flow'):
     """(inputs (N, 3, size, size) float32, the N samples they belong to): computed once per sample and settings,
     in parallel, then cached. Samples whose frames or face cannot be used are listed together in one DatasetError,
@@ -192,7 +196,7 @@ def features(samples, cfg, cache, workers=1, quiet=False, skip_bad=False, kind='
     from data import DatasetError
     constants, source = pipeline_constants(kind), pipeline_source(kind)
     keys = [cache_key(s, cfg, constants, source, kind) for s in samples]
-    out = [_load(cache, k) for k in keys]
+    out = [_load(_cache_path(cache, k)) for k in keys]
     todo = [i for i, a in enumerate(out) if a is None]
     jobs = [(samples[i], cfg, cache, keys[i], kind) for i in todo]
     t0 = time.time()

@@ -240,7 +240,7 @@ def run(a, cfg):
     check_writable(a.cache, '--cache')
     feats, results, unfinished = {}, [], []
     if baseline:
-        out = base if a.out and not a.table else base / 'lbp-top'
+        out = row_folder(a, base, 'LBP-TOP')
         res = run_lbptop(a, cfg, micro, out)
         if res is None:
             unfinished.append(out)
@@ -248,7 +248,7 @@ def run(a, cfg):
             results.append(('LBP-TOP', res))
     for parts, adv, emr in rows:
         row = dataclasses.replace(cfg, parts=parts, adv=adv and bool(macro), emr=emr)
-        out = base if a.out and not a.table else base / slug(row.row())
+        out = row_folder(a, base, row.row())
         res = run_row(a, row, micro, macro, weights, out, feats)
         if res is None:
             unfinished.append(out)
@@ -280,6 +280,11 @@ def slug(name):
     return '_'.join(w.lower() for w in name.split(' + '))
 
 
+def row_folder(a, base, name):
+    """The run folder of one row: --out itself for a single row given one, else its own sub-folder of base."""
+    return base if a.out and not a.table else base / slug(name)
+
+
 def figure(samples, cfg, path):
     """Saves, per class, onset | raw apex | magnified apex | flow (raw) | flow (magnified) as one PNG."""
     import cv2
@@ -299,9 +304,9 @@ def figure(samples, cfg, path):
             continue
         clip = inputs.aligned_clip(s, cfg)
         mag = inputs.emr_apex(clip, s, cfg)
-        f_raw = inputs.onset_apex_flow(s, dataclasses.replace(cfg, emr=False) if s.domain == 'micro' else cfg,
-                                       clip[[0, -1]])
-        f_mag = inputs.onset_apex_flow(s, cfg, clip)
+        onset, apex, magnified = (cv2.cvtColor(f, cv2.COLOR_BGR2GRAY) for f in (clip[0], clip[-1], mag))
+        f_raw = flow.optical_flow(onset, apex, method=cfg.flow)
+        f_mag = flow.optical_flow(onset, magnified, method=cfg.flow)
         tiles.append(np.hstack([clip[0], clip[-1], mag, flow.to_image(f_raw), flow.to_image(f_mag)]))
         log.info('figure: %s %s label %d: mean |flow| raw %.3f px, magnified %.3f px', s.dataset, s.clip, label,
                  np.linalg.norm(f_raw, axis=2).mean(), np.linalg.norm(f_mag, axis=2).mean())
