@@ -36,6 +36,8 @@ class Config:
     evm_r2: float = 0.05
     evm_chroma: float = 0.1      # chroma attenuation
     flow: str = 'tvl1'           # 'tvl1' (paper) | 'farneback'
+    apex: str = 'annotated'      # 'annotated' (SMIC-HS: the middle frame) | 'spot': spot.py's apex, from the onset
+    stabilise: bool = False      # remove rigid head motion from onset to each frame (align.py); the paper does not
     size: int = 224              # network input side
     # -- model (paper §III.B)
     parts: bool = True           # eye / mouth part heads; False = global pooling (Table I's 'Global' rows)

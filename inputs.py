@@ -10,6 +10,7 @@ Every run, figure, benchmark and prediction goes through `sample_input`; the LOS
 over everything that changes an input (the sample, its frame files, the settings, the pipeline's constants and
 the source of the modules that compute it), so editing any of them never reuses a stale feature.
 """
+import dataclasses
 import hashlib
 import json
 import logging
@@ -26,26 +27,51 @@ from config import ROOT, worker_setup
 
 log = logging.getLogger(__name__)
 # The modules whose code computes an input: their source is part of the cache key.
-PIPELINE = ('inputs.py', 'align.py', 'evm.py', 'flow.py')
+PIPELINE = ('inputs.py', 'align.py', 'evm.py', 'flow.py', 'spot.py')
 # The same for the LBP-TOP baseline's features.
 LBPTOP_PIPELINE = ('inputs.py', 'align.py', 'lbptop.py')
 
 
-def emr_frames(s, emr):
-    """(frame paths the sample needs, index of its apex among them): EMR's two roles (§III.C)."""
+def emr_indices(s, emr):
+    """(indices into s.frames the sample needs, index of its apex among them): EMR's two roles (§III.C)."""
     import evm
     if emr and s.domain == 'micro':        # the magnifier needs the clip from onset up to apex
-        return s.frames[s.onset:s.apex + 1], s.apex - s.onset
+        return list(range(s.onset, s.apex + 1)), s.apex - s.onset
     apex = evm.middle_frame_index(s.onset, s.apex) if emr else s.apex    # macro "reduction": the middle frame
-    return (s.frames[s.onset], s.frames[apex]), 1
+    return [s.onset, apex], 1
+
+
+def emr_frames(s, emr):
+    """(frame paths the sample needs, index of its apex among them): EMR's two roles (§III.C)."""
+    idx, apex = emr_indices(s, emr)
+    return tuple(s.frames[i] for i in idx), apex
+
+
+def align_frames(frames, cfg, name):
+    """(T, align_size, align_size, 3) uint8: frames warped by the onset's similarity (§III.A), rigid head motion
+    removed under cfg.stabilise."""
+    import align
+    return align.align_clip(frames, cfg.align_size, name=name, no_face=cfg.no_face,
+                            landmarks_path=cfg.landmarks or None, stabilise=cfg.stabilise)
 
 
 def aligned_clip(s, cfg):
     """(T, align_size, align_size, 3) uint8: the frames of emr_frames warped by one similarity (§III.A)."""
     import align
     paths, _ = emr_frames(s, cfg.emr)
-    return align.align_clip(align.read_frames(paths), cfg.align_size, name=str(paths[0]), no_face=cfg.no_face,
-                            landmarks_path=cfg.landmarks or None)
+    return align_frames(align.read_frames(paths), cfg, str(paths[0]))
+
+
+def spotted(full, s):
+    """The sample with its apex spotted (spot.py) on `full`, its aligned clip from the onset to its last frame."""
+    import spot
+    return dataclasses.replace(s, apex=s.onset + spot.apex(full, s.fps))
+
+
+def emr_clip(full, s, emr):
+    """The frames emr_frames names, taken from `full`, the sample's aligned clip from its onset on."""
+    idx, _ = emr_indices(s, emr)
+    return full[[i - s.onset for i in idx]]
 
 
 def emr_apex(clip, s, cfg):
@@ -67,10 +93,21 @@ def onset_apex_flow(s, cfg, clip=None):
     return flow.optical_flow(*gray, method=cfg.flow)
 
 
-def sample_input(s, cfg):
-    """(3, size, size) float32 network input of one sample: align -> (EMR) -> onset->apex flow -> u, v, strain."""
+def clip_input(clip, s, cfg):
+    """(3, size, size) float32 network input from the sample's aligned emr_frames: (EMR) -> flow -> u, v, strain."""
     import flow
-    return flow.encode(onset_apex_flow(s, cfg), cfg.size)
+    return flow.encode(onset_apex_flow(s, cfg, clip), cfg.size)
+
+
+def sample_input(s, cfg):
+    """(3, size, size) float32 network input of one sample: align -> (spot) -> (EMR) -> onset->apex flow -> u, v,
+    strain."""
+    if cfg.apex == 'spot':        # the whole clip from the onset is aligned, for the spotter to choose from
+        import align
+        full = align_frames(align.read_frames(s.frames[s.onset:]), cfg, str(s.frames[s.onset]))
+        s = spotted(full, s)
+        return clip_input(emr_clip(full, s, cfg.emr), s, cfg)
+    return clip_input(aligned_clip(s, cfg), s, cfg)
 
 
 # ----------------------------------------------------------------------------------------------- the cache
@@ -99,8 +136,10 @@ def pipeline_constants(kind='flow'):
         return dict(radii=lbptop.RADII, points=lbptop.POINTS, blocks=lbptop.BLOCKS, tim=lbptop.TIM_FRAMES,
                     template=align.TEMPLATE)
     import flow
+    import spot
     return dict(tvl1=flow.TVL1_DEFAULTS, farneback=flow.FARNEBACK_DEFAULTS, encode=flow.ENCODE,
-                template=align.TEMPLATE)
+                template=align.TEMPLATE, stable_box=align.STABLE_BOX, head_iterations=align.HEAD_ITERATIONS,
+                spot=spot.SPOT)
 
 
 def pipeline_source(kind='flow'):
@@ -111,7 +150,8 @@ def pipeline_source(kind='flow'):
 
 def input_settings(cfg, kind='flow'):
     """The settings of cfg that change a sample's input (EVM only where it is used)."""
-    keys = ('align_size', 'no_face', 'landmarks') + (() if kind == 'lbptop' else ('emr', 'flow', 'size'))
+    keys = ('align_size', 'no_face', 'landmarks') + (() if kind == 'lbptop' else ('emr', 'flow', 'size', 'apex',
+                                                                                   'stabilise'))
     out = {k: getattr(cfg, k) for k in keys}
     if kind == 'flow' and cfg.emr:
         out['evm'] = cfg.evm()
@@ -128,7 +168,7 @@ def sample_features(s, cfg, kind='flow'):
 
 def cache_key(s, cfg, constants=None, source=None, kind='flow'):
     """Key of one sample's input: its identity, its frame files, the settings, the constants and the code."""
-    paths = s.frames[s.onset:] if kind == 'lbptop' else emr_frames(s, cfg.emr)[0]
+    paths = s.frames[s.onset:] if kind == 'lbptop' or cfg.apex == 'spot' else emr_frames(s, cfg.emr)[0]
     stats = [(str(q), os.stat(q).st_size, os.stat(q).st_mtime_ns) for q in paths]
     return digest(kind=kind, sample=[s.dataset, s.subject, s.clip, s.fps, s.domain, s.onset, s.apex],
                   frames=stats, settings=input_settings(cfg, kind), constants=constants or pipeline_constants(kind),

@@ -288,3 +288,20 @@ def run_baseline(x, meta, out, predict, shard=(1, 1)):
     if todo:
         log.info('LOSO of the baseline: %d folds in %.1f s', len(todo), time.time() - t0)
     return _finish(out, specs, False)
+
+
+def train_final(x, meta, cfg, weights=None):
+    """(one PartNet trained on every sample of `meta`, micro and macro, with the row's settings; its per-epoch log):
+    the model that --save-model writes, trained after (or, with --final-only, instead of) the LOSO."""
+    from tqdm import tqdm
+    device = resolve_device(cfg.device)
+    pool = len(meta)
+    data = (torch.as_tensor(x, device=device), torch.as_tensor([m.label for m in meta], device=device),
+            torch.as_tensor([int(m.domain == 'macro') for m in meta], device=device))
+    t0 = time.time()
+    with tqdm(total=train.steps_per_epoch(pool, cfg.batch_size) * cfg.epochs, unit='step', desc='final model',
+              disable=cfg.quiet) as bar:
+        net, epochs = train.train_all(np.arange(pool), data, pool, cfg, device, weights, progress=bar)
+    log.info('final model: %d samples (%d macro), %d epochs in %.1f s; last epoch training accuracy %.3f', pool,
+             int(data[2].sum()), cfg.epochs, time.time() - t0, epochs[-1]['acc'])
+    return net.cpu(), epochs

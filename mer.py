@@ -3,6 +3,8 @@
     python mer.py --data ./megc --ckplus ./ck     # Part + Adversarial + EMR, LOSO on MEGC2019, Table I row
     python mer.py --demo                          # the same on the embedded synthetic demo set
     python mer.py --demo --table                  # every ablation row of Table I
+    python mer.py --demo --save-model             # also one model on every subject: <run folder>/model.pt
+    python mer.py predict clip.mp4 --model runs/demo/part_adversarial_emr/model.pt
 
 Stages: data.py (release folders -> samples) -> inputs.py (align.py, evm.py, flow.py: aligned face, EMR,
 onset->apex TV-L1 flow -> u, v, strain; cached) -> model.py (PartNet + gradient reversal) -> train.py (one fold's
@@ -41,8 +43,8 @@ def _ranged(kind, low=None, high=None, low_open=False):
 POS_INT, NONNEG_INT = _ranged(int, 1), _ranged(int, 0)
 POS, NONNEG = _ranged(float, 0, low_open=True), _ranged(float, 0)
 # Flags that set a Config field of the same name; None (not given) keeps the preset's value.
-FIELDS = ('align_size', 'no_face', 'landmarks', 'evm_alpha', 'evm_lambda_c', 'evm_r1', 'evm_r2', 'evm_chroma', 'flow',
-          'size', 'epochs', 'batch_size', 'lr_heads', 'lr_step', 'lr_backbone', 'weight_decay', 'grad_clip',
+FIELDS = ('align_size', 'no_face', 'landmarks', 'apex', 'evm_alpha', 'evm_lambda_c', 'evm_r1', 'evm_r2', 'evm_chroma',
+          'flow',          'size', 'epochs', 'batch_size', 'lr_heads', 'lr_step', 'lr_backbone', 'weight_decay', 'grad_clip',
           'lambda_adv', 'precision', 'seed', 'device', 'jobs', 'streams', 'workers')
 
 
@@ -77,6 +79,10 @@ def parser():
     m.add_argument('--no-face', choices=('error', 'center'),
                    help='when dlib finds no face: stop with the file name (default) or centre-crop and log it')
     m.add_argument('--landmarks', help="dlib's 68-point .dat file (default: the copy in face-recognition-models)")
+    m.add_argument('--apex', choices=('annotated', 'spot'), help='the annotated apex (SMIC-HS: the middle frame; '
+                   'default), or the apex spotted from the onset (spot.py) for every sample')
+    m.add_argument('--stabilise', action='store_true', help='remove the rigid head motion between onset and each '
+                   'frame (align.py; the paper does not)')
     t = p.add_argument_group('training (paper defaults)')
     t.add_argument('--size', type=_ranged(int, 33), help=f'network input side, at least 33 ({PAPER.size})')
     t.add_argument('--epochs', type=POS_INT, help=f'({PAPER.epochs})')
@@ -107,6 +113,9 @@ def parser():
     r.add_argument('--cache', default='.cache/features', help='feature cache folder (default %(default)s)')
     r.add_argument('--folds', default='1/1', help='run shard i of n of the folds, e.g. 2/4; a later plain call merges')
     r.add_argument('--figure', help='save onset / apex / magnified apex / flow pictures of a few samples to this PNG')
+    r.add_argument('--save-model', action='store_true', help='after the LOSO, train one model on every subject with '
+                   "the row's settings and write it to the run folder as model.pt (what `mer.py predict` loads)")
+    r.add_argument('--final-only', action='store_true', help='--save-model without the LOSO')
     r.add_argument('-q', '--quiet', action='store_true', help='no progress bars, warnings only')
     return p
 
@@ -130,9 +139,12 @@ def parse_args(argv=None):
         p.error(f'--folds {a.folds}: expected i/n with 1 <= i <= n, e.g. 1/4')
     if a.weights and a.random_init:
         p.error('--weights and --random-init contradict each other: give one')
+    if a.final_only and a.method == 'lbptop':
+        p.error('--final-only trains the network; the LBP-TOP baseline has no model to save')
+    a.save_model = a.save_model or a.final_only
     given = {k: getattr(a, k) for k in FIELDS if getattr(a, k) is not None}
     flags = dict(emr=not a.no_emr, adv=not a.no_adv, parts=not a.no_parts, augment=not a.no_augment,
-                 select_on_test=a.select_on_test, quiet=a.quiet)
+                 select_on_test=a.select_on_test, quiet=a.quiet, stabilise=a.stabilise)
     if a.random_init:
         flags['init'] = 'random'
     elif a.weights:
@@ -175,7 +187,27 @@ def run_row(a, cfg, micro, macro, weights, out, feats):
     x, samples = feats[cfg.emr]
     out.mkdir(parents=True, exist_ok=True)
     loso.check_config(out, dict(config.result_settings(cfg), data=a.data, index=a.index, row=cfg.row()))
-    return loso.run(x, samples, cfg, out, weights, a.shard)
+    res = None if a.final_only else loso.run(x, samples, cfg, out, weights, a.shard)
+    if a.save_model and a.shard == (1, 1) and (res is not None or a.final_only):
+        save_final(x, samples, cfg, weights, out)
+    return res
+
+
+def save_final(x, samples, cfg, weights, out):
+    """Trains one model on every sample with the row's settings and writes out/model.pt (kept if already there)."""
+    import inputs
+    import loso
+    import model
+    path = out / 'model.pt'
+    if path.is_file():
+        log.info('%s is already there (the run folder\'s settings are checked); delete it to train it again', path)
+        return
+    net, _ = loso.train_final(x, samples, cfg, weights)
+    trained_on = {d: sum(s.dataset == d for s in samples) for d in sorted({s.dataset for s in samples})}
+    model.save_model(path, net, config.result_settings(cfg), inputs.pipeline_constants(), config.CLASSES,
+                     config.code_version(), trained_on)
+    log.info('model saved to %s: %d samples (%s)', path, len(samples), ', '.join(f'{k} {v}' for k, v in
+                                                                                   trained_on.items()))
 
 
 def run_lbptop(a, cfg, micro, out):
@@ -193,15 +225,46 @@ def run_lbptop(a, cfg, micro, out):
     return loso.run_baseline(x, samples, out, lbptop.svm_predict, a.shard)
 
 
+def predict_parser():
+    p = argparse.ArgumentParser(prog='mer.py predict', description='Apply a saved model (model.pt) to your own clips: '
+                                'prints "path label p_negative p_positive p_surprise onset apex" per clip.')
+    p.add_argument('paths', nargs='+', metavar='PATH', help='a video (mp4, avi, mov; read with OpenCV) or a folder '
+                   'of numbered frames')
+    p.add_argument('--model', required=True, help='model.pt written by mer.py --save-model')
+    p.add_argument('--onset', type=NONNEG_INT, help='onset frame number (a video counts from 0; a folder uses the '
+                   'numbers in its file names); default: the first frame')
+    p.add_argument('--apex', type=NONNEG_INT, help='apex frame number; default: spotted (spot.py)')
+    p.add_argument('--fps', type=POS, help="frame rate (default: the video's own; 200 for a folder of frames)")
+    p.add_argument('--domain', choices=('micro', 'macro'), default='micro', help='micro: EMR magnifies the apex '
+                   '(default); macro: a posed or broad expression, EMR takes the onset-apex middle frame')
+    p.add_argument('--no-face', choices=('error', 'skip'), default='error', help='no face in the onset frame: stop '
+                   'naming it (default), or start at the first later frame with a face and say which')
+    p.add_argument('--no-stabilise', action='store_true', help='keep the rigid head motion (default: removed)')
+    p.add_argument('--max-frames', type=POS_INT, default=1000, help='frames after the onset searched for the apex '
+                   '(default %(default)s)')
+    p.add_argument('--json', action='store_true', help='one JSON object per clip instead of a line of text')
+    p.add_argument('--figure', help='save onset | apex | magnified apex | flow of every clip to this PNG')
+    p.add_argument('-q', '--quiet', action='store_true', help='no progress bar, warnings only')
+    return p
+
+
 def main(argv=None):
-    a, cfg = parse_args(argv)
-    logging.basicConfig(level=logging.WARNING if cfg.quiet else logging.INFO,
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ['predict']:
+        a = predict_parser().parse_args(argv[1:])
+        quiet, work = a.quiet, lambda: __import__('predict').run(a)
+    else:
+        a, cfg = parse_args(argv)
+        quiet, work = cfg.quiet, lambda: run(a, cfg)
+    logging.basicConfig(level=logging.WARNING if quiet else logging.INFO,
                         format='%(asctime)s %(name)s: %(message)s', datefmt='%H:%M:%S')
     import align
     import data
+    import model
     try:
-        return run(a, cfg)
-    except (data.DatasetError, align.FaceNotFound, align.FrameError, FileNotFoundError, NotADirectoryError) as e:
+        return work()
+    except (data.DatasetError, align.FaceNotFound, align.FrameError, model.ModelFileError, FileNotFoundError,
+            NotADirectoryError) as e:
         # Problems with the user's data or files: one line that names the file and what to do, no traceback.
         raise SystemExit(f'mer.py: error: {e}') from None
 
@@ -231,7 +294,7 @@ def run(a, cfg):
              len({(s.dataset, s.subject) for s in micro}))
     if a.figure:
         figure(micro, cfg, a.figure)
-    baseline = a.table or a.method == 'lbptop'
+    baseline = (a.table or a.method == 'lbptop') and not a.final_only
     weights = None if a.method == 'lbptop' else trunk_weights(cfg, a.weights)
     rows = ROWS if a.table else [] if a.method == 'lbptop' else [(cfg.parts, cfg.adv, cfg.emr)]
     # Each row gets its own folder, so runs with other flags never collide (a resume checks the settings).
@@ -254,6 +317,9 @@ def run(a, cfg):
             unfinished.append(out)
         else:
             results.append((row.row(), res))
+    if a.final_only:
+        print('\n'.join(str(out / 'model.pt') for out in unfinished))
+        return 0
     if unfinished:
         if a.shard != (1, 1):
             print(f'shard {a.folds} done in {", ".join(map(str, unfinished))}; run again without --folds (or with '

@@ -4,6 +4,9 @@ Paper §III.B (Liu, Du, Zheng, Gedeon, FG 2019). Nothing in the forward pass or 
 host or depends on the data's values, so a whole training step can be captured once as a CUDA graph (train.py);
 the reversal strength may be a device tensor for the same reason.
 """
+import io
+import json
+import logging
 import math
 from collections import OrderedDict
 from pathlib import Path
@@ -13,7 +16,16 @@ import torch.nn as nn
 import torch.nn.functional as F
 import torchvision
 
+log = logging.getLogger(__name__)
 TRUNK_STRIDE = 32  # ResNet18's conv1..layer4 shrink each side by 32 (rounding up)
+# model.pt: a dict of builtins and tensors (torch.load's weights_only=True reads it); FORMAT_VERSION changes when
+# its keys or their meaning do.
+FORMAT, FORMAT_VERSION = 'mer-model', 1
+MODEL_KEYS = ('format', 'version', 'state_dict', 'settings', 'pipeline', 'classes', 'code_version', 'trained_on')
+
+
+class ModelFileError(ValueError):
+    """A model file that this code cannot use; the message names the file and what to do."""
 
 
 def imagenet_cache_path():
@@ -173,3 +185,66 @@ def losses(out, labels, domains=None, lambda_adv=1.0):
         total = total + lambda_adv * parts['adv']
     parts['total'] = total
     return total, {k: v.detach() for k, v in parts.items()}
+
+
+# ----------------------------------------------------------------------------------------------- model.pt
+def plain(x):
+    """x as JSON's builtins (tuples -> lists, numpy scalars and arrays -> numbers and lists): what model.pt holds."""
+    def default(v):
+        if hasattr(v, 'tolist'):
+            return v.tolist()
+        raise TypeError(f'{type(v).__name__} is not a plain value')
+    return json.loads(json.dumps(x, default=default))
+
+
+def save_model(path, net, settings, pipeline, classes, code_version, trained_on):
+    """Writes model.pt atomically: the weights, every setting and pipeline constant that makes its input, the
+    class names, the code version and what it was trained on."""
+    from config import atomic_write
+    state = {k: v.detach().cpu().clone() for k, v in net.state_dict().items()}
+    buf = io.BytesIO()
+    torch.save(dict(format=FORMAT, version=FORMAT_VERSION, state_dict=state, settings=plain(settings),
+                    pipeline=plain(pipeline), classes=list(classes), code_version=code_version,
+                    trained_on=plain(trained_on)), buf)
+    atomic_write(path, buf.getvalue())
+
+
+def load_model(path, settings, pipeline, classes, code_version):
+    """(PartNet in eval mode, the file's dict) from a model.pt written by save_model; a file written with other
+    pipeline constants, classes or setting names than this code's (`settings`: its Config fields) is a
+    ModelFileError naming what differs, another code version only a warning."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f'{path}: no such model file; write one with mer.py ... --save-model (README: '
+                                '"Use a trained model")')
+    try:
+        d = torch.load(path, map_location='cpu', weights_only=True)
+    except Exception as e:       # not a zip, not a pickle, a pickle of other objects: all mean the same to the user
+        raise ModelFileError(f'{path}: not a model file written by mer.py --save-model ({type(e).__name__}); '
+                             'pass the model.pt of a run folder') from None
+    if not isinstance(d, dict) or d.get('format') != FORMAT or set(MODEL_KEYS) - set(d):
+        raise ModelFileError(f'{path}: not a model file written by mer.py --save-model; pass the model.pt of a run '
+                             'folder')
+    if d['version'] != FORMAT_VERSION:
+        raise ModelFileError(f'{path}: model file format {d["version"]}, this code reads format {FORMAT_VERSION} '
+                             f'(code version {d["code_version"]} wrote it); use that code, or train again with this '
+                             'one (--save-model)')
+    theirs, ours = d['pipeline'], plain(pipeline)
+    diff = sorted(k for k in set(theirs) | set(ours) if theirs.get(k) != ours.get(k))
+    diff += sorted(k for k in set(d['settings']) ^ set(settings))
+    if list(d['classes']) != list(classes):
+        diff.append('classes')
+    if diff:
+        raise ModelFileError(f'{path}: written by code version {d["code_version"]} with other pipeline constants or '
+                             f'settings than this code ({", ".join(diff)}), so its inputs cannot be reproduced; use '
+                             'that code version, or train again with this one (--save-model)')
+    if d['code_version'] != code_version:
+        log.warning('%s was written by code version %s; this is %s (its pipeline constants are the same)', path,
+                    d['code_version'], code_version)
+    net = PartNet(n_classes=len(classes), parts=d['settings'].get('parts', True))
+    try:
+        net.load_state_dict(d['state_dict'])
+    except (RuntimeError, TypeError, AttributeError) as e:
+        raise ModelFileError(f'{path}: its weights do not fit the network ({str(e).splitlines()[0]}); pass the '
+                             'model.pt of a run folder') from None
+    return net.eval(), d

@@ -10,6 +10,7 @@ never changes shape, and:
     replay removes the launches), with the graphs of several folds replayed on their own CUDA streams at once.
 A fold's result therefore depends on its seed and settings alone, not on which folds train beside it.
 """
+import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -223,6 +224,27 @@ def results(f, y, cfg):
     log = [dict(zip(LOSSES + ('acc',), np.r_[sums[e, :4] / steps, sums[e, 4] / n[e, 0]].round(6).tolist()),
                 epoch=e + 1) for e in range(cfg.epochs)]
     return preds[-1], best, log
+
+
+def train_all(train_idx, data, pool, cfg, device, weights=None, progress=None):
+    """(the PartNet trained on every sample of train_idx, in eval mode, its per-epoch log): the final model, with a
+    fold's schedule and step but no held-out subject, so nothing is evaluated (seed: fold_seed(cfg.seed, 'all'))."""
+    f = make_fold('all', train_idx, [], cfg, pool, device, weights)
+    graphs = device.type == 'cuda'
+    if graphs:
+        capture(f, data, cfg)
+    steps = f.batches.shape[0] // cfg.epochs
+    for _ in range(cfg.epochs):
+        for _ in range(steps):
+            if graphs:
+                f.graph.replay()
+            else:
+                train_step(f, data, cfg)
+        if progress is not None:
+            progress.update(steps)
+    if graphs:
+        torch.cuda.synchronize()
+    return f.net.eval(), results(f, data[1], dataclasses.replace(cfg, select_on_test=False))[2]
 
 
 def train_folds(specs, data, pool, cfg, device, weights=None, streams=1, graphs=None, progress=None, claim=None):

@@ -1,0 +1,210 @@
+"""`mer.py predict`: a saved model (model.pt) applied to your own clips, videos or folders of numbered frames.
+
+A clip goes through the same per-sample pipeline as training (inputs.py): the face aligned on the onset frame
+(with the rigid head motion of every later frame removed, align.py), the apex spotted where none is given
+(spot.py), EMR, onset->apex flow, u, v, strain; then the saved PartNet gives the three class probabilities.
+Frames are read one at a time and only the aligned face is kept, so a long video is never held whole.
+"""
+import dataclasses
+import json
+import logging
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+import align
+import config
+import inputs
+from data import DatasetError, Sample, frame_number, list_frames
+
+log = logging.getLogger(__name__)
+VIDEO_EXTS = ('.mp4', '.avi', '.mov', '.mkv', '.m4v')
+FOLDER_FPS = 200.0          # a folder of frames says nothing of its rate: CASME II's and SAMM's
+
+
+# ----------------------------------------------------------------------------------------------- reading clips
+def open_clip(path, fps=None):
+    """{'path', 'kind' ('video' | 'folder'), 'numbers' (frame numbers), 'files' (a folder's), 'fps'} of a clip;
+    a path that is missing, unreadable, empty or shorter than 2 frames is a DatasetError naming it."""
+    p = Path(path)
+    hint = 'give a video file (mp4, avi, mov) or a folder of numbered frames'
+    if not p.exists():
+        raise DatasetError(f'{p}: no such file or folder; {hint}')
+    if p.is_dir():
+        try:
+            files = list_frames(p)
+        except DatasetError:
+            raise DatasetError(f'{p}: no numbered image frames in this folder (names ending in the frame number, '
+                               f'e.g. img046.jpg); {hint}') from None
+        numbers = [frame_number(f) for f in files]
+        if fps is None:
+            log.info('%s: a folder of frames gives no frame rate; taking %g fps (pass --fps to change it)', p,
+                     FOLDER_FPS)
+        clip = dict(path=str(p), kind='folder', numbers=numbers, files=files, fps=fps or FOLDER_FPS)
+    else:
+        cap = cv2.VideoCapture(str(p))
+        n, rate = 0, cap.get(cv2.CAP_PROP_FPS) if cap.isOpened() else 0
+        while cap.isOpened() and cap.grab():        # counted, not decoded: the header's count is not reliable
+            n += 1
+        cap.release()
+        if n == 0:
+            raise DatasetError(f'{p}: OpenCV reads no frames from this file (not a video, or a codec it lacks); '
+                               f'{hint}')
+        clip = dict(path=str(p), kind='video', numbers=list(range(n)), files=None, fps=fps or rate or 30.0)
+    if len(clip['numbers']) < 2:
+        raise DatasetError(f'{p}: {len(clip["numbers"])} frame; a clip needs at least 2 (an onset and a later '
+                           'frame)')
+    return clip
+
+
+def frames(clip, start=0, stop=None):
+    """Yields the BGR frames of positions start..stop-1 of a clip, one at a time."""
+    stop = len(clip['numbers']) if stop is None else stop
+    if clip['kind'] == 'folder':
+        for f in clip['files'][start:stop]:
+            yield align.read_frames([f])[0]
+        return
+    cap = cv2.VideoCapture(clip['path'])
+    try:
+        for i in range(stop):
+            ok, img = (cap.grab(), None) if i < start else cap.read()     # frames before start are not decoded
+            if not ok:
+                raise DatasetError(f'{clip["path"]}: frame {i} cannot be decoded; re-encode the video')
+            if img is not None:
+                yield img
+    finally:
+        cap.release()
+
+
+def position(clip, number, flag):
+    """Position in the clip of a frame number (a video's frames are numbered from 0); DatasetError if absent."""
+    nums = clip['numbers']
+    if number in nums:
+        return nums.index(number)
+    raise DatasetError(f'{clip["path"]}: {flag} {number} is beyond the clip\'s frames ({nums[0]} to {nums[-1]}); '
+                       f'give a frame number in that range')
+
+
+def first_face(clip, start, upsample=1):
+    """Position of the first frame from `start` in which dlib finds a face, or None."""
+    for i, img in enumerate(frames(clip, start), start):
+        if align.detect_faces(img, upsample):
+            return i
+    return None
+
+
+# ----------------------------------------------------------------------------------------------- one clip
+def choose_onset(clip, onset, no_face):
+    """Position of the onset: the given frame number or the first frame; with no_face 'skip' the first frame with
+    a face from there; with 'error' a frame without one is a DatasetError naming it."""
+    i = 0 if onset is None else position(clip, onset, '--onset')
+    if align.detect_faces(next(frames(clip, i, i + 1)), 1):
+        return i
+    number = clip['numbers'][i]
+    if no_face != 'skip':
+        raise DatasetError(f'{clip["path"]}: no face found by the dlib detector in frame {number} (the onset); '
+                           'check the clip shows a frontal face there, give --onset N, or pass --no-face skip to '
+                           'start at the first frame with a face')
+    j = first_face(clip, i + 1)
+    if j is None:
+        raise DatasetError(f'{clip["path"]}: no face found by the dlib detector in any frame from {number}; check '
+                           'the clip shows a frontal face')
+    log.warning('%s: no face in frame %d; starting at frame %d, the first with a face (--no-face skip)',
+                clip['path'], number, clip['numbers'][j])
+    return j
+
+
+def prepare(clip, cfg, onset=None, apex=None, no_face='error', max_frames=1000, domain='micro'):
+    """(aligned clip from the onset on, its Sample with onset 0 and apex as given or spotted): the per-sample
+    pipeline's first stages on a clip of your own."""
+    n = len(clip['numbers'])
+    i = choose_onset(clip, onset, no_face)
+    j = None if apex is None else position(clip, apex, '--apex')
+    if j is not None and j <= i:
+        raise DatasetError(f'{clip["path"]}: the apex (frame {clip["numbers"][j]}) must come after the onset (frame '
+                           f'{clip["numbers"][i]}); give --onset before --apex')
+    if j is not None:
+        stop = j + 1                 # the apex is known: nothing after it is needed
+        if stop - i > max_frames:
+            raise DatasetError(f'{clip["path"]}: {stop - i} frames from onset to apex, more than --max-frames '
+                               f'{max_frames}; raise it or give a later --onset')
+    else:
+        stop = min(n, i + max_frames)
+    if j is None and stop < n:
+        log.warning('%s: only frames %d to %d (--max-frames %d) are searched for the apex', clip['path'],
+                    clip['numbers'][i], clip['numbers'][stop - 1], max_frames)
+    full = inputs.align_frames(frames(clip, i, stop), cfg, f'{clip["path"]} frame {clip["numbers"][i]}')
+    s = Sample('clip', '', Path(clip['path']).name, tuple(clip['numbers'][i:stop]), 0,
+               0 if j is None else j - i, -1, float(clip['fps']), domain)
+    return full, s if j is not None else inputs.spotted(full, s)
+
+
+def probabilities(net, x):
+    """(3,) float class probabilities of one network input (softmax of the joint classifier, §III.B)."""
+    import torch
+    with torch.no_grad():
+        out = net(torch.as_tensor(x)[None].contiguous(), 0.0)['joint']
+    return torch.softmax(out.float(), -1)[0].numpy().astype(np.float64)
+
+
+def predict_clip(clip, net, cfg, classes, **kw):
+    """A dict of the clip's prediction: path, label, probability per class, onset and apex frame numbers, and
+    the pictures of --figure (onset, apex, the apex the flow sees, the flow)."""
+    import flow
+    full, s = prepare(clip, cfg, **kw)
+    sub = inputs.emr_clip(full, s, cfg.emr)
+    seen = inputs.emr_apex(sub, s, cfg)
+    f = flow.optical_flow(*(cv2.cvtColor(a, cv2.COLOR_BGR2GRAY) for a in (sub[0], seen)), method=cfg.flow)
+    p = probabilities(net, flow.encode(f, cfg.size))
+    return dict(path=clip['path'], label=classes[int(np.argmax(p))], **{f'p_{c}': float(v) for c, v in
+                zip(classes, p)}, onset=s.frames[0], apex=s.frames[s.apex],
+                tiles=np.hstack([full[0], full[s.apex], seen, flow.to_image(f)]))
+
+
+def line(r, classes):
+    """'path label p_negative p_positive p_surprise onset apex': the text output of one clip."""
+    return ' '.join([r['path'], r['label'], *(f'{r[f"p_{c}"]:.4f}' for c in classes), str(r['onset']),
+                     str(r['apex'])])
+
+
+def save_figure(path, results):
+    """Writes onset | apex | magnified apex | flow, one row per clip, to `path` atomically."""
+    ok, data = cv2.imencode(Path(path).suffix, np.vstack([r['tiles'] for r in results]))
+    if not ok:
+        raise DatasetError(f'{path}: cannot encode a picture of this type; give a .png or .jpg name')
+    config.atomic_write(path, data.tobytes())
+
+
+# ----------------------------------------------------------------------------------------------- the command
+def run(a):
+    """`mer.py predict`: loads the model, checks every clip, predicts each, prints a line (or JSON) per clip."""
+    from tqdm import tqdm
+
+    import model
+    fig = Path(a.figure) if a.figure else None
+    if fig is not None and fig.suffix.lower() not in ('.png', '.jpg', '.jpeg'):
+        raise DatasetError(f'--figure {fig}: give a .png or .jpg file name')
+    if fig is not None and not fig.parent.is_dir():
+        raise DatasetError(f'--figure {fig}: the folder {fig.parent} does not exist')
+    fields = {f.name for f in dataclasses.fields(config.Config) if not config.volatile(f.name)}
+    net, d = model.load_model(a.model, fields, inputs.pipeline_constants(), config.CLASSES, config.code_version())
+    # The onset's face is checked by choose_onset; head motion is removed unless asked not to, whatever training
+    # did (lab recordings hold the head still; a clip of your own rarely does).
+    cfg = dataclasses.replace(config.Config(), **dict(d['settings'], no_face='error', stabilise=not a.no_stabilise),
+                              quiet=a.quiet)
+    log.info('%s: %s, trained on %s; code version %s', a.model, cfg.row(), d['trained_on'], d['code_version'])
+    clips = [open_clip(p, a.fps) for p in a.paths]          # every path checked before any long work
+    t0 = time.time()
+    results = []
+    for c in tqdm(clips, unit='clip', desc='predict', disable=a.quiet or len(clips) < 2):
+        results.append(predict_clip(c, net, cfg, config.CLASSES, onset=a.onset, apex=a.apex, no_face=a.no_face,
+                                    max_frames=a.max_frames, domain=a.domain))
+    log.info('%d clip%s in %.1f s', len(clips), 's' * (len(clips) > 1), time.time() - t0)
+    if fig is not None:
+        save_figure(fig, results)
+        log.info('figure saved to %s (columns: onset, apex, the apex the flow sees, flow)', fig)
+    for r in results:
+        print(json.dumps({k: v for k, v in r.items() if k != 'tiles'}) if a.json else line(r, config.CLASSES))
+    return 0
