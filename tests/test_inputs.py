@@ -37,7 +37,8 @@ def test_cache_key_changes_with_everything_that_changes_an_input(tmp_path, monke
     assert key == inputs.cache_key(s, cfg) and len(key) == 40
     # Settings of the input (EVM only matters where EMR is on).
     for change in (dict(align_size=128), dict(emr=False), dict(flow='farneback'), dict(size=64), dict(evm_alpha=5.0),
-                   dict(evm_r1=0.3), dict(no_face='center'), dict(landmarks='my.dat')):
+                   dict(evm_r1=0.3), dict(no_face='center'), dict(landmarks='my.dat'), dict(apex='spot'),
+                   dict(stabilise=True)):
         assert inputs.cache_key(s, dataclasses.replace(cfg, **change)) != key, change
     off = dataclasses.replace(cfg, emr=False)
     assert inputs.cache_key(s, dataclasses.replace(off, evm_alpha=5.0)) == inputs.cache_key(s, off)
