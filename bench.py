@@ -3,6 +3,7 @@
     python bench.py              # CPU: machine peak, preprocessing, training, a full demo LOSO
     python bench.py --no-demo    # without the demo LOSO (saves its minutes)
     python bench.py --protocol   # GPU: the paper's full 68-fold protocol at real size, and its ceilings
+    python bench.py --spot       # apex spotting's error on the demo set; `mer.py predict`'s time per clip
 
 (a) preprocessing per stage (alignment, EVM, flow) on a clip of real-dataset size (100 frames at 640x480) and on
     the demo's clips, one thread each, so clips/s is per core; EVM's peak memory on a 200-frame 640x480 clip;
@@ -379,6 +380,44 @@ def gpu_protocol(epochs, sweep=True):
               f'({c * flop / peak:.1%} MFU); the protocol\'s training steps reach {rate / c:.2f} of it', flush=True)
 
 
+def spot_error(root='demo_data', align_size=config.DEMO.align_size):
+    """{dataset: (mean, median |spotted - annotated apex| in frames, the same for the middle frame, clips)} on the
+    demo set's clips with a known apex (CASME II and SAMM from their sheets, CK+ its last frame)."""
+    import align
+    import data
+    import spot
+    import synth
+    root = synth.build(root, seed=0)
+    out = {}
+    for s in data.load_megc(root / 'megc') + data.load_ckplus(root / 'ck'):
+        if s.dataset == 'smic':          # SMIC-HS has no apex annotation; the demo writes none either
+            continue
+        clip = align.align_clip(align.read_frames(s.frames[s.onset:]), align_size)
+        out.setdefault(s.dataset, []).append((abs(spot.apex(clip, s.fps) - (s.apex - s.onset)),
+                                              abs((len(s.frames) - s.onset) // 2 - (s.apex - s.onset))))
+    return {d: (np.mean(e[:, 0]), np.median(e[:, 0]), np.mean(e[:, 1]), np.median(e[:, 1]), len(e))
+            for d, e in ((d, np.array(v)) for d, v in out.items())}
+
+
+def predict_time(model_path, repeats=3):
+    """Median seconds of `mer.py predict` on a 100-frame 640x480 clip (bench.real_size_clip as an mp4), one thread,
+    with the apex spotted, and its breakdown: (total, reading, aligning with head-motion removal, spotting)."""
+    import cv2
+    import torch
+
+    import mer
+    torch.set_num_threads(1)
+    cv2.setNumThreads(1)
+    clip, _, _ = real_size_clip()
+    with tempfile.TemporaryDirectory() as d:
+        path = Path(d) / 'clip.mp4'
+        w = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*'mp4v'), 30.0, (640, 480))
+        for f in clip:
+            w.write(f)
+        w.release()
+        return median_time(lambda: mer.main(['predict', str(path), '--model', str(model_path), '-q']), repeats)
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     p.add_argument('--no-demo', action='store_true', help='skip the full demo LOSO')
@@ -386,8 +425,21 @@ def main():
     p.add_argument('--epochs', type=int, default=10, help='epochs timed by --protocol (extrapolated to 100)')
     p.add_argument('--no-sweep', action='store_true', help='--protocol: the protocol with the defaults only')
     p.add_argument('--repeats', type=int, default=5)
+    p.add_argument('--spot', action='store_true', help="apex spotting's error on the demo set, and predict's time "
+                   'per clip (needs --model)')
+    p.add_argument('--model', help='--spot: the model.pt that predict is timed with')
     p.add_argument('--child', nargs='+', help=argparse.SUPPRESS)
     a = p.parse_args()
+    if a.spot:
+        print(f'# bench.py --spot, {time.strftime("%Y-%m-%d %H:%M")}\nmachine: {machine()}\n')
+        print('| dataset (demo) | clips | spotted: mean abs error | median | middle frame: mean | median |\n'
+              '|---|---|---|---|---|---|')
+        for d, (m, med, mm, mmed, n) in spot_error().items():
+            print(f'| {d} | {n} | {m:.2f} | {med:.1f} | {mm:.2f} | {mmed:.1f} |', flush=True)
+        if a.model:
+            print(f'\n`mer.py predict` on a 100-frame 640x480 mp4, apex spotted, one thread: '
+                  f'{predict_time(a.model):.2f} s per clip (median of 3)')
+        return 0
     if a.protocol:
         return gpu_protocol(a.epochs, not a.no_sweep)
     if a.child:

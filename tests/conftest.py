@@ -21,3 +21,9 @@ def demo_root(tmp_path_factory):
     """A small demo set (2 subjects a dataset), built once for the whole test session."""
     import synth
     return synth.build(tmp_path_factory.mktemp('demo'), subjects=2, clips=3, ck_subjects=2, ck_clips=3)
+
+
+@pytest.fixture(scope='session')
+def feature_cache(tmp_path_factory):
+    """One feature cache for the session: each test computes only the inputs no earlier test did."""
+    return tmp_path_factory.mktemp('cache')

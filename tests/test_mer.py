@@ -10,10 +10,10 @@ FAST = ['--random-init', '--epochs', '1', '--batch-size', '16', '--size', '36', 
         '--workers', '1', '--jobs', '1', '-q']
 
 
-@pytest.fixture(scope='module')
-def cache(tmp_path_factory):
-    """One feature cache for the module: each test computes only the inputs no earlier test did."""
-    return tmp_path_factory.mktemp('cache')
+@pytest.fixture
+def cache(feature_cache):
+    """The session's feature cache (conftest), shared with test_predict's model."""
+    return feature_cache
 
 
 def _args(demo_root, cache, *extra):

@@ -1,0 +1,147 @@
+"""model.pt and `mer.py predict`: a saved model round trip, clear one-line errors, and a real video end to end."""
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+import config
+import inputs
+import mer
+import model
+import synth
+
+REAL = Path(__file__).resolve().parents[2] / 'shared' / 'realclips' / 'single_face.mp4'
+FIELDS = {k for k in config.result_settings(config.PAPER)}
+
+
+@pytest.fixture(scope='session')
+def model_file(demo_root, tmp_path_factory, feature_cache):
+    """model.pt of a tiny network trained on the small demo set with --final-only (no LOSO): made once."""
+    out = tmp_path_factory.mktemp('model')
+    assert mer.main(['--data', str(demo_root / 'megc'), '--ckplus', str(demo_root / 'ck'), '--final-only',
+                     '--random-init', '--epochs', '1', '--batch-size', '16', '--size', '36', '--align-size', '64',
+                     '--workers', '1', '-q', '--out', str(out), '--cache', str(feature_cache)]) == 0
+    return out / 'model.pt'
+
+
+@pytest.fixture(scope='module')
+def frames_dir(tmp_path_factory):
+    """A folder of 4 numbered frames (img10..img13.png) of a real face photo."""
+    d = tmp_path_factory.mktemp('frames')
+    face = cv2.resize(synth.photos()[1], (256, 300))
+    for i in range(4):
+        cv2.imwrite(str(d / f'img{10 + i}.png'), np.roll(face, i, axis=1))
+    return d
+
+
+def _fail(args, capsys=None):
+    """The one-line message of a `mer.py predict` that must fail."""
+    with pytest.raises(SystemExit) as e:
+        mer.main(['predict', *args, '-q'])
+    msg = str(e.value)
+    assert msg.startswith('mer.py: error: ') and '\n' not in msg, msg
+    return msg
+
+
+def test_model_file_round_trip_gives_the_same_predictions(tmp_path):
+    torch.manual_seed(0)
+    net = model.PartNet().eval()
+    path = tmp_path / 'model.pt'
+    model.save_model(path, net, config.result_settings(config.DEMO), inputs.pipeline_constants(), config.CLASSES,
+                     'v1', {'casme2': 3})
+    loaded, d = model.load_model(path, FIELDS, inputs.pipeline_constants(), config.CLASSES, 'v1')
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.equal(net(x)['joint'], loaded(x)['joint'])
+    assert d['settings']['size'] == 64 and d['classes'] == list(config.CLASSES) and d['trained_on'] == {'casme2': 3}
+    assert not list(tmp_path.glob('.*tmp*'))                       # written through a temporary file, then renamed
+
+
+def test_a_model_from_code_with_other_pipeline_constants_is_refused_naming_them(model_file, frames_dir, monkeypatch):
+    import flow
+    monkeypatch.setitem(flow.ENCODE, 'flow_scale', 3.0)
+    msg = _fail([str(frames_dir), '--model', str(model_file)])
+    assert str(model_file) in msg and '(encode)' in msg and 'train again' in msg
+
+
+def test_other_setting_names_or_format_are_refused(model_file, tmp_path):
+    d = torch.load(model_file, weights_only=True)
+    for change, expect in ((dict(version=2), 'model file format 2'),
+                           (dict(settings=dict(d['settings'], warp_speed=9)), '(warp_speed)')):
+        bad = tmp_path / 'other.pt'
+        torch.save(dict(d, **change), bad)
+        with pytest.raises(model.ModelFileError, match=expect):
+            model.load_model(bad, FIELDS, inputs.pipeline_constants(), config.CLASSES, config.code_version())
+
+
+def test_a_file_that_is_not_a_model_is_one_line(frames_dir, tmp_path):
+    for name, data in (('notes.pt', b'hello'), ('dict.pt', None)):
+        bad = tmp_path / name
+        if data is None:
+            torch.save({'weights': torch.zeros(2)}, bad)
+        else:
+            bad.write_bytes(data)
+        msg = _fail([str(frames_dir), '--model', str(bad)])
+        assert str(bad) in msg and 'not a model file written by mer.py --save-model' in msg
+    assert 'no such model file' in _fail([str(frames_dir), '--model', str(tmp_path / 'none.pt')])
+
+
+def test_bad_clips_are_one_line_naming_the_file_and_nothing_is_written(model_file, frames_dir, tmp_path):
+    not_video = tmp_path / 'clip.mp4'
+    not_video.write_text('not a video')
+    empty = tmp_path / 'empty'
+    empty.mkdir()
+    single = tmp_path / 'single'
+    single.mkdir()
+    (single / 'img1.png').write_bytes((frames_dir / 'img10.png').read_bytes())
+    fig = tmp_path / 'fig.png'
+    cases = [([str(tmp_path / 'missing.mp4')], 'missing.mp4', 'no such file'),
+             ([str(not_video)], str(not_video), 'OpenCV reads no frames'),
+             ([str(empty)], str(empty), 'no numbered image frames'),
+             ([str(single)], str(single), '1 frame; a clip needs at least 2'),
+             ([str(frames_dir), '--onset', '12', '--apex', '11'], str(frames_dir), 'must come after the onset'),
+             ([str(frames_dir), '--apex', '14'], str(frames_dir), '--apex 14 is beyond the clip\'s frames (10 to 13)'),
+             ([str(frames_dir), str(not_video)], str(not_video), 'OpenCV reads no frames')]
+    for args, name, what in cases:
+        msg = _fail([*args, '--model', str(model_file), '--figure', str(fig)])
+        assert name in msg and what in msg, msg
+    assert not fig.exists() and not list(tmp_path.glob('.*'))
+
+
+def test_a_clip_without_a_face_at_its_onset_stops_or_starts_at_the_first_face(model_file, frames_dir, tmp_path,
+                                                                             capsys):
+    clip = tmp_path / 'clip'
+    clip.mkdir()
+    cv2.imwrite(str(clip / 'img1.png'), np.full((300, 256, 3), 128, np.uint8))
+    for i in (2, 3, 4):
+        (clip / f'img{i}.png').write_bytes((frames_dir / f'img1{i - 2}.png').read_bytes())
+    msg = _fail([str(clip), '--model', str(model_file)])
+    assert 'no face found' in msg and 'frame 1 (the onset)' in msg and '--no-face skip' in msg
+    assert mer.main(['predict', str(clip), '--model', str(model_file), '--no-face', 'skip', '--json', '-q']) == 0
+    r = json.loads(capsys.readouterr().out)
+    assert r['onset'] == 2 and r['apex'] in (3, 4)
+
+
+def test_predict_on_a_real_video(model_file, tmp_path, capsys):
+    if not REAL.is_file():
+        pytest.skip(f'{REAL} not found: the real clips beside the repository are absent on this machine')
+    fig = tmp_path / 'fig.png'
+    assert mer.main(['predict', str(REAL), '--model', str(model_file), '--json', '--figure', str(fig), '-q']) == 0
+    r = json.loads(capsys.readouterr().out)
+    # Whatever the toy model says: the face was found and aligned, the apex spotted (none was given) lies in the
+    # smile (frames 20-71, neutral before), and one of the three classes is named with probabilities summing to 1.
+    assert r['path'] == str(REAL) and r['onset'] == 0 and 20 <= r['apex'] <= 71, r
+    probs = [r[f'p_{c}'] for c in config.CLASSES]
+    assert r['label'] in config.CLASSES and r['label'] == config.CLASSES[int(np.argmax(probs))]
+    assert abs(sum(probs) - 1) < 1e-5 and min(probs) > 0
+    tiles = cv2.imread(str(fig))
+    assert tiles.shape == (64, 4 * 64, 3)                          # onset | apex | magnified apex | flow
+
+    # The same clip as text, with its apex given: the line's format.
+    assert mer.main(['predict', str(REAL), '--model', str(model_file), '--apex', '40', '-q']) == 0
+    fields = capsys.readouterr().out.split()
+    assert fields[0] == str(REAL) and fields[1] in config.CLASSES and fields[5:] == ['0', '40']
+    assert abs(sum(map(float, fields[2:5])) - 1) < 1e-3
