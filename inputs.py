@@ -31,19 +31,20 @@ PIPELINE = ('inputs.py', 'align.py', 'evm.py', 'flow.py')
 LBPTOP_PIPELINE = ('inputs.py', 'align.py', 'lbptop.py')
 
 
-def emr_frames(s, emr):
+def emr_frames(s, cfg):
     """(frame paths the sample needs, index of its apex among them): EMR's two roles (§III.C)."""
     import evm
-    if emr and s.domain == 'micro':        # the magnifier needs the clip from onset up to apex
+    # The magnifier needs the clip from onset up to apex, unless its band is the change since onset.
+    if cfg.emr and s.domain == 'micro' and not evm.onset_change(**cfg.evm()):
         return s.frames[s.onset:s.apex + 1], s.apex - s.onset
-    apex = evm.middle_frame_index(s.onset, s.apex) if emr else s.apex    # macro "reduction": the middle frame
+    apex = evm.middle_frame_index(s.onset, s.apex) if cfg.emr and s.domain == 'macro' else s.apex
     return (s.frames[s.onset], s.frames[apex]), 1
 
 
 def aligned_clip(s, cfg):
     """(T, align_size, align_size, 3) uint8: the frames of emr_frames warped by one similarity (§III.A)."""
     import align
-    paths, _ = emr_frames(s, cfg.emr)
+    paths, _ = emr_frames(s, cfg)
     return align.align_clip(align.read_frames(paths), cfg.align_size, name=str(paths[0]), no_face=cfg.no_face,
                             landmarks_path=cfg.landmarks or None)
 
@@ -51,7 +52,7 @@ def aligned_clip(s, cfg):
 def emr_apex(clip, s, cfg):
     """The apex image the flow is computed to: the magnified apex of a micro sample under EMR, else the apex."""
     import evm
-    _, apex = emr_frames(s, cfg.emr)
+    _, apex = emr_frames(s, cfg)
     if cfg.emr and s.domain == 'micro':
         return evm.magnified_apex(clip, 0, apex, s.fps, **cfg.evm())
     return clip[apex]
@@ -128,7 +129,7 @@ def sample_features(s, cfg, kind='flow'):
 
 def cache_key(s, cfg, constants=None, source=None, kind='flow'):
     """Key of one sample's input: its identity, its frame files, the settings, the constants and the code."""
-    paths = s.frames[s.onset:] if kind == 'lbptop' else emr_frames(s, cfg.emr)[0]
+    paths = s.frames[s.onset:] if kind == 'lbptop' else emr_frames(s, cfg)[0]
     stats = [(str(q), os.stat(q).st_size, os.stat(q).st_mtime_ns) for q in paths]
     return digest(kind=kind, sample=[s.dataset, s.subject, s.clip, s.fps, s.domain, s.onset, s.apex],
                   frames=stats, settings=input_settings(cfg, kind), constants=constants or pipeline_constants(kind),
