@@ -94,7 +94,8 @@ def real_size_clip(frames=100, h=480, w=640, seed=0):
     lm = lm * k
     onset, apex = 10, 50
     field = synth.deformation(lm, synth.POS, face.shape[:2], 1.5 * k)
-    return synth.render(face, field, synth.profile(frames, onset, apex, 90), rng), onset, apex
+    drift = synth.head_drift(rng, 0.3)
+    return synth.render(face, field, synth.profile(frames, onset, apex, 90), rng, drift=drift), onset, apex
 
 
 def bench_preprocessing(repeats):

@@ -30,10 +30,13 @@ class Config:
     no_face: str = 'error'       # 'error' | 'center': what to do when dlib finds no face
     landmarks: str = ''          # dlib 68-point .dat file; '' = the copy inside face-recognition-models
     emr: bool = True             # §III.C: magnified micro apex, middle frame for macro
-    evm_alpha: float = 10.0      # EVM amplification (Wu et al. 2012)
-    evm_lambda_c: float = 16.0   # EVM spatial cut-off wavelength, pixels
-    evm_r1: float = 0.4          # IIR temporal band: the two first-order low-pass coefficients of MIT's code
-    evm_r2: float = 0.05
+    # EVM (Wu et al. 2012) as EMR uses it: the apex's change since the onset (IIR band with r1 = 1, r2 = 0), on every
+    # band but the residual (lambda_c = 0), doubled (alpha = 1): measured faithful to the true motion (fidelity.py,
+    # BENCHMARKS.md). MIT's reference settings, which the authors reused: alpha 10, lambda_c 16, r1 0.4, r2 0.05.
+    evm_alpha: float = 1.0       # amplification: motion x (1 + alpha)
+    evm_lambda_c: float = 0.0    # spatial cut-off wavelength, pixels (reference attenuation); 0 = none
+    evm_r1: float = 1.0          # IIR temporal band: the two first-order low-pass coefficients of MIT's code
+    evm_r2: float = 0.0
     evm_chroma: float = 0.1      # chroma attenuation
     flow: str = 'tvl1'           # 'tvl1' (paper) | 'farneback'
     apex: str = 'annotated'      # 'annotated' (SMIC-HS: the middle frame) | 'spot': spot.py's apex, from the onset

@@ -17,6 +17,16 @@ Where this differs from the reference, on purpose:
   real(ifft), which halves the band's amplitude (its ideal filter acts like alpha/2 here).
 - Every frame is output (the reference drops the last 10) and the first frame goes through the same path
   (its band is zero because the filters start at it), so the output has the input's shape.
+- Two limits the reference refuses are allowed, and EMR uses both by default (config.py): r1 = 1, r2 = 0 makes
+  the IIR band the change since the first frame (`onset_change`), and lambda_c = 0 gives alpha to every band but
+  the residual. Why, measured against the demo set's known motion (fidelity.py, BENCHMARKS.md): EMR magnifies one
+  frame, the apex, relative to the onset. The reference's band at the apex holds only part of that change, and a
+  part that depends on the rise's length in frames (0.65 for 8 frames, 0.50 for 26, 0.23 for 65: so on fps and
+  clip length), while alpha = 10 on 0.5-2 px micro motions is far past the linear approximation's bound
+  (1 + alpha) delta < lambda / 8, and the attenuated fine bands then move less than the coarse ones. The
+  magnified flow came out 2-3x larger instead of 11x, at cosine 0.84 to the true motion. With the change since
+  onset, no attenuation and alpha = 1 the flow is 2x larger (0.9-0.95 of it) at cosine 0.96; alpha = 2 already
+  falls to 0.65-0.8 of its factor.
 """
 import math
 
@@ -42,8 +52,11 @@ def max_levels(h, w, filt_size=5):
 
 
 def level_gains(h, w, alpha, lambda_c, levels=None, *, exaggeration=2.0):
-    """Per-level amplification, finest band first (Wu et al. 2012 Fig. 6 as coded in amplify_spatial_lpyr_*)."""
+    """Per-level amplification, finest band first (Wu et al. 2012 Fig. 6 as coded in amplify_spatial_lpyr_*);
+    lambda_c = 0: alpha on every band but the residual (no attenuation)."""
     n = max_levels(h, w) if levels is None else levels
+    if lambda_c == 0:
+        return [float(alpha)] * (n - 1) + [0.0]
     delta = lambda_c / 8 / (1 + alpha)
     # The reference starts at the residual (coarsest) with lambda = diagonal/3 and halves it per finer band.
     lam = math.hypot(h, w) / 3
@@ -77,9 +90,9 @@ def recon_lpyr(bands):
 def lowpass_pair(temporal, fps, *, r1=0.4, r2=0.05, fl=None, fh=None):
     """((b, a) of the high-cut low-pass, (b, a) of the low-cut one): band = first - second (reference iir/butter)."""
     if temporal == 'iir':
-        if not 0 < r2 < r1 <= 1:
-            raise ValueError(f'iir needs 0 < r2 < r1 <= 1, got r1={r1}, r2={r2}')
-        # y[n] = r x[n] + (1 - r) y[n-1]
+        if not 0 <= r2 < r1 <= 1:
+            raise ValueError(f'iir needs 0 <= r2 < r1 <= 1, got r1={r1}, r2={r2}')
+        # y[n] = r x[n] + (1 - r) y[n-1]: r = 1 passes x through, r = 0 holds the first frame
         return (np.array([r1, 0.0]), np.array([1.0, r1 - 1])), (np.array([r2, 0.0]), np.array([1.0, r2 - 1]))
     if temporal == 'butter':
         _check_band(fps, fl, fh)
@@ -197,12 +210,19 @@ def magnify(clip_bgr_u8, fps, *, alpha=10, lambda_c=16, r1=0.4, r2=0.05, chrom_a
     return out
 
 
+def onset_change(temporal='iir', r1=0.4, r2=0.05, **_):
+    """True when the temporal band is the change since the first frame (IIR with r1 = 1, r2 = 0): then a frame's
+    magnification depends on that frame and the first only, whatever lies between them."""
+    return temporal == 'iir' and r1 == 1 and r2 == 0
+
+
 def magnified_apex(clip, onset, apex, fps, **kw):
     """Apex frame of the clip magnified from onset through apex (EMR for micro samples, §III.A); kw go to magnify."""
     clip = np.asarray(clip)
     if not 0 <= onset <= apex < len(clip):
         raise ValueError(f'need 0 <= onset <= apex < {len(clip)} frames, got onset={onset}, apex={apex}')
-    return magnify(clip[onset:apex + 1], fps, **kw)[-1]
+    frames = clip[[onset, apex]] if onset_change(**kw) else clip[onset:apex + 1]
+    return magnify(frames, fps, **kw)[-1]
 
 
 def middle_frame_index(onset, apex):

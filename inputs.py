@@ -32,18 +32,19 @@ PIPELINE = ('inputs.py', 'align.py', 'evm.py', 'flow.py', 'spot.py')
 LBPTOP_PIPELINE = ('inputs.py', 'align.py', 'lbptop.py')
 
 
-def emr_indices(s, emr):
+def emr_indices(s, cfg):
     """(indices into s.frames the sample needs, index of its apex among them): EMR's two roles (§III.C)."""
     import evm
-    if emr and s.domain == 'micro':        # the magnifier needs the clip from onset up to apex
+    # The magnifier needs the clip from onset up to apex, unless its band is the change since onset.
+    if cfg.emr and s.domain == 'micro' and not evm.onset_change(**cfg.evm()):
         return list(range(s.onset, s.apex + 1)), s.apex - s.onset
-    apex = evm.middle_frame_index(s.onset, s.apex) if emr else s.apex    # macro "reduction": the middle frame
+    apex = evm.middle_frame_index(s.onset, s.apex) if cfg.emr and s.domain == 'macro' else s.apex
     return [s.onset, apex], 1
 
 
-def emr_frames(s, emr):
+def emr_frames(s, cfg):
     """(frame paths the sample needs, index of its apex among them): EMR's two roles (§III.C)."""
-    idx, apex = emr_indices(s, emr)
+    idx, apex = emr_indices(s, cfg)
     return tuple(s.frames[i] for i in idx), apex
 
 
@@ -58,7 +59,7 @@ def align_frames(frames, cfg, name):
 def aligned_clip(s, cfg):
     """(T, align_size, align_size, 3) uint8: the frames of emr_frames warped by one similarity (§III.A)."""
     import align
-    paths, _ = emr_frames(s, cfg.emr)
+    paths, _ = emr_frames(s, cfg)
     return align_frames(align.read_frames(paths), cfg, str(paths[0]))
 
 
@@ -68,16 +69,16 @@ def spotted(full, s):
     return dataclasses.replace(s, apex=s.onset + spot.apex(full, s.fps))
 
 
-def emr_clip(full, s, emr):
+def emr_clip(full, s, cfg):
     """The frames emr_frames names, taken from `full`, the sample's aligned clip from its onset on."""
-    idx, _ = emr_indices(s, emr)
+    idx, _ = emr_indices(s, cfg)
     return full[[i - s.onset for i in idx]]
 
 
 def emr_apex(clip, s, cfg):
     """The apex image the flow is computed to: the magnified apex of a micro sample under EMR, else the apex."""
     import evm
-    _, apex = emr_frames(s, cfg.emr)
+    _, apex = emr_frames(s, cfg)
     if cfg.emr and s.domain == 'micro':
         return evm.magnified_apex(clip, 0, apex, s.fps, **cfg.evm())
     return clip[apex]
@@ -106,7 +107,7 @@ def sample_input(s, cfg):
         import align
         full = align_frames(align.read_frames(s.frames[s.onset:]), cfg, str(s.frames[s.onset]))
         s = spotted(full, s)
-        return clip_input(emr_clip(full, s, cfg.emr), s, cfg)
+        return clip_input(emr_clip(full, s, cfg), s, cfg)
     return clip_input(aligned_clip(s, cfg), s, cfg)
 
 
@@ -168,7 +169,7 @@ def sample_features(s, cfg, kind='flow'):
 
 def cache_key(s, cfg, constants=None, source=None, kind='flow'):
     """Key of one sample's input: its identity, its frame files, the settings, the constants and the code."""
-    paths = s.frames[s.onset:] if kind == 'lbptop' or cfg.apex == 'spot' else emr_frames(s, cfg.emr)[0]
+    paths = s.frames[s.onset:] if kind == 'lbptop' or cfg.apex == 'spot' else emr_frames(s, cfg)[0]
     stats = [(str(q), os.stat(q).st_size, os.stat(q).st_mtime_ns) for q in paths]
     return digest(kind=kind, sample=[s.dataset, s.subject, s.clip, s.fps, s.domain, s.onset, s.apex],
                   frames=stats, settings=input_settings(cfg, kind), constants=constants or pipeline_constants(kind),

@@ -44,7 +44,7 @@ POS_INT, NONNEG_INT = _ranged(int, 1), _ranged(int, 0)
 POS, NONNEG = _ranged(float, 0, low_open=True), _ranged(float, 0)
 # Flags that set a Config field of the same name; None (not given) keeps the preset's value.
 FIELDS = ('align_size', 'no_face', 'landmarks', 'apex', 'evm_alpha', 'evm_lambda_c', 'evm_r1', 'evm_r2', 'evm_chroma',
-          'flow',          'size', 'epochs', 'batch_size', 'lr_heads', 'lr_step', 'lr_backbone', 'weight_decay', 'grad_clip',
+          'flow', 'size', 'epochs', 'batch_size', 'lr_heads', 'lr_step', 'lr_backbone', 'weight_decay', 'grad_clip',
           'lambda_adv', 'precision', 'seed', 'device', 'jobs', 'streams', 'workers')
 
 
@@ -70,9 +70,12 @@ def parser():
     m.add_argument('--method', choices=('partnet', 'lbptop'), default='partnet',
                    help='the neural method (default), or the MEGC2019 baseline LBP-TOP + linear SVM alone')
     m.add_argument('--evm-alpha', type=NONNEG, help=f'EVM amplification alpha ({PAPER.evm_alpha})')
-    m.add_argument('--evm-lambda-c', type=POS, help=f'EVM spatial cut-off lambda_c, pixels ({PAPER.evm_lambda_c})')
-    m.add_argument('--evm-r1', type=_ranged(float, 0, 1, low_open=True), help=f'IIR coefficient r1 ({PAPER.evm_r1})')
-    m.add_argument('--evm-r2', type=_ranged(float, 0, 1, low_open=True), help=f'IIR coefficient r2 ({PAPER.evm_r2})')
+    m.add_argument('--evm-lambda-c', type=NONNEG, help='EVM spatial cut-off lambda_c, pixels; 0 = no attenuation '
+                   f'({PAPER.evm_lambda_c:g})')
+    m.add_argument('--evm-r1', type=_ranged(float, 0, 1, low_open=True), help=f'IIR coefficient r1 ({PAPER.evm_r1:g})')
+    m.add_argument('--evm-r2', type=_ranged(float, 0, 1), help='IIR coefficient r2, below r1; r1 1 and r2 0: the '
+                   f'change since onset ({PAPER.evm_r2:g}; MIT: --evm-alpha 10 --evm-lambda-c 16 --evm-r1 0.4 '
+                   '--evm-r2 0.05)')
     m.add_argument('--evm-chroma', type=NONNEG, help=f'chroma attenuation ({PAPER.evm_chroma})')
     m.add_argument('--align-size', type=_ranged(int, 32), help='side of the aligned face on which flow is computed '
                    f'({PAPER.align_size})')
@@ -139,6 +142,9 @@ def parse_args(argv=None):
         p.error(f'--folds {a.folds}: expected i/n with 1 <= i <= n, e.g. 1/4')
     if a.weights and a.random_init:
         p.error('--weights and --random-init contradict each other: give one')
+    r1, r2 = (PAPER.evm_r1 if a.evm_r1 is None else a.evm_r1), (PAPER.evm_r2 if a.evm_r2 is None else a.evm_r2)
+    if r2 >= r1:
+        p.error(f'--evm-r2 {r2:g} must be below --evm-r1 {r1:g} (the band is low-pass r1 minus low-pass r2)')
     if a.final_only and a.method == 'lbptop':
         p.error('--final-only trains the network; the LBP-TOP baseline has no model to save')
     a.save_model = a.save_model or a.final_only

@@ -154,7 +154,7 @@ def predict_clip(clip, net, cfg, classes, **kw):
     the pictures of --figure (onset, apex, the apex the flow sees, the flow)."""
     import flow
     full, s = prepare(clip, cfg, **kw)
-    sub = inputs.emr_clip(full, s, cfg.emr)
+    sub = inputs.emr_clip(full, s, cfg)
     seen = inputs.emr_apex(sub, s, cfg)
     f = flow.optical_flow(*(cv2.cvtColor(a, cv2.COLOR_BGR2GRAY) for a in (sub[0], seen)), method=cfg.flow)
     p = probabilities(net, flow.encode(f, cfg.size))

@@ -6,8 +6,9 @@ difference of LBP features from the onset frame). Cheaply: every aligned frame i
 pixels (INTER_AREA averages, so the shrink does not alias) and blurred; its motion is the mean magnitude of the
 Farneback flow from the onset, less its median (what alignment and head-motion removal left of the head's own
 translation: on the demo set a drift of a third of a pixel otherwise outweighs a local expression), over the face
-without its border (a border that the alignment replicated carries no expression); the motion curve is smoothed by a moving average of SPOT['window_s'] seconds so that a single noisy
-frame cannot win; the apex is its argmax (the first one on ties).
+without its border (a border that the alignment replicated carries no expression); the motion curve is smoothed
+by a moving average of SPOT['window_s'] seconds so that a single noisy frame cannot win; the apex is its argmax
+(the first one on ties).
 """
 import logging
 

@@ -6,6 +6,9 @@ face deformed by a class-specific, landmark-placed displacement field (FACS-like
 onset -> apex -> offset profile, plus slight rigid head motion and sensor noise. Micro clips move ~0.5-2 px
 (measured on the 224 px aligned face); CK+-like macro clips 5-10x more, neutral to peak.
 
+Each clip's true motion (landmarks, action-unit amplitude, intensity profile, head drift) goes to truth.json
+beside the releases; `displacement` turns it into the flow the clip should have between two frames.
+
 Everything is written exactly as the licensed releases lay it out, with annotation files in the real formats,
 so the demo goes through the same readers as real data:
     megc/combined_3class_gt.csv                                    (no header, CRLF: dataset,subject,filename,label)
@@ -110,12 +113,17 @@ def profile(n, onset, apex, offset):
     return np.where(t <= apex, 0.5 - 0.5 * np.cos(np.pi * rise), 0.5 - 0.5 * np.cos(np.pi * fall))
 
 
-def render(face, field, prof, rng, noise=1.5, head_motion=0.3):
+def head_drift(rng, head_motion):
+    """(2,) float: the rigid drift, in pixels, that a clip's head makes from its first frame to its last."""
+    drift = rng.normal(0, 1, 2)
+    return drift * (head_motion / max(np.linalg.norm(drift), 1e-9))
+
+
+def render(face, field, prof, rng, noise=1.5, drift=(0.0, 0.0)):
     """(T, H, W, 3) uint8 clip: the face warped by prof[t] * field, a slow rigid drift, Gaussian sensor noise."""
     h, w = face.shape[:2]
     gx, gy = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
-    drift = rng.normal(0, 1, 2)
-    drift *= head_motion / max(np.linalg.norm(drift), 1e-9)
+    drift = np.asarray(drift, np.float64)
     clip = np.empty((len(prof), h, w, 3), np.uint8)
     fx, fy = (np.ascontiguousarray(field[..., i], np.float32) for i in (0, 1))
     cv2.setRNGSeed(int(rng.integers(2 ** 31)))
@@ -131,8 +139,21 @@ def render(face, field, prof, rng, noise=1.5, head_motion=0.3):
     return clip
 
 
+def displacement(truth, shape, start, end):
+    """(H, W, 2) float32 true motion, in frame pixels, of a demo clip from frame index `start` to `end`: what its
+    flow should be (the record `truth` is what build() writes to truth.json for every clip)."""
+    prof = np.asarray(truth['profile'])
+    d = np.zeros(tuple(shape) + (2,), np.float32)
+    if prof[end] != prof[start]:
+        d += deformation(np.asarray(truth['landmarks']), truth['label'], shape, truth['amp']) * np.float32(
+            prof[end] - prof[start])
+    d += np.asarray(truth['drift'], np.float32) * np.float32((end - start) / max(len(prof) - 1, 1))
+    return d
+
+
 def micro_clip(face, lm, label, rng, apex_in_middle=False):
-    """(clip, onset, apex, offset): a micro-expression of tens of frames, apex amplitude 0.5-2 px at 224 px."""
+    """(clip, onset, apex, offset, truth): a micro-expression of tens of frames, apex amplitude 0.5-2 px at 224 px;
+    truth is the record `displacement` reads."""
     to_src = np.linalg.norm(align.anchor_points(lm)[1] - align.anchor_points(lm)[0]) / EYE_DIST_224
     n = int(rng.integers(24, 37))
     if apex_in_middle:    # SMIC-HS clips run onset..offset, and readers take the middle frame as apex
@@ -142,16 +163,27 @@ def micro_clip(face, lm, label, rng, apex_in_middle=False):
         onset = int(rng.integers(2, 6))
         apex = onset + int(rng.integers(8, 15))
         offset = min(apex + int(rng.integers(8, 15)), n - 1)
-    field = deformation(lm, label, face.shape[:2], rng.uniform(0.5, 2.0) * to_src)
-    return render(face, field, profile(n, onset, apex, offset), rng, head_motion=0.3 * to_src), onset, apex, offset
+    amp = rng.uniform(0.5, 2.0) * to_src
+    prof = profile(n, onset, apex, offset)
+    drift = head_drift(rng, 0.3 * to_src)
+    truth = _truth(lm, label, amp, prof, drift)
+    return render(face, deformation(lm, label, face.shape[:2], amp), prof, rng, drift=drift), onset, apex, offset, truth
 
 
 def macro_clip(face, lm, label, rng):
-    """(clip, apex): a CK+-like posed expression, neutral (first frame) to peak (last frame), 5-10x micro."""
+    """(clip, apex, truth): a CK+-like posed expression, neutral (first frame) to peak (last frame), 5-10x micro."""
     to_src = np.linalg.norm(align.anchor_points(lm)[1] - align.anchor_points(lm)[0]) / EYE_DIST_224
     n = int(rng.integers(10, 19))
-    field = deformation(lm, label, face.shape[:2], rng.uniform(0.5, 2.0) * rng.uniform(5, 10) * to_src)
-    return render(face, field, profile(n, 0, n - 1, n - 1), rng, head_motion=0.5 * to_src), n - 1
+    amp = rng.uniform(0.5, 2.0) * rng.uniform(5, 10) * to_src
+    prof = profile(n, 0, n - 1, n - 1)
+    drift = head_drift(rng, 0.5 * to_src)
+    truth = _truth(lm, label, amp, prof, drift)
+    return render(face, deformation(lm, label, face.shape[:2], amp), prof, rng, drift=drift), n - 1, truth
+
+
+def _truth(lm, label, amp, prof, drift):
+    return dict(landmarks=np.round(lm, 4).tolist(), label=int(label), amp=float(amp),
+                profile=[float(p) for p in prof], drift=[float(x) for x in drift])
 
 
 def _labels(rng, per_subject):
@@ -174,14 +206,14 @@ def _casme(root, faces, rng, per_subject):
               'Estimated Emotion']]
     for s, (face, lm) in enumerate(faces, 1):
         for k, label in enumerate(_labels(rng, per_subject), 1):
-            clip, onset, apex, offset = micro_clip(face, lm, label, rng)
+            clip, onset, apex, offset, truth = micro_clip(face, lm, label, rng)
             name, first = f'EP{k:02d}_{int(rng.integers(1, 20)):02d}', int(rng.integers(1, 300))
             _write_frames(root / 'CASME2' / 'CASME2_RAW_selected' / f'sub{s:02d}' / name, clip,
                           [f'img{first + i}.jpg' for i in range(len(clip))])
             emotion = CASME_EMOTION[label][int(rng.integers(len(CASME_EMOTION[label])))]
             sheet.append([f'{s:02d}', name, None, first + onset, first + apex, first + offset, None,
                           CASME_AUS[label], emotion])
-            rows.append(('casme2', f'sub{s:02d}', name, label))
+            rows.append(('casme2', f'sub{s:02d}', name, label, truth))
     wb = openpyxl.Workbook()
     ws = wb.active
     ws.title = 'Sheet1'
@@ -207,7 +239,7 @@ def _samm(root, faces, rng, per_subject):
     for s, (face, lm) in enumerate(faces):
         subject = 6 + s
         for k, label in enumerate(_labels(rng, per_subject), 1):
-            clip, onset, apex, offset = micro_clip(face, lm, label, rng)
+            clip, onset, apex, offset, truth = micro_clip(face, lm, label, rng)
             name, first = f'{subject:03d}_{k}_{int(rng.integers(1, 6))}', int(rng.integers(1000, 6000))
             _write_frames(root / 'SAMM' / f'{subject:03d}' / name, clip,
                           [f'{subject:03d}_{first + i:05d}.jpg' for i in range(len(clip))])
@@ -216,7 +248,7 @@ def _samm(root, faces, rng, per_subject):
                       f'=SUM(F{row}-D{row})+1', 'Micro - 1/2', CASME_AUS[label], emotion, 1, None]
             for c, v in enumerate(values, 1):
                 ws.cell(row, c, v)
-            rows.append(('samm', str(subject), name, label))
+            rows.append(('samm', str(subject), name, label, truth))
             row += 1
     wb.save(root / 'SAMM' / 'SAMM_Micro_FACS_Codes_v2.xlsx')
     return rows
@@ -227,33 +259,35 @@ def _smic(root, faces, rng, per_subject):
     for s, (face, lm) in enumerate(faces, 1):
         counts = {NEG: 0, POS: 0, SUR: 0}
         for label in _labels(rng, per_subject):
-            clip, _, _, _ = micro_clip(face, lm, label, rng, apex_in_middle=True)
+            clip, _, _, _, truth = micro_clip(face, lm, label, rng, apex_in_middle=True)
             counts[label] += 1
             folder, short = SMIC_FOLDER[label]
             name, first = f's{s}_{short}_{counts[label]:02d}', int(rng.integers(1000, 90000))
             _write_frames(root / 'SMIC' / 'SMIC_all_raw' / 'HS' / f's{s}' / 'micro' / folder / name, clip,
                           [f'image{first + i:06d}.bmp' for i in range(len(clip))])
-            rows.append(('smic', f's{s:02d}', f's{s:02d}_{short}_{counts[label]:02d}', label))
+            rows.append(('smic', f's{s:02d}', f's{s:02d}_{short}_{counts[label]:02d}', label, truth))
     return rows
 
 
 def _ckplus(root, faces, rng, per_subject):
-    """CK+ in its release layout; returns no composite-list rows (CK+ is not in the MEGC2019 list)."""
+    """CK+ in its release layout; its rows (with label None) only carry the truth: CK+ is not in the MEGC2019 list."""
+    rows = []
     for s, (face, lm) in enumerate(faces):
         subject = f'S{5 + 5 * s:03d}'
         gray = cv2.cvtColor(cv2.cvtColor(face, cv2.COLOR_BGR2GRAY), cv2.COLOR_GRAY2BGR)  # CK+ is mostly grey
         for k, label in enumerate(_labels(rng, per_subject) + [None], 1):
             seq = f'{k:03d}'
-            clip, apex = macro_clip(gray, lm, NEG if label is None else label, rng)
+            clip, apex, truth = macro_clip(gray, lm, NEG if label is None else label, rng)
             _write_frames(root / 'cohn-kanade-images' / subject / seq, clip,
                           [f'{subject}_{seq}_{i + 1:08d}.png' for i in range(len(clip))])
+            rows.append(('ck+', subject, f'{subject}_{seq}', None, truth))
             if label is None:   # as in CK+, not every sequence has an emotion label: readers must skip it
                 continue
             code = CK_CODES[label][int(rng.integers(len(CK_CODES[label])))]
             emo = root / 'Emotion' / subject / seq / f'{subject}_{seq}_{apex + 1:08d}_emotion.txt'
             emo.parent.mkdir(parents=True, exist_ok=True)
             emo.write_text(f'   {code:.7e}\n')
-    return []
+    return rows
 
 
 def _part(job):
@@ -265,7 +299,7 @@ def build(root='demo_data', seed=0, subjects=6, clips=7, ck_subjects=8, ck_clips
           workers=os.cpu_count()):
     """Path of the demo root (megc/ and ck/ inside), generated deterministically from `seed`, reused if present."""
     root = Path(root)
-    params = dict(seed=seed, subjects=subjects, clips=clips, ck_subjects=ck_subjects, ck_clips=ck_clips, version=4)
+    params = dict(seed=seed, subjects=subjects, clips=clips, ck_subjects=ck_subjects, ck_clips=ck_clips, version=5)
     stamp = root / 'demo.json'
     if not force and stamp.is_file() and json.loads(stamp.read_text()) == params:
         return root
@@ -287,7 +321,10 @@ def build(root='demo_data', seed=0, subjects=6, clips=7, ck_subjects=8, ck_clips
             parts = pool.map(_part, jobs, chunksize=1)
     else:
         parts = [_part(j) for j in jobs]
+    rows = sum(parts, [])
     with open(megc / 'combined_3class_gt.csv', 'w', newline='') as f:
-        f.write(''.join(f'{d},{s},{c},{y}\r\n' for d, s, c, y in sum(parts, [])))
+        f.write(''.join(f'{d},{s},{c},{y}\r\n' for d, s, c, y, _ in rows if d != 'ck+'))
+    # Each clip's true motion (synth.displacement reads it), beside the releases: what EMR and flow are checked on.
+    (root / 'truth.json').write_text(json.dumps({f'{d}/{s}/{c}': t for d, s, c, _, t in rows}))
     stamp.write_text(json.dumps(params))
     return root

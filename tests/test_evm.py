@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import scipy.signal
 
+import config
 import evm
 
 
@@ -204,3 +205,50 @@ def test_bad_input_is_refused():
         evm.magnify(clip, 30.0, levels=9)
     with pytest.raises(ValueError, match='onset'):
         evm.magnified_apex(clip, 3, 1, 30.0)
+
+
+# ----------------------------------------------------------------------------------------------- EMR's settings
+def test_onset_change_band_needs_only_onset_and_apex():
+    # r1 = 1, r2 = 0: the band is the change since the first frame, so the frames between do not matter.
+    kw = config.PAPER.evm()
+    assert evm.onset_change(**kw) and not evm.onset_change(r1=0.4, r2=0.05)
+    clip = grating_clip(2.0, 30.0, frames=12)
+    full = evm.magnify(clip, 30.0, **kw)
+    np.testing.assert_array_equal(evm.magnified_apex(clip, 2, 9, 30.0, **kw), evm.magnify(clip[2:10], 30.0, **kw)[-1])
+    shuffled = clip.copy()
+    shuffled[1:-1] = clip[1:-1][::-1]
+    np.testing.assert_array_equal(evm.magnify(shuffled, 30.0, **kw)[-1], full[-1])
+    # The apex gains alpha times its change since the first frame (the grating has nothing in the residual).
+    change = clip[-1].astype(int) - clip[0]
+    assert np.abs(change).max() >= 3
+    assert np.abs(full[-1].astype(int) - clip[-1] - kw['alpha'] * change).max() <= 1
+    assert evm.level_gains(128, 128, 1.0, 0.0) == [1.0] * 5 + [0.0]   # every band but the residual
+
+
+def face_texture(size=128):
+    """A real face (matplotlib's Grace Hopper photo), cropped around the face and resized, BGR uint8."""
+    import matplotlib.cbook
+    img = cv2.imread(str(matplotlib.cbook.get_sample_data('grace_hopper.jpg', asfileobj=False)))
+    return cv2.resize(img[60:380, 110:430], (size, size), interpolation=cv2.INTER_AREA)
+
+
+@pytest.mark.parametrize('fps', [100.0, 200.0])
+def test_emr_magnifies_a_subpixel_warp_by_its_factor_and_keeps_its_direction(fps):
+    import fidelity
+    import flow
+    import synth
+    face = face_texture()
+    yy, xx = np.mgrid[:128, :128].astype(np.float32)
+    bump = np.exp(-((xx - 64) ** 2 + (yy - 80) ** 2) / (2 * 14.0 ** 2))
+    field = np.stack([0.4 * bump, -0.5 * bump], -1).astype(np.float32)      # up to 0.64 px, up and to the right
+    n = int(0.1 * fps)                                                      # onset -> apex in 0.1 s
+    clip = synth.render(face, field, synth.profile(n + 1, 0, n, n), np.random.default_rng(0), noise=1.0)
+    cfg = config.PAPER
+    emr = evm.magnified_apex(clip, 0, n, fps, **cfg.evm())
+    gray = [cv2.cvtColor(x, cv2.COLOR_BGR2GRAY) for x in (clip[0], clip[-1], emr)]
+    region = bump >= 0.25
+    raw_gain, raw_cos = fidelity.agreement(flow.optical_flow(gray[0], gray[1]), field, region)
+    gain, cos = fidelity.agreement(flow.optical_flow(gray[0], gray[2]), field, region)
+    assert raw_cos > 0.9
+    assert cos >= 0.9
+    assert gain / raw_gain == pytest.approx(1 + cfg.evm_alpha, rel=0.25)

@@ -24,10 +24,14 @@ def _sample(tmp_path, domain='micro', n=11, onset=2, apex=8):
 def test_emr_frames_micro_and_macro_with_and_without_emr(tmp_path):
     micro, macro = _sample(tmp_path), _sample(tmp_path, 'macro')
     f = micro.frames
-    assert inputs.emr_frames(micro, True) == (f[2:9], 6)           # the clip onset..apex, apex last
-    assert inputs.emr_frames(micro, False) == ((f[2], f[8]), 1)    # onset and apex
-    assert inputs.emr_frames(macro, True) == ((f[2], f[5]), 1)     # onset and the onset-apex middle frame
-    assert inputs.emr_frames(macro, False) == ((f[2], f[8]), 1)
+    on, off = config.PAPER, dataclasses.replace(config.PAPER, emr=False)
+    mit = dataclasses.replace(on, evm_alpha=10.0, evm_lambda_c=16.0, evm_r1=0.4, evm_r2=0.05)
+    assert inputs.emr_frames(micro, mit) == (f[2:9], 6)            # a temporal filter needs the clip onset..apex
+    assert inputs.emr_frames(micro, on) == ((f[2], f[8]), 1)       # the change since onset needs onset and apex
+    assert inputs.emr_frames(micro, off) == ((f[2], f[8]), 1)
+    assert inputs.emr_frames(macro, on) == ((f[2], f[5]), 1)       # onset and the onset-apex middle frame
+    assert inputs.emr_frames(macro, mit) == ((f[2], f[5]), 1)
+    assert inputs.emr_frames(macro, off) == ((f[2], f[8]), 1)
 
 
 def test_cache_key_changes_with_everything_that_changes_an_input(tmp_path, monkeypatch):
@@ -68,7 +72,12 @@ def test_cache_key_changes_with_everything_that_changes_an_input(tmp_path, monke
     # The sample's identity and its frame files.
     assert inputs.cache_key(dataclasses.replace(s, apex=7), cfg) != key
     assert inputs.cache_key(dataclasses.replace(s, clip='EP02'), cfg) != key
-    with open(s.frames[5], 'ab') as fh:
+    mit = dataclasses.replace(cfg, evm_alpha=10.0, evm_lambda_c=16.0, evm_r1=0.4, evm_r2=0.05)
+    mit_key = inputs.cache_key(s, mit)
+    with open(s.frames[5], 'ab') as fh:       # a frame between onset and apex: read only by a temporal filter
+        fh.write(b'more')
+    assert inputs.cache_key(s, cfg) == key and inputs.cache_key(s, mit) != mit_key
+    with open(s.frames[8], 'ab') as fh:
         fh.write(b'more')
     assert inputs.cache_key(s, cfg) != key
     assert inputs.cache_key(s, off) == inputs.cache_key(s, off)
@@ -136,7 +145,7 @@ def test_unusable_samples_are_listed_together_or_left_out(demo_root, tmp_path):
         folder.mkdir()
         frames = tuple(str(shutil.copy(f, folder)) for f in s.frames)
         copies.append(dataclasses.replace(s, frames=frames))
-    cut = copies[0].frames[copies[0].onset + 1]
+    cut = copies[0].frames[copies[0].apex]
     with open(cut, 'r+b') as fh:
         fh.truncate(len(open(cut, 'rb').read()) // 2)
     blank = copies[1].frames[copies[1].onset]

@@ -20,7 +20,7 @@ BROWS, MOUTH, JAW, CHIN, NOSE = range(17, 27), (48, 54), (7, 8, 9, 56, 57, 58), 
 def _moved(face, lm, label):
     img, _ = face
     field = synth.deformation(lm, label, img.shape[:2], 2.0)
-    clip = synth.render(img, field, [0.0, 1.0], np.random.default_rng(0), noise=0, head_motion=0)
+    clip = synth.render(img, field, [0.0, 1.0], np.random.default_rng(0), noise=0)
     return np.abs(clip[1].astype(np.int16) - clip[0].astype(np.int16)).max(2), field
 
 
@@ -53,7 +53,7 @@ def test_apex_differs_from_onset_where_the_class_says_and_nowhere_else(face, lab
 def test_micro_apex_amplitude_and_profile(face):
     img, lm = face
     rng = np.random.default_rng(1)
-    clip, onset, apex, offset = synth.micro_clip(img, lm, synth.NEG, rng)
+    clip, onset, apex, offset, _ = synth.micro_clip(img, lm, synth.NEG, rng)
     assert 24 <= len(clip) <= 36 and onset < apex < offset
     p = synth.profile(len(clip), onset, apex, offset)
     assert p[onset] == 0 and p[apex] == 1 and p[offset] == 0 and np.all(np.diff(p[onset:apex + 1]) >= 0)

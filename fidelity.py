@@ -1,0 +1,153 @@
+"""EMR fidelity: does magnification make a micro-expression's motion larger while keeping where it is and which way
+it goes? Measured against the known motion of the demo set (synth.py writes each clip's truth).
+
+    python fidelity.py                       # the demo set with the demo preset (faces aligned at 128 px)
+    python fidelity.py --align-size 224      # the paper's size; any flag of mer.py sets the Config the same way
+
+For every micro clip, the pipeline's own steps (inputs.aligned_clip, inputs.emr_apex, flow.optical_flow) give the
+onset->apex flow without EMR (raw) and with it (EMR). The true displacement (synth.displacement) is carried into the
+aligned face by the same similarity transform. Per clip, inside the region that moves (true expression motion
+>= a quarter of its largest value):
+    gain    least-squares scale of the flow onto the truth, sum(f.d) / sum(|d|^2): how much larger the motion is
+    cosine  sum(f.d) / (|f| |d|) over the region's vectors: whether it points where, and the way, the face moved
+and outside it (no expression motion at all), `outside`, the mean flow magnitude. Per dataset the medians, with
+the spread of the gain across clips (10th-90th percentile), and the targets:
+    cosine >= 0.9;  gain within +-25 % of the intended factor (1 + alpha) times the raw flow's own gain;
+    outside(EMR) <= outside(raw) x intended factor x 1.2.
+"""
+import argparse
+import dataclasses
+import json
+import logging
+import os
+import sys
+import time
+from multiprocessing import get_context
+from pathlib import Path
+
+import numpy as np
+
+from config import worker_setup
+
+log = logging.getLogger(__name__)
+REGION = 0.25      # the moving region: expression motion >= REGION x its largest value in the clip
+STILL = 1e-3       # outside: expression motion below this (px); the field has finite support, so exactly zero
+
+
+def aligned_truth(truth, frame_shape, m, size, start, end, drift=True):
+    """(size, size, 2) float32 true motion from frame index start to end, in the aligned face's pixels: the frame's
+    displacement field sampled through the similarity m (2x3, frame -> aligned) and its vectors turned by it."""
+    import cv2
+
+    import synth
+    t = truth if drift else dict(truth, drift=[0.0, 0.0])
+    d = synth.displacement(t, frame_shape, start, end)
+    warped = cv2.warpAffine(d, m, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+    return (warped @ np.asarray(m, np.float32)[:, :2].T).astype(np.float32)
+
+
+def agreement(f, d, region):
+    """(gain, cosine) of flow f against truth d over the boolean region: sum(f.d)/sum(|d|^2), sum(f.d)/(|f||d|)."""
+    fr, dr = f[region].astype(np.float64), d[region].astype(np.float64)
+    dot, dd, ff = (fr * dr).sum(), (dr * dr).sum(), (fr * fr).sum()
+    return dot / max(dd, 1e-12), dot / max(np.sqrt(dd * ff), 1e-12)
+
+
+def clip_fidelity(job):
+    """{dataset, clip, gain/cosine/outside for raw and EMR}: one micro sample measured against its truth."""
+    import cv2
+
+    import align
+    import flow
+    import inputs
+    cv2.setNumThreads(1)
+    s, truth, cfg = job
+    clip = inputs.aligned_clip(s, cfg)                    # frames onset..apex, one transform (from the onset)
+    onset_frame = align.read_frames([s.frames[s.onset]])[0]
+    m = align.face_transform(onset_frame, cfg.align_size, name=s.frames[s.onset], no_face=cfg.no_face,
+                             landmarks_path=cfg.landmarks or None)
+    d = aligned_truth(truth, onset_frame.shape[:2], m, cfg.align_size, s.onset, s.apex)
+    expr = aligned_truth(truth, onset_frame.shape[:2], m, cfg.align_size, s.onset, s.apex, drift=False)
+    expr = np.linalg.norm(expr, axis=2)
+    region, still = expr >= REGION * expr.max(), expr < STILL
+    gray = [cv2.cvtColor(x, cv2.COLOR_BGR2GRAY) for x in (clip[0], clip[-1], inputs.emr_apex(clip, s, cfg))]
+    out = dict(dataset=s.dataset, clip=s.clip, frames=s.apex - s.onset, motion=float(expr.max()))
+    for name, apex in (('raw', gray[1]), ('emr', gray[2])):
+        f = flow.optical_flow(gray[0], apex, method=cfg.flow)
+        out[f'gain_{name}'], out[f'cosine_{name}'] = agreement(f, d, region)
+        out[f'outside_{name}'] = float(np.linalg.norm(f[still], axis=1).mean())
+    return out
+
+
+def measure(samples, truths, cfg, workers=1, quiet=False):
+    """Per-clip fidelity dicts of the micro samples that have a truth record."""
+    from tqdm import tqdm
+    jobs = [(s, truths[f'{s.dataset}/{s.subject}/{s.clip}'], cfg) for s in samples if s.domain == 'micro']
+    if workers > 1:
+        with get_context('spawn').Pool(workers, worker_setup) as pool:
+            return list(tqdm(pool.imap(clip_fidelity, jobs), total=len(jobs), unit='clip', disable=quiet))
+    return [clip_fidelity(j) for j in tqdm(jobs, unit='clip', disable=quiet)]
+
+
+def summary(rows, intended):
+    """{dataset: medians, the gain's 10th-90th percentiles, and whether each target holds}, plus 'all'."""
+    out = {}
+    for ds in sorted({r['dataset'] for r in rows}) + ['all']:
+        sel = [r for r in rows if ds in ('all', r['dataset'])]
+        col = {k: np.array([r[k] for r in sel]) for k in sel[0] if k not in ('dataset', 'clip')}
+        med = {k: float(np.median(v)) for k, v in col.items() if k != 'frames'}
+        rel = col['gain_emr'] / (col['gain_raw'] * intended)        # 1.0 = exactly the intended factor
+        out[ds] = dict(clips=len(sel), frames=f'{col["frames"].min()}-{col["frames"].max()}', **med,
+                       gain_p10=float(np.percentile(col['gain_emr'], 10)),
+                       gain_p90=float(np.percentile(col['gain_emr'], 90)), relative_gain=float(np.median(rel)),
+                       within_25=float(np.mean(np.abs(rel - 1) <= 0.25)),
+                       outside_ratio=float(np.median(col['outside_emr'] / (col['outside_raw'] * intended))))
+        out[ds]['targets_met'] = bool(out[ds]['cosine_emr'] >= 0.9 and abs(out[ds]['relative_gain'] - 1) <= 0.25
+                                      and out[ds]['outside_ratio'] <= 1.2)
+    return out
+
+
+def table(summ, intended):
+    """Markdown table of the summary."""
+    lines = [f'| dataset | clips | onset→apex frames | raw gain | EMR gain (p10–p90) '
+             f'| EMR gain / ({intended:g} × raw) | share within ±25 % | cosine raw | cosine EMR '
+             '| outside EMR / (raw × factor) | targets |',
+             '|---|---|---|---|---|---|---|---|---|---|---|']
+    for ds, r in summ.items():
+        lines.append(f'| {ds} | {r["clips"]} | {r["frames"]} | {r["gain_raw"]:.2f} | {r["gain_emr"]:.2f} '
+                     f'({r["gain_p10"]:.2f}–{r["gain_p90"]:.2f}) | {r["relative_gain"]:.2f} | {r["within_25"]:.0%} '
+                     f'| {r["cosine_raw"]:.2f} | {r["cosine_emr"]:.2f} | {r["outside_ratio"]:.2f} '
+                     f'| {"met" if r["targets_met"] else "not met"} |')
+    return '\n'.join(lines)
+
+
+def main(argv=None):
+    """Prints the per-dataset table for the Config that mer.py's flags build (the demo set by default)."""
+    import mer
+    extra = argparse.ArgumentParser(add_help=False)
+    extra.add_argument('--json', help='also write the per-clip numbers and the summary to this file')
+    x, rest = extra.parse_known_args(argv)
+    if not any(f in rest for f in ('--demo', '--data', '--index')):
+        rest = ['--demo'] + rest
+    a, cfg = mer.parse_args(rest)
+    logging.basicConfig(level=logging.WARNING if a.quiet else logging.INFO, format='%(message)s')
+    cfg = dataclasses.replace(cfg, emr=True)
+    micro, _ = mer.load_samples(a)
+    truth_file = Path(a.demo_root) / 'truth.json'
+    if not a.demo or not truth_file.is_file():
+        raise SystemExit(f'{truth_file}: no true motion to compare with; fidelity.py measures the demo set (--demo)')
+    truths = json.loads(truth_file.read_text())
+    t0 = time.time()
+    rows = measure(micro, truths, cfg, workers=cfg.workers or os.cpu_count(), quiet=a.quiet)
+    intended = 1 + cfg.evm_alpha
+    summ = summary(rows, intended)
+    print(f'EMR fidelity, {len(rows)} micro clips, align {cfg.align_size} px, flow {cfg.flow}, '
+          f'EVM {cfg.evm()}, {time.time() - t0:.0f} s')
+    print(table(summ, intended))
+    if x.json:
+        Path(x.json).write_text(json.dumps(dict(config=cfg.evm(), align_size=cfg.align_size, clips=rows,
+                                                summary=summ), indent=1))
+
+
+if __name__ == '__main__':
+    sys.exit(main())
