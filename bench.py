@@ -382,20 +382,22 @@ def gpu_protocol(epochs, sweep=True):
 
 
 def spot_error(root='demo_data', align_size=config.DEMO.align_size):
-    """{dataset: (mean, median |spotted - annotated apex| in frames, the same for the middle frame, clips)} on the
-    demo set's clips with a known apex (CASME II and SAMM from their sheets, CK+ its last frame)."""
+    """{dataset: (mean, median |spotted - true apex| in frames, the same for the middle frame, clips)} on the demo
+    set, whose true apex (the peak of each clip's motion profile, truth.json) is known for every clip."""
+    import json
+
     import align
     import data
     import spot
     import synth
     root = synth.build(root, seed=0)
+    truths = json.loads((root / 'truth.json').read_text())
     out = {}
     for s in data.load_megc(root / 'megc') + data.load_ckplus(root / 'ck'):
-        if s.dataset == 'smic':          # SMIC-HS has no apex annotation; the demo writes none either
-            continue
+        true = int(np.argmax(truths[f'{s.dataset}/{s.subject}/{s.clip}']['profile'])) - s.onset
         clip = align.align_clip(align.read_frames(s.frames[s.onset:]), align_size)
-        out.setdefault(s.dataset, []).append((abs(spot.apex(clip, s.fps) - (s.apex - s.onset)),
-                                              abs((len(s.frames) - s.onset) // 2 - (s.apex - s.onset))))
+        out.setdefault(s.dataset, []).append((abs(spot.apex(clip, s.fps) - true),
+                                              abs((len(s.frames) - s.onset) // 2 - true)))
     return {d: (np.mean(e[:, 0]), np.median(e[:, 0]), np.mean(e[:, 1]), np.median(e[:, 1]), len(e))
             for d, e in ((d, np.array(v)) for d, v in out.items())}
 
