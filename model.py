@@ -68,11 +68,9 @@ def imagenet_weights(path=None, download=False):
     if not path.is_file():
         raise FileNotFoundError(f'ImageNet weights not found at {path}: check the path, or pass --random-init to train '
                                 'from scratch')
-    try:
-        state = torch.load(path, map_location='cpu', weights_only=True)
-    except Exception as e:      # torch's own message is pages of advice about pickles: the type says enough
-        raise ValueError(f'cannot read ImageNet weights from {path} ({type(e).__name__}): pass torchvision\'s '
-                         'resnet18-f37072fd.pth, a plain state dict of tensors') from None
+    state = load_plain(path, lambda kind: ValueError(
+        f'cannot read ImageNet weights from {path} ({kind}): pass torchvision\'s resnet18-f37072fd.pth, a plain '
+        'state dict of tensors'))
     if not isinstance(state, dict) or not all(torch.is_tensor(v) for v in state.values()):
         raise ValueError(f'{path} is not a ResNet18 state dict (expected a dict of tensors)')
     return state
@@ -209,6 +207,16 @@ def save_model(path, net, settings, pipeline, classes, code_version, trained_on)
     atomic_write(path, buf.getvalue())
 
 
+def load_plain(path, error):
+    """torch.load of a file of plain tensors and builtins (weights_only=True) onto the CPU; any failure raises
+    error(the exception's type name): torch's own message is pages of advice about pickles, and a file that is not
+    a zip, not a pickle, or a pickle of other objects all mean the same to the user."""
+    try:
+        return torch.load(path, map_location='cpu', weights_only=True)
+    except Exception as e:
+        raise error(type(e).__name__) from None
+
+
 def load_model(path, settings, pipeline, classes, code_version):
     """(PartNet in eval mode, the file's dict) from a model.pt written by save_model; a file written with other
     pipeline constants, classes or setting names than this code's (`settings`: its Config fields) is a
@@ -217,11 +225,8 @@ def load_model(path, settings, pipeline, classes, code_version):
     if not path.is_file():
         raise FileNotFoundError(f'{path}: no such model file; write one with mer.py ... --save-model (README: '
                                 '"Use a trained model")')
-    try:
-        d = torch.load(path, map_location='cpu', weights_only=True)
-    except Exception as e:       # not a zip, not a pickle, a pickle of other objects: all mean the same to the user
-        raise ModelFileError(f'{path}: not a model file written by mer.py --save-model ({type(e).__name__}); '
-                             'pass the model.pt of a run folder') from None
+    d = load_plain(path, lambda kind: ModelFileError(
+        f'{path}: not a model file written by mer.py --save-model ({kind}); pass the model.pt of a run folder'))
     if not isinstance(d, dict) or d.get('format') != FORMAT or set(MODEL_KEYS) - set(d):
         raise ModelFileError(f'{path}: not a model file written by mer.py --save-model; pass the model.pt of a run '
                              'folder')
