@@ -84,20 +84,20 @@ def emr_apex(clip, s, cfg):
     return clip[apex]
 
 
-def onset_apex_flow(s, cfg, clip=None):
-    """(H, W, 2) float32 onset -> (EMR) apex flow of a sample on its aligned face."""
+def onset_apex_flow(clip, s, cfg):
+    """(the apex image the flow sees, (H, W, 2) float32 onset -> (EMR) apex flow) of a sample's aligned emr_frames."""
     import cv2
 
     import flow
-    clip = aligned_clip(s, cfg) if clip is None else clip
-    gray = [cv2.cvtColor(f, cv2.COLOR_BGR2GRAY) for f in (clip[0], emr_apex(clip, s, cfg))]
-    return flow.optical_flow(*gray, method=cfg.flow)
+    seen = emr_apex(clip, s, cfg)
+    gray = [cv2.cvtColor(f, cv2.COLOR_BGR2GRAY) for f in (clip[0], seen)]
+    return seen, flow.optical_flow(*gray, method=cfg.flow)
 
 
 def clip_input(clip, s, cfg):
     """(3, size, size) float32 network input from the sample's aligned emr_frames: (EMR) -> flow -> u, v, strain."""
     import flow
-    return flow.encode(onset_apex_flow(s, cfg, clip), cfg.size)
+    return flow.encode(onset_apex_flow(clip, s, cfg)[1], cfg.size)
 
 
 def sample_input(s, cfg):

@@ -235,6 +235,12 @@ def _finish(out, specs, select_on_test):
     return report.write_run(out, rows, logs, select_on_test)
 
 
+def device_data(x, meta, device):
+    """(inputs, labels, domains 0 micro / 1 macro) of the samples in `meta`, as tensors on the device."""
+    return (torch.as_tensor(x, device=device), torch.as_tensor([m.label for m in meta], device=device),
+            torch.as_tensor([int(m.domain == 'macro') for m in meta], device=device))
+
+
 def run(x, meta, cfg, out, weights=None, shard=(1, 1)):
     """LOSO over the micro subjects in `meta`; writes the run folder; returns metrics, or None if folds remain."""
     from tqdm import tqdm
@@ -243,8 +249,7 @@ def run(x, meta, cfg, out, weights=None, shard=(1, 1)):
     device = resolve_device(cfg.device)
     n_micro = sum(m.domain == 'micro' for m in meta)
     pool = len(meta)
-    data = (torch.as_tensor(x, device=device), torch.as_tensor([m.label for m in meta], device=device),
-            torch.as_tensor([int(m.domain == 'macro') for m in meta], device=device))
+    data = device_data(x, meta, device)
     cuda = device.type == 'cuda'
     if cuda:
         torch.backends.cudnn.benchmark = True     # every fold has the same shapes: choose the kernels once
@@ -296,8 +301,7 @@ def train_final(x, meta, cfg, weights=None):
     from tqdm import tqdm
     device = resolve_device(cfg.device)
     pool = len(meta)
-    data = (torch.as_tensor(x, device=device), torch.as_tensor([m.label for m in meta], device=device),
-            torch.as_tensor([int(m.domain == 'macro') for m in meta], device=device))
+    data = device_data(x, meta, device)
     t0 = time.time()
     with tqdm(total=train.steps_per_epoch(pool, cfg.batch_size) * cfg.epochs, unit='step', desc='final model',
               disable=cfg.quiet) as bar:

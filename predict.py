@@ -20,7 +20,6 @@ import inputs
 from data import DatasetError, Sample, frame_number, list_frames
 
 log = logging.getLogger(__name__)
-VIDEO_EXTS = ('.mp4', '.avi', '.mov', '.mkv', '.m4v')
 FOLDER_FPS = 200.0          # a folder of frames says nothing of its rate: CASME II's and SAMM's
 
 
@@ -154,9 +153,7 @@ def predict_clip(clip, net, cfg, classes, **kw):
     the pictures of --figure (onset, apex, the apex the flow sees, the flow)."""
     import flow
     full, s = prepare(clip, cfg, **kw)
-    sub = inputs.emr_clip(full, s, cfg)
-    seen = inputs.emr_apex(sub, s, cfg)
-    f = flow.optical_flow(*(cv2.cvtColor(a, cv2.COLOR_BGR2GRAY) for a in (sub[0], seen)), method=cfg.flow)
+    seen, f = inputs.onset_apex_flow(inputs.emr_clip(full, s, cfg), s, cfg)
     p = probabilities(net, flow.encode(f, cfg.size))
     return dict(path=clip['path'], label=classes[int(np.argmax(p))], **{f'p_{c}': float(v) for c, v in
                 zip(classes, p)}, onset=s.frames[0], apex=s.frames[s.apex],
@@ -188,7 +185,7 @@ def run(a):
         raise DatasetError(f'--figure {fig}: give a .png or .jpg file name')
     if fig is not None and not fig.parent.is_dir():
         raise DatasetError(f'--figure {fig}: the folder {fig.parent} does not exist')
-    fields = {f.name for f in dataclasses.fields(config.Config) if not config.volatile(f.name)}
+    fields = set(config.result_settings(config.PAPER))
     net, d = model.load_model(a.model, fields, inputs.pipeline_constants(), config.CLASSES, config.code_version())
     # The onset's face is checked by choose_onset; head motion is removed unless asked not to, whatever training
     # did (lab recordings hold the head still; a clip of your own rarely does).

@@ -226,6 +226,17 @@ def results(f, y, cfg):
     return preds[-1], best, log
 
 
+def step_all(folds, data, cfg, streams=None):
+    """One training step of every fold: its captured graph replayed on its own CUDA stream, or (streams None) the
+    eager train_step."""
+    for j, f in enumerate(folds):
+        if streams:
+            with torch.cuda.stream(streams[j]):
+                f.graph.replay()
+        else:
+            train_step(f, data, cfg)
+
+
 def train_all(train_idx, data, pool, cfg, device, weights=None, progress=None):
     """(the PartNet trained on every sample of train_idx, in eval mode, its per-epoch log): the final model, with a
     fold's schedule and step but no held-out subject, so nothing is evaluated (seed: fold_seed(cfg.seed, 'all'))."""
@@ -233,13 +244,11 @@ def train_all(train_idx, data, pool, cfg, device, weights=None, progress=None):
     graphs = device.type == 'cuda'
     if graphs:
         capture(f, data, cfg)
+    streams = [torch.cuda.current_stream()] if graphs else None
     steps = f.batches.shape[0] // cfg.epochs
     for _ in range(cfg.epochs):
         for _ in range(steps):
-            if graphs:
-                f.graph.replay()
-            else:
-                train_step(f, data, cfg)
+            step_all([f], data, cfg, streams)
         if progress is not None:
             progress.update(steps)
     if graphs:
@@ -278,12 +287,7 @@ def train_folds(specs, data, pool, cfg, device, weights=None, streams=1, graphs=
             torch.cuda.synchronize()
         for epoch in range(cfg.epochs):
             for _ in range(steps):
-                for j, f in enumerate(folds):
-                    if graphs:
-                        with torch.cuda.stream(ss[j]):
-                            f.graph.replay()
-                    else:
-                        train_step(f, data, cfg)
+                step_all(folds, data, cfg, ss if graphs else None)
                 if progress is not None:
                     progress.update(len(folds))
             if cfg.select_on_test or epoch == cfg.epochs - 1:
