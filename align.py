@@ -5,9 +5,7 @@ ensemble-of-regression-trees predictor (Kazemi & Sullivan 2014), whose 68-point 
 `face-recognition-models` package. A clip is warped with ONE transform, estimated on its onset frame, so that
 alignment itself adds no motion between onset and apex: the flow then sees only the face's own movement.
 
-Rigid head motion (stabilise=True): each later frame is also mapped onto the onset frame by the similarity that
-best explains its Farneback flow over STABLE_BOX (the eyes' row down to the nose, which expressions barely move),
-in the same warp, so that a head that turns or shifts between onset and apex does not masquerade as expression.
+To follow it: `align_clip` -> `face_transform` (landmarks -> five anchor points) -> `similarity`.
 """
 import functools
 import importlib.util
@@ -26,21 +24,10 @@ log = logging.getLogger(__name__)
 _TEMPLATE_112 = np.array([[38.2946, 51.6963], [73.5318, 51.5014], [56.0252, 71.7366],
                           [41.5493, 92.3655], [70.7299, 92.2041]], np.float64)
 TEMPLATE = (_TEMPLATE_112 / 112.0 - 0.5) * 0.8 + np.array([0.5, 0.52])
-# The part of the aligned face that follows the skull rather than the expression, as ((x0, y0), (x1, y1)) in the
-# unit square: from just above the eyes to the nose tip, a little beyond the eye centres on each side. The brows
-# (AU1/2/4), the mouth and the jaw (AU12/15/26) are outside it.
-STABLE_BOX = ((TEMPLATE[0, 0] - 0.1, TEMPLATE[0, 1] - 0.05), (TEMPLATE[1, 0] + 0.1, TEMPLATE[2, 1]))
-# Refinements of the head's motion: each warps the frame by the estimate so far and fits the flow that is left
-# (a flow of several pixels is estimated less precisely than the sub-pixel remainder).
-HEAD_ITERATIONS = 3
 
 
 class FaceNotFound(ValueError):
     """No face (or no usable landmarks) in an image; the message names the file."""
-
-
-class FrameError(ValueError):
-    """A frame file that is cut short, or a clip whose frames differ in size; the message names the file."""
 
 
 def landmark_model_path(path=None):
@@ -128,101 +115,21 @@ def face_transform(image_bgr, size=224, upsample=1, name='image', no_face='error
         return np.array([[k, 0, -k * (w - side) / 2], [0, k, -k * (h - side) / 2]])
 
 
-def stable_mask(size):
-    """(size, size) uint8 mask of the aligned face's STABLE_BOX: the part that follows the skull."""
-    (x0, y0), (x1, y1) = (np.asarray(STABLE_BOX) * size).round().astype(int)
-    mask = np.zeros((size, size), np.uint8)
-    mask[y0:y1, x0:x1] = 1
-    return mask
-
-
-def head_motion(ref_gray, gray, mask, init=None, iterations=HEAD_ITERATIONS):
-    """2x3 similarity W with gray(W x) ~ ref_gray(x): the rigid motion of the head between two aligned frames,
-    the least-squares similarity of the Farneback flow over the mask's pixels, refined `iterations` times."""
-    import flow
-    w = np.eye(2, 3) if init is None else np.asarray(init, np.float64)
-    ys, xs = np.nonzero(mask)
-    pts = np.stack([xs, ys], 1).astype(np.float64)
-    for _ in range(iterations):
-        moved = cv2.warpAffine(gray, w, gray.shape[::-1], flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
-                               borderMode=cv2.BORDER_REPLICATE)
-        f = flow.optical_flow(ref_gray, moved, method='farneback')
-        w = compose(w, similarity(pts, pts + f[ys, xs]))
-    return w
-
-
-def compose(m, s):
-    """2x3 affine m . s: s applied first."""
-    out = m[:, :2] @ s
-    out[:, 2] += m[:, 2]
-    return out
-
-
-def align_clip(frames_bgr, size=224, ref=0, upsample=1, name='clip', no_face='error', landmarks_path=None,
-               stabilise=False):
-    """(T, size, size, 3) uint8 clip warped by the one similarity estimated on frame `ref` (the onset); with
-    stabilise, each frame's rigid head motion relative to frame `ref` (head_motion over the aligned face's
-    STABLE_BOX) is removed in the same warp. With ref 0 the frames may be an iterator, read one at a time."""
-    frames = list(frames_bgr) if ref else frames_bgr
-    out, m, first, mask, ref_gray, w = [], None, None, None, None, None
-    for i, f in enumerate(frames):
-        if first is None:
-            first = f.shape[:2]
-        elif f.shape[:2] != first:
-            raise FrameError(f'{name}: the clip\'s frames differ in size ({first[1]}x{first[0]}, '
-                             f'{f.shape[1]}x{f.shape[0]} at frame {i}); one transform per clip needs frames of one '
-                             'size: check the clip\'s folder')
-        f = f if f.ndim == 3 else cv2.cvtColor(f, cv2.COLOR_GRAY2BGR)
-        if m is None:
-            r = frames[ref] if ref else f
-            m = face_transform(r, size, upsample, name, no_face, landmarks_path)
-            if stabilise:
-                mask = stable_mask(size)
-                ref_gray = cv2.cvtColor(_warp(r if r.ndim == 3 else cv2.cvtColor(r, cv2.COLOR_GRAY2BGR), m, size),
-                                        cv2.COLOR_BGR2GRAY)
-        a = _warp(f, m, size)
-        if mask is not None and i != ref:
-            # The previous frame's motion starts the estimate: heads move little from one frame to the next.
-            w = head_motion(ref_gray, cv2.cvtColor(a, cv2.COLOR_BGR2GRAY), mask, w)
-            a = _warp(f, compose(cv2.invertAffineTransform(w), m), size)
-        out.append(a)
-    if not out:
-        raise ValueError(f'{name}: empty clip, nothing to align')
-    return np.stack(out)
-
-
-def _warp(frame, m, size):
-    # Bilinear warp with replicated borders: a black border would be a strong, fake edge in the flow.
+def warp(frame, m, size):
+    """The size x size crop of a frame under the 2x3 transform m: bilinear, borders replicated (a black border
+    would be a strong, fake edge in the flow)."""
     return cv2.warpAffine(frame, m, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
 
 
-def truncated(path, data):
-    """Why an image file's bytes end early (JPEG without its end marker, PNG without IEND, BMP shorter than its
-    header says), or '' when they look whole. OpenCV decodes such files silently, the missing rows grey."""
-    if data[:2] == b'\xff\xd8' and b'\xff\xd9' not in data[-64:]:
-        return 'the JPEG data ends without its end-of-image marker'
-    if data[:8] == b'\x89PNG\r\n\x1a\n' and b'IEND' not in data[-16:]:
-        return 'the PNG data ends without its IEND chunk'
-    if data[:2] == b'BM' and len(data) >= 6 and len(data) < int.from_bytes(data[2:6], 'little'):
-        return f'the BMP file has {len(data)} of the {int.from_bytes(data[2:6], "little")} bytes its header gives'
-    return ''
-
-
-def read_frames(paths):
-    """List of BGR uint8 frames read from `paths`; an unreadable or cut-short file is an error naming it."""
-    frames = []
-    for p in paths:
-        try:
-            data = Path(p).read_bytes()
-        except OSError:
-            data = b''
-        why = truncated(p, data) if data else ''
-        if why:
-            raise FrameError(f'{p}: {why} (a truncated file; decoders fill the missing rows with grey or fail); '
-                             'copy the frame again from the release')
-        img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR) if data else None
-        if img is None:
-            raise FileNotFoundError(f'{p}: cannot read this frame (missing, empty or not an image); '
-                                    'copy the frame again from the release')
-        frames.append(img)
-    return frames
+def align_clip(frames_bgr, size=224, upsample=1, name='clip', no_face='error', landmarks_path=None):
+    """(T, size, size, 3) uint8: every frame warped by the one similarity estimated on the first (the onset).
+    The frames may be an iterator, read one at a time."""
+    from frames import same_size
+    out, m = [], None
+    for f in same_size(frames_bgr, name):
+        if m is None:
+            m = face_transform(f, size, upsample, name, no_face, landmarks_path)
+        out.append(warp(f, m, size))
+    if not out:
+        raise ValueError(f'{name}: empty clip, nothing to align')
+    return np.stack(out)

@@ -7,7 +7,7 @@
 
 (a) preprocessing per stage (alignment, EVM, flow) on a clip of real-dataset size (100 frames at 640x480) and on
     the demo's clips, one thread each, so clips/s is per core; EVM's peak memory on a 200-frame 640x480 clip;
-(b) training samples/s of train.train_folds itself (augmentation, DANN loss, clipping, fused Adam), at 224 and at
+(b) training samples/s of engine.train_folds itself (augmentation, DANN loss, clipping, fused Adam), at 224 and at
     the demo size, achieved FLOP/s (torch's FLOP counter on one forward+backward) and MFU against the measured
     matmul peak; one process of all threads against one process per core;
 (c) wall time and peak memory of `mer.py --demo` with a fresh feature cache and run folder;
@@ -104,10 +104,12 @@ def bench_preprocessing(repeats):
     import torch
 
     import align
+    import cache
+    import data
+    import emr
     import evm
     import flow
-    import inputs
-    import mer
+    import synth
     cv2.setNumThreads(1)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
@@ -119,32 +121,34 @@ def bench_preprocessing(repeats):
     f = flow.optical_flow(g0, g1)
     stages = [('align (dlib on onset, warp 100 frames) 640x480 -> 224', lambda: align.align_clip(clip, 224)),
               ('  of which dlib detect + 68 landmarks, one 640x480 frame', lambda: align.detect_landmarks(clip[0])),
-              ('EVM magnify 100 frames 224x224 (IIR, alpha 10)', lambda: evm.magnify(al, 200.0)),
+              ("EMR's magnified apex 224x224 (emr.magnify, two frames)", lambda: emr.magnify(al[onset], al[apex])),
+              ("MIT's EVM, 100 frames 224x224 (IIR, alpha 10; evm.magnify)", lambda: evm.magnify(al, 200.0)),
               ('TV-L1 flow onset->apex 224x224', lambda: flow.optical_flow(g0, g1)),
               ('Farneback flow onset->apex 224x224', lambda: flow.optical_flow(g0, g1, method='farneback')),
               ('encode u, v, strain -> 3x224x224', lambda: flow.encode(f, 224))]
     for name, fn in stages:
         rows.append((name, median_time(fn, repeats)))
-    per_clip = sum(t for n, t in rows if not n.startswith(' ') and 'Farneback' not in n)
-    rows.append(('real-size sample, align + EVM + TV-L1 + encode (sum)', per_clip))
+    per_clip = sum(t for n, t in rows if not n.startswith(' ') and 'Farneback' not in n and "MIT's" not in n)
+    rows.append(('real-size sample, align + EMR + TV-L1 + encode (sum)', per_clip))
 
     # The demo's own samples, through the very function the pipeline caches (no cache here).
-    a, cfg = mer.parse_args(['--demo', '--demo-root', str(ROOT / 'demo_data')])
-    micro, macro = mer.load_samples(a)
+    root = synth.build(ROOT / 'demo_data', seed=0)
+    cfg = config.DEMO
+    micro, macro = data.load_megc(root / 'megc'), data.load_ckplus(root / 'ck')
     picks = micro[::max(1, len(micro) // 12)][:12] + macro[::max(1, len(macro) // 6)][:6]
     times = {True: [], False: []}
-    for emr in (True, False):
+    for on in (True, False):
         for s in picks:
             t0 = time.perf_counter()
-            inputs.sample_input(s, dataclasses.replace(cfg, emr=emr))
-            times[emr].append(time.perf_counter() - t0)
+            cache.flow_input(s, dataclasses.replace(cfg, emr=on))
+            times[on].append(time.perf_counter() - t0)
     rows.append((f'demo sample with EMR (align {cfg.align_size}, {len(picks)} samples, median)',
                  statistics.median(times[True])))
     rows.append(('demo sample without EMR (median)', statistics.median(times[False])))
     lbp = []
     for s in picks[:12]:            # the micro samples: the baseline row does not use CK+
         t0 = time.perf_counter()
-        inputs.sample_features(s, cfg, kind='lbptop')
+        cache.lbptop_input(s, cfg)
         lbp.append(time.perf_counter() - t0)
     rows.append(('demo sample, LBP-TOP baseline: align onset..end, TIM to 10, LBP-TOP (median of 12)',
                  statistics.median(lbp)))
@@ -193,7 +197,7 @@ def flops_per_sample(size, parts=True, device='cpu'):
 
 
 class _Clock:
-    """Stands in for the progress bar of train.train_folds: times the steps after `skip` warm-up steps."""
+    """Stands in for the progress bar of engine.train_folds: times the steps after `skip` warm-up steps."""
 
     def __init__(self, device, total, skip=5):
         self.device, self.total, self.skip, self.n, self.t = device, total, skip, 0, []
@@ -220,18 +224,18 @@ def synthetic_set(n_micro, n_subjects, n_macro, size, seed=0):
 
 
 def train_rate(cfg, device, folds=1, steps=40, graphs=None):
-    """Steady samples/s of train.train_folds on `folds` folds at once (one wave), after 5 warm-up steps."""
+    """Steady samples/s of engine.train_folds on `folds` folds at once (one wave), after 5 warm-up steps."""
     import torch
 
+    import engine
     import loso
-    import train
     x, meta = synthetic_set(2 * cfg.batch_size, 2 * folds, 2 * cfg.batch_size, cfg.size)   # 4 steps an epoch
     specs = loso.plan_folds(meta)[:folds]
     data = (torch.as_tensor(x, device=device), torch.as_tensor([m.label for m in meta], device=device),
             torch.as_tensor([int(m.domain == 'macro') for m in meta], device=device))
     cfg = dataclasses.replace(cfg, epochs=max(2, math.ceil(steps / 4)))
     clock = _Clock(device, 4 * cfg.epochs)
-    for _ in train.train_folds(specs, data, len(meta), cfg, device, streams=folds, graphs=graphs, progress=clock):
+    for _ in engine.train_folds(specs, data, len(meta), cfg, device, streams=folds, graphs=graphs, progress=clock):
         pass
     return clock.rate(cfg.batch_size * folds)
 
@@ -286,7 +290,7 @@ def demo_child():
 
 # ----------------------------------------------------------------------------------------------- the protocol
 class _WaveClock:
-    """Progress stand-in for train.train_folds: per wave of folds, the seconds of its training steps."""
+    """Progress stand-in for engine.train_folds: per wave of folds, the seconds of its training steps."""
 
     def __init__(self, device, steps):
         self.device, self.steps, self.n, self.t0, self.train = device, steps, 0, None, 0.0
@@ -304,10 +308,11 @@ class _WaveClock:
 def protocol(device, streams, epochs=10, size=224):
     """The paper's LOSO (68 folds, 224 px, batch 32, `epochs` epochs) on random inputs of the composite's size.
 
-    Returns (wall s, of which training steps s, samples trained, GPU peak bytes); train.train_folds is the very
-    function loso.run calls."""
+    Returns (wall s, of which training steps s, samples trained, GPU peak bytes); engine.train_folds is the very
+    function runs.run calls."""
     import torch
 
+    import engine
     import loso
     import train
     x, meta = synthetic_set(442, 68, 327, size)
@@ -321,7 +326,7 @@ def protocol(device, streams, epochs=10, size=224):
         torch.backends.cudnn.benchmark = True
         torch.cuda.reset_peak_memory_stats()
     t0 = time.perf_counter()
-    for _ in train.train_folds(specs, data, len(meta), cfg, device, streams=streams, progress=clock):
+    for _ in engine.train_folds(specs, data, len(meta), cfg, device, streams=streams, progress=clock):
         pass
     wall = time.perf_counter() - t0
     mem = torch.cuda.max_memory_allocated() if device.type == 'cuda' else 0
@@ -331,7 +336,7 @@ def protocol(device, streams, epochs=10, size=224):
 def gpu_protocol(epochs, sweep=True):
     """`bench.py --protocol`: folds per wave measured, the protocol timed, and the ceilings, in one run.
 
-    sweep=False times the protocol alone with the defaults (train.CUDA_STREAMS folds per wave)."""
+    sweep=False times the protocol alone with the defaults (engine.CUDA_STREAMS folds per wave)."""
     import torch
     device = torch.device('cuda' if torch.cuda.is_available() else 'cpu')
     if device.type != 'cuda':
@@ -346,7 +351,7 @@ def gpu_protocol(epochs, sweep=True):
           '|---|---|---|---|', flush=True)
     cfg = dataclasses.replace(config.PAPER, init='random')
     rates = {}
-    import train
+    import engine
     for name, folds, graphs in () if not sweep else (('eager step, 1 fold', 1, False), ('CUDA graph, 1 fold', 1, True),
                                                      ('CUDA graphs, 4 folds on 4 streams', 4, True),
                                                      ('CUDA graphs, 8 folds on 8 streams', 8, True),
@@ -360,7 +365,7 @@ def gpu_protocol(epochs, sweep=True):
         if graphs:
             rates[folds] = r
         print(f'| {name} | {r:,.0f} | {r * flop / peak:.1%} | {time.perf_counter() - t0:.0f} s |', flush=True)
-    best = max(rates, key=rates.get) if sweep else train.CUDA_STREAMS
+    best = max(rates, key=rates.get) if sweep else engine.CUDA_STREAMS
     wall, steps_s, samples, mem = protocol(device, best, epochs)
     setup = wall - steps_s
     full = setup + steps_s * 100 / epochs
@@ -390,12 +395,13 @@ def spot_error(root='demo_data', align_size=config.DEMO.align_size):
     import data
     import spot
     import synth
+    from frames import read_frames
     root = synth.build(root, seed=0)
     truths = json.loads((root / 'truth.json').read_text())
     out = {}
     for s in data.load_megc(root / 'megc') + data.load_ckplus(root / 'ck'):
         true = int(np.argmax(truths[f'{s.dataset}/{s.subject}/{s.clip}']['profile'])) - s.onset
-        clip = align.align_clip(align.read_frames(s.frames[s.onset:]), align_size)
+        clip = align.align_clip(read_frames(s.frames[s.onset:]), align_size)
         out.setdefault(s.dataset, []).append((abs(spot.apex(clip, s.fps) - true),
                                               abs((len(s.frames) - s.onset) // 2 - true)))
     return {d: (np.mean(e[:, 0]), np.median(e[:, 0]), np.mean(e[:, 1]), np.median(e[:, 1]), len(e))
@@ -408,7 +414,8 @@ def predict_time(model_path, repeats=3):
     import cv2
     import torch
 
-    import mer
+    import cli
+    import predict
     torch.set_num_threads(1)
     cv2.setNumThreads(1)
     clip, _, _ = real_size_clip()
@@ -418,7 +425,8 @@ def predict_time(model_path, repeats=3):
         for f in clip:
             w.write(f)
         w.release()
-        return median_time(lambda: mer.main(['predict', str(path), '--model', str(model_path), '-q']), repeats)
+        a = cli.predict_parser().parse_args([str(path), '--model', str(model_path), '-q'])
+        return median_time(lambda: predict.run(a), repeats)
 
 
 def main():
@@ -457,7 +465,7 @@ def main():
     device = torch.device('cpu')
     print(f'# bench.py, {time.strftime("%Y-%m-%d %H:%M")}\nmachine: {machine()}\n')
 
-    # bf16 only where the CPU is fast at it (train.bf16's 'auto'): elsewhere a 2048^3 bf16 matmul takes ~1 minute
+    # bf16 only where the CPU is fast at it (engine.bf16's 'auto'): elsewhere a 2048^3 bf16 matmul takes ~1 minute
     # and oneDNN's bf16 convolution is ~8x slower than fp32.
     fast_bf16 = torch.ops.mkldnn._is_mkldnn_bf16_supported()
     peak = {'fp32': matmul_peak(device, torch.float32)}
@@ -479,7 +487,7 @@ def main():
           f"{extra / 2**20:.0f} MiB = {extra / m['clip_bytes']:.2f}x the uint8 clip "
           f"({m['clip_bytes'] / 2**20:.0f} MiB), {extra / (4 * m['clip_bytes']):.2f}x a float32 copy")
 
-    print('\n| training (train.train_folds, batch 32, one fold) | size | samples/s | GFLOP/sample | TFLOP/s | '
+    print('\n| training (engine.train_folds, batch 32, one fold) | size | samples/s | GFLOP/sample | TFLOP/s | '
           'MFU vs same dtype | MFU vs fp32 |\n|---|---|---|---|---|---|---|')
     flop = {s: flops_per_sample(s) for s in (64, 224)}
     rates = {}

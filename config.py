@@ -1,88 +1,109 @@
 """Every setting of the method in one frozen dataclass, with the paper's values as defaults (Liu et al., FG 2019).
 
-`PAPER` is the paper's protocol; `DEMO` is `dataclasses.replace(PAPER, ...)` for the embedded demo set. The command
-line builds one `Config` and passes it down; `config.json` in a run folder is `asdict` of it plus the code version.
-Fields marked `volatile` change how a run is carried out, never its result: a resume or a merge may change them.
-
-Shared constants (class names, Table I's dataset order), the one atomic-write helper and the set-up of worker
-processes live here too, so no two stages import each other for them.
+Each field carries its help text, and the bounds or choices the command line checks: `cli.py` turns every field
+into a flag (`--evm-alpha 2`, `--no-emr`, `--stabilise`), so a new setting is one line here. `PAPER` is the
+paper's protocol; `DEMO` is `dataclasses.replace(PAPER, ...)` for the embedded demo set. Fields marked volatile
+change how a run is carried out, never its result: a resume or a merge may change them, and config.json and
+model.pt leave them out.
 """
 import dataclasses
-import hashlib
-import os
-import subprocess
 from dataclasses import dataclass, field
-from pathlib import Path
 
 CLASSES = ('negative', 'positive', 'surprise')
 DATASETS = ('smic', 'casme2', 'samm')            # Table I's column order
-ROOT = Path(__file__).resolve().parent
+FPS = {'casme2': 200.0, 'samm': 200.0, 'smic': 100.0, 'ck+': 30.0}
+DEFAULT_FPS = 200.0                              # a clip whose rate nothing says: CASME II's and SAMM's
 
 
-def _volatile(default):
-    return field(default=default, metadata={'volatile': True})
+def setting(default, help, *, choices=None, min=None, above=None, max=None, volatile=False):
+    """A Config field with its help text and what the command line accepts: choices, or a range
+    [min, max] (above: an open lower bound)."""
+    return field(default=default, metadata=dict(help=help, choices=choices, min=min, above=above, max=max,
+                                                 volatile=volatile))
 
 
 @dataclass(frozen=True)
 class Config:
-    # -- inputs (paper §III.A): everything here changes a cached network input
-    align_size: int = 224        # side of the aligned face on which EVM and flow run
-    no_face: str = 'error'       # 'error' | 'center': what to do when dlib finds no face
-    landmarks: str = ''          # dlib 68-point .dat file; '' = the copy inside face-recognition-models
-    emr: bool = True             # §III.C: magnified micro apex, middle frame for macro
-    # EVM (Wu et al. 2012) as EMR uses it: the apex's change since the onset (IIR band with r1 = 1, r2 = 0), on every
-    # band but the residual (lambda_c = 0), doubled (alpha = 1): measured faithful to the true motion (fidelity.py,
-    # BENCHMARKS.md). MIT's reference settings, which the authors reused: alpha 10, lambda_c 16, r1 0.4, r2 0.05.
-    evm_alpha: float = 1.0       # amplification: motion x (1 + alpha)
-    evm_lambda_c: float = 0.0    # spatial cut-off wavelength, pixels (reference attenuation); 0 = none
-    evm_r1: float = 1.0          # IIR temporal band: the two first-order low-pass coefficients of MIT's code
-    evm_r2: float = 0.0
-    evm_chroma: float = 0.1      # chroma attenuation
-    flow: str = 'tvl1'           # 'tvl1' (paper) | 'farneback'
-    apex: str = 'annotated'      # 'annotated' (SMIC-HS: the middle frame) | 'spot': spot.py's apex, from the onset
-    stabilise: bool = False      # remove rigid head motion from onset to each frame (align.py); the paper does not
-    size: int = 224              # network input side
+    # -- inputs (paper §III.A, §III.C): everything here changes a cached network input
+    align_size: int = setting(224, 'side of the aligned face on which EMR and flow run', min=32)
+    no_face: str = setting('error', 'when dlib finds no face: stop naming the file, or centre-crop and log it',
+                           choices=('error', 'center'))
+    landmarks: str = setting('', "dlib's 68-point .dat file ('': the copy inside face-recognition-models)")
+    emr: bool = setting(True, '§III.C: magnified micro apex, onset-apex middle frame for macro')
+    # EMR's magnification (emr.py): apex + alpha x (apex - onset) in every Laplacian band but the residual. Other
+    # values of the three EVM fields below select MIT's reference magnifier (evm.py), e.g. its published settings
+    # --evm-alpha 10 --evm-lambda-c 16 --evm-r1 0.4 --evm-r2 0.05.
+    evm_alpha: float = setting(1.0, 'EMR amplification alpha: the motion becomes (1 + alpha) times larger', min=0)
+    evm_lambda_c: float = setting(0.0, "MIT's spatial cut-off wavelength lambda_c, pixels; 0 = none", min=0)
+    evm_r1: float = setting(1.0, "MIT's IIR band: low-pass r1 minus low-pass r2; r1 1 and r2 0 = the change "
+                            'since onset', above=0, max=1)
+    evm_r2: float = setting(0.0, "MIT's IIR band's second coefficient, below r1", min=0, max=1)
+    evm_chroma: float = setting(0.1, 'chroma attenuation: I and Q change by this share of alpha', min=0)
+    flow: str = setting('tvl1', 'optical flow: TV-L1 (paper) or Farneback', choices=('tvl1', 'farneback'))
+    apex: str = setting('annotated', "the annotated apex (SMIC-HS: the middle frame), or spot.py's from the onset",
+                        choices=('annotated', 'spot'))
+    stabilise: bool = setting(False, 'remove the rigid head motion between onset and each frame (stabilise.py; '
+                              'the paper does not)')
+    size: int = setting(224, 'network input side', min=33)
     # -- model (paper §III.B)
-    parts: bool = True           # eye / mouth part heads; False = global pooling (Table I's 'Global' rows)
-    adv: bool = True             # gradient reversal + discriminator against CK+ (used only with macro samples)
-    init: str = 'imagenet'       # 'imagenet' (paper) | 'random'
+    parts: bool = setting(True, 'eye / mouth part heads; off: global pooling (Table I\'s Global rows)')
+    adv: bool = setting(True, 'gradient reversal + discriminator against CK+ (with macro samples only)')
+    hidden: int = setting(64, 'width of the two-layer heads and of the discriminator', min=1)
+    init: str = setting('imagenet', 'trunk initialisation (imagenet: torchvision\'s weights, --weights, or a '
+                        'download)', choices=('imagenet', 'random'))
     # -- training (paper §IV and the authors' code)
-    epochs: int = 100
-    batch_size: int = 32
-    lr_heads: float = 1e-3       # heads and discriminator, halved every lr_step epochs
-    lr_step: int = 10
-    lr_backbone: float = 0.0     # 0 = follow init: 1e-5 on ImageNet weights, lr_heads from random
-    weight_decay: float = 1e-6
-    grad_clip: float = 1.0       # max gradient norm per fold
-    lambda_adv: float = 1.0      # lambda of L = Lt + Lb + Lc - lambda Ladv
-    dann_gamma: float = 10.0     # DANN schedule 2 / (1 + exp(-gamma p)) - 1 (Ganin & Lempitsky 2015)
-    augment: bool = True
-    rotate: float = 10.0         # augmentation: rotation up to +-rotate degrees,
-    zoom: float = 0.9            # a crop of zoom..1 of the side, and a mirror
-    precision: str = 'auto'      # 'bf16' | 'fp32' | 'auto' (bf16 where the hardware is fast at it); BatchNorm fp32
-    select_on_test: bool = False  # also report the authors' best epoch chosen on the test subject
-    seed: int = 0
+    epochs: int = setting(100, 'epochs per fold', min=1)
+    batch_size: int = setting(32, 'samples per step', min=1)
+    lr_heads: float = setting(1e-3, 'heads and discriminator, halved every lr_step epochs', min=0)
+    lr_step: int = setting(10, 'epochs between halvings of lr_heads', min=1)
+    lr_backbone: float = setting(0.0, "the trunk's rate; 0 = lr_pretrained on ImageNet weights, lr_heads from "
+                                 'random ones', min=0)
+    lr_pretrained: float = setting(1e-5, "the trunk's rate on ImageNet weights (the authors' code)", min=0)
+    weight_decay: float = setting(1e-6, "Adam's weight decay", min=0)
+    grad_clip: float = setting(1.0, 'max gradient norm per fold', above=0)
+    lambda_adv: float = setting(1.0, 'lambda of L = Lt + Lb + Lc - lambda Ladv', min=0)
+    dann_gamma: float = setting(10.0, 'DANN schedule 2 / (1 + exp(-gamma p)) - 1 (Ganin & Lempitsky 2015)', min=0)
+    augment: bool = setting(True, 'rotation, zoom-in crop and mirror, the flow vectors moved with the content')
+    rotate: float = setting(10.0, 'augmentation: rotation up to +-rotate degrees', min=0, max=180)
+    zoom: float = setting(0.9, 'augmentation: a crop of zoom..1 of the side', above=0, max=1)
+    precision: str = setting('auto', 'autocast dtype (auto: bf16 on CUDA and on CPUs with fast bf16); BatchNorm '
+                             'fp32', choices=('auto', 'bf16', 'fp32'))
+    select_on_test: bool = setting(False, "also report the authors' per-fold best epoch chosen on the test "
+                                   'subject (optimistic)')
+    seed: int = setting(0, 'seed of every fold\'s schedule', min=0)
     # -- how the run is carried out (never changes a result)
-    device: str = _volatile('auto')
-    jobs: int = _volatile(0)        # CPU: training processes (0 = one per core)
-    streams: int = _volatile(0)     # CUDA: folds replayed at once on their own streams (0 = measured default)
-    workers: int = _volatile(0)     # preprocessing processes (0 = one per core)
-    quiet: bool = _volatile(False)
+    device: str = setting('auto', 'auto | cpu | cuda | cuda:N', volatile=True)
+    jobs: int = setting(0, 'CPU: training processes (default one per core)', min=1, volatile=True)
+    streams: int = setting(0, 'CUDA: folds trained at once as CUDA graphs on their own streams (default 17)',
+                           min=1, volatile=True)
+    workers: int = setting(0, 'preprocessing processes (default one per core)', min=1, volatile=True)
+    quiet: bool = setting(False, 'no progress bars, warnings only', volatile=True)
 
     def backbone_lr(self):
-        """The trunk's learning rate: the set one, else 1e-5 on ImageNet weights (authors' code), else lr_heads."""
+        """The trunk's learning rate: lr_backbone if set, else lr_pretrained on ImageNet weights, else lr_heads."""
         if self.lr_backbone:
             return self.lr_backbone
-        return 1e-5 if self.init == 'imagenet' else self.lr_heads
+        return self.lr_pretrained if self.init == 'imagenet' else self.lr_heads
 
     def row(self):
         """'Part + Adversarial + EMR', 'Global + EMR', ...: the name of this combination in Table I."""
         return ' + '.join(['Part' if self.parts else 'Global'] + ['Adversarial'] * self.adv + ['EMR'] * self.emr)
 
+    def mit_evm(self):
+        """True when the EVM fields ask for MIT's reference magnifier rather than EMR's (see evm_alpha)."""
+        return not (self.evm_r1 == 1 and self.evm_r2 == 0 and self.evm_lambda_c == 0)
+
     def evm(self):
-        """Keyword arguments of evm.magnify."""
+        """Keyword arguments of evm.magnify (MIT's reference magnifier)."""
         return dict(alpha=self.evm_alpha, lambda_c=self.evm_lambda_c, r1=self.evm_r1, r2=self.evm_r2,
                     chrom_attenuation=self.evm_chroma)
+
+    def problems(self):
+        """What no single field's range can say: settings that contradict each other."""
+        if self.evm_r2 >= self.evm_r1:
+            return [f'--evm-r2 {self.evm_r2:g} must be below --evm-r1 {self.evm_r1:g} (the band is low-pass r1 '
+                    'minus low-pass r2)']
+        return []
 
 
 PAPER = Config()
@@ -100,52 +121,5 @@ def volatile(name):
 
 
 def result_settings(cfg):
-    """The settings that decide a run's result: what config.json holds and a resume must match."""
+    """The settings that decide a run's result: what config.json and model.pt hold and a resume must match."""
     return {k: v for k, v in dataclasses.asdict(cfg).items() if not volatile(k)}
-
-
-def code_version(files=None):
-    """`git describe` of the checkout when it is clean, else a hash of the project's source files."""
-    files = sorted(ROOT.glob('*.py')) if files is None else files
-    digest = hashlib.sha1(b''.join(Path(f).read_bytes() for f in files)).hexdigest()[:12]
-    try:
-        desc = subprocess.run(['git', 'describe', '--always', '--dirty'], cwd=ROOT, capture_output=True,
-                              text=True, timeout=5).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        desc = ''
-    return desc if desc and not desc.endswith('-dirty') else f'src-{digest}'
-
-
-def atomic_write(path, data):
-    """Writes text or bytes to `path` through a temporary file beside it: readers see the whole file or none."""
-    path = Path(path)
-    tmp = path.with_name(f'.{path.name}.tmp{os.getpid()}')
-    try:
-        (tmp.write_text if isinstance(data, str) else tmp.write_bytes)(data)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
-def worker_setup():
-    """In a worker process (one per core): one BLAS thread, as the processes already share out the cores; Ctrl-C
-    left to the parent (which reports it in one line); and the worker ends when its parent dies, even by SIGKILL
-    (Linux's PR_SET_PDEATHSIG; elsewhere only the rest holds)."""
-    import ctypes
-    import multiprocessing
-    import signal
-    try:
-        __import__('numpy')           # loads its BLAS, which threadpoolctl can limit only once loaded
-        from threadpoolctl import threadpool_limits
-        threadpool_limits(1)
-    except ImportError:
-        pass
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    try:
-        ctypes.CDLL(None).prctl(1, signal.SIGTERM)      # 1 = PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
-    parent = multiprocessing.parent_process()
-    if parent is not None and os.getppid() != parent.pid:
-        os._exit(1)                                     # the parent died before the line above took effect

@@ -34,10 +34,10 @@ from pathlib import Path
 
 import openpyxl
 
+from config import CLASSES, DEFAULT_FPS, FPS
+
 log = logging.getLogger(__name__)
 
-LABELS = ('negative', 'positive', 'surprise')
-FPS = {'casme2': 200.0, 'samm': 200.0, 'smic': 100.0, 'ck+': 30.0}
 IMAGE_EXTS = {'.jpg', '.jpeg', '.png', '.bmp', '.tif', '.tiff'}
 SEARCH_DEPTH = 4
 # CK+ emotion codes -> 0 negative, 1 positive, 2 surprise. Sadness (6) is negative: the authors' code maps it to
@@ -157,8 +157,8 @@ def _label(text):
     word = str(text).strip().lower()
     if word in ('0', '1', '2'):
         return int(word)
-    if word in LABELS:
-        return LABELS.index(word)
+    if word in CLASSES:
+        return CLASSES.index(word)
     raise DatasetError(f'unknown label {text!r} (expected 0 negative, 1 positive, 2 surprise)')
 
 
@@ -250,10 +250,10 @@ def _clip(dataset, subject, clip, pieces, sheets):
         raise DatasetError(f'no clip folder {name} in {hs / f"s{m[1]}" / "micro"}/<emotion>/')
     frames = list_frames(folders[0])
     emotion = folders[0].parent.name.lower()
-    if emotion not in LABELS:
+    if emotion not in CLASSES:
         raise DatasetError(f'{folders[0]} is in folder {folders[0].parent.name}, not negative/positive/surprise')
     # The original SMIC-HS release has no apex annotation: onset = first frame, apex = middle frame.
-    return frames, frame_number(frames[0]), frame_number(frames[len(frames) // 2]), LABELS.index(emotion)
+    return frames, frame_number(frames[0]), frame_number(frames[len(frames) // 2]), CLASSES.index(emotion)
 
 
 def load_megc(root, *, strict=False, skip_bad=False):
@@ -294,8 +294,8 @@ def load_megc(root, *, strict=False, skip_bad=False):
                 raise DatasetError(f'unknown dataset {dataset!r} (expected casme2, samm or smic)')
             frames, onset, apex, folder_label = _clip(dataset, subject, clip, pieces, sheets)
             if folder_label is not None and folder_label != label:
-                raise DatasetError(f'csv label {label} ({LABELS[label]}) but the clip folder is under '
-                                   f'{LABELS[folder_label]}')
+                raise DatasetError(f'csv label {label} ({CLASSES[label]}) but the clip folder is under '
+                                   f'{CLASSES[folder_label]}')
             i, j, notes = locate(frames, onset, apex, strict)
         except DatasetError as e:
             problems.append(f'{where}: {e}')
@@ -385,7 +385,7 @@ def load_index(csv_path, *, strict=False, skip_bad=False):
             frames = list_frames(csv_path.parent / r['frames_dir'])
             i, j, notes = locate(frames, _int(r['onset'], 'onset'), _int(r['apex'], 'apex'), strict)
             try:
-                fps = float(r.get('fps') or FPS.get(r['dataset'], 200.0))
+                fps = float(r.get('fps') or FPS.get(r['dataset'], DEFAULT_FPS))
             except ValueError:
                 raise DatasetError(f'fps is {r["fps"]!r}, not a number') from None
             domain = r.get('domain') or ('macro' if r['dataset'] == 'ck+' else 'micro')

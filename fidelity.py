@@ -2,9 +2,9 @@
 it goes? Measured against the known motion of the demo set (synth.py writes each clip's truth).
 
     python fidelity.py                       # the demo set with the demo preset (faces aligned at 128 px)
-    python fidelity.py --align-size 224      # the paper's size; any flag of mer.py sets the Config the same way
+    python fidelity.py --align-size 224      # the paper's size; every Config field is a flag, as in mer.py
 
-For every micro clip, the pipeline's own steps (inputs.aligned_clip, inputs.emr_apex, flow.optical_flow) give the
+For every micro clip, the pipeline's own steps (pipeline.run: alignment, EMR, flow) give the
 onset->apex flow without EMR (raw) and with it (EMR). The true displacement (synth.displacement) is carried into the
 aligned face by the same similarity transform. Per clip, inside the region that moves (true expression motion
 >= a quarter of its largest value):
@@ -22,12 +22,11 @@ import logging
 import os
 import sys
 import time
-from multiprocessing import get_context
 from pathlib import Path
 
 import numpy as np
 
-from config import worker_setup
+import config
 
 log = logging.getLogger(__name__)
 REGION = 0.25      # the moving region: expression motion >= REGION x its largest value in the clip
@@ -59,21 +58,20 @@ def clip_fidelity(job):
 
     import align
     import flow
-    import inputs
-    cv2.setNumThreads(1)
+    import pipeline
+    from frames import read_frames
     s, truth, cfg = job
-    clip = inputs.aligned_clip(s, cfg)                    # frames onset..apex, one transform (from the onset)
-    onset_frame = align.read_frames([s.frames[s.onset]])[0]
+    st = pipeline.run(s, cfg)                             # the onset and apex aligned by one transform
+    onset_frame = read_frames([s.frames[s.onset]])[0]
     m = align.face_transform(onset_frame, cfg.align_size, name=s.frames[s.onset], no_face=cfg.no_face,
                              landmarks_path=cfg.landmarks or None)
     d = aligned_truth(truth, onset_frame.shape[:2], m, cfg.align_size, s.onset, s.apex)
     expr = aligned_truth(truth, onset_frame.shape[:2], m, cfg.align_size, s.onset, s.apex, drift=False)
     expr = np.linalg.norm(expr, axis=2)
     region, still = expr >= REGION * expr.max(), expr < STILL
-    gray = [cv2.cvtColor(x, cv2.COLOR_BGR2GRAY) for x in (clip[0], clip[-1], inputs.emr_apex(clip, s, cfg))]
+    onset, apex = (cv2.cvtColor(x, cv2.COLOR_BGR2GRAY) for x in (st.onset, st.apex))
     out = dict(dataset=s.dataset, clip=s.clip, frames=s.apex - s.onset, motion=float(expr.max()))
-    for name, apex in (('raw', gray[1]), ('emr', gray[2])):
-        f = flow.optical_flow(gray[0], apex, method=cfg.flow)
+    for name, f in (('raw', flow.optical_flow(onset, apex, method=cfg.flow)), ('emr', st.flow)):
         out[f'gain_{name}'], out[f'cosine_{name}'] = agreement(f, d, region)
         out[f'outside_{name}'] = float(np.linalg.norm(f[still], axis=1).mean())
     return out
@@ -81,12 +79,9 @@ def clip_fidelity(job):
 
 def measure(samples, truths, cfg, workers=1, quiet=False):
     """Per-clip fidelity dicts of the micro samples that have a truth record."""
-    from tqdm import tqdm
+    from workers import imap
     jobs = [(s, truths[f'{s.dataset}/{s.subject}/{s.clip}'], cfg) for s in samples if s.domain == 'micro']
-    if workers > 1:
-        with get_context('spawn').Pool(workers, worker_setup) as pool:
-            return list(tqdm(pool.imap(clip_fidelity, jobs), total=len(jobs), unit='clip', disable=quiet))
-    return [clip_fidelity(j) for j in tqdm(jobs, unit='clip', disable=quiet)]
+    return imap(clip_fidelity, jobs, workers, quiet=quiet)
 
 
 def summary(rows, intended):
@@ -122,30 +117,29 @@ def table(summ, intended):
 
 
 def main(argv=None):
-    """Prints the per-dataset table for the Config that mer.py's flags build (the demo set by default)."""
-    import mer
-    extra = argparse.ArgumentParser(add_help=False)
-    extra.add_argument('--json', help='also write the per-clip numbers and the summary to this file')
-    x, rest = extra.parse_known_args(argv)
-    if not any(f in rest for f in ('--demo', '--data', '--index')):
-        rest = ['--demo'] + rest
-    a, cfg = mer.parse_args(rest)
-    logging.basicConfig(level=logging.WARNING if a.quiet else logging.INFO, format='%(message)s')
-    cfg = dataclasses.replace(cfg, emr=True)
-    micro, _ = mer.load_samples(a)
-    truth_file = Path(a.demo_root) / 'truth.json'
-    if not a.demo or not truth_file.is_file():
-        raise SystemExit(f'{truth_file}: no true motion to compare with; fidelity.py measures the demo set (--demo)')
-    truths = json.loads(truth_file.read_text())
+    """Prints the per-dataset table for the Config that the flags build on the demo preset."""
+    import cli
+    import data
+    import synth
+    p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    p.add_argument('--json', help='also write the per-clip numbers and the summary to this file')
+    p.add_argument('--demo-root', default='demo_data', help='where the demo set is (built once if absent)')
+    cli.add_config_flags(p)
+    a = p.parse_args(argv)
+    cfg = dataclasses.replace(cli.config(a, config.DEMO), emr=True)
+    logging.basicConfig(level=logging.WARNING if cfg.quiet else logging.INFO, format='%(message)s')
+    root = synth.build(a.demo_root, seed=0)
+    truths = json.loads((root / 'truth.json').read_text())
+    micro = data.load_megc(root / 'megc')
     t0 = time.time()
-    rows = measure(micro, truths, cfg, workers=cfg.workers or os.cpu_count(), quiet=a.quiet)
+    rows = measure(micro, truths, cfg, workers=cfg.workers or os.cpu_count(), quiet=cfg.quiet)
     intended = 1 + cfg.evm_alpha
     summ = summary(rows, intended)
     print(f'EMR fidelity, {len(rows)} micro clips, align {cfg.align_size} px, flow {cfg.flow}, '
           f'EVM {cfg.evm()}, {time.time() - t0:.0f} s')
     print(table(summ, intended))
-    if x.json:
-        Path(x.json).write_text(json.dumps(dict(config=cfg.evm(), align_size=cfg.align_size, clips=rows,
+    if a.json:
+        Path(a.json).write_text(json.dumps(dict(config=cfg.evm(), align_size=cfg.align_size, clips=rows,
                                                 summary=summ), indent=1))
 
 

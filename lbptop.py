@@ -19,6 +19,8 @@ POINTS = 4                 # P on each plane
 BLOCKS = 5                 # 5 x 5 blocks
 TIM_FRAMES = 10
 SVM_C = 1.0
+# Every constant of the baseline, under one set of names: its run folder's config.json and its cache key.
+SETTINGS = dict(radii=RADII, points=POINTS, blocks=BLOCKS, tim_frames=TIM_FRAMES, svm_c=SVM_C)
 
 
 def tim(frames, n_out=TIM_FRAMES):
@@ -96,8 +98,9 @@ def clip_features(s, align_size=128, no_face='error', landmarks=''):
     import cv2
 
     import align
+    from frames import read_frames
     paths = s.frames[s.onset:]
-    clip = align.align_clip(align.read_frames(paths), align_size, name=str(paths[0]), no_face=no_face,
+    clip = align.align_clip(read_frames(paths), align_size, name=str(paths[0]), no_face=no_face,
                             landmarks_path=landmarks or None)
     grey = np.stack([cv2.cvtColor(f, cv2.COLOR_BGR2GRAY) for f in clip])
     return lbptop(tim(grey))

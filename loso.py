@@ -1,28 +1,16 @@
-"""Leave-One-Subject-Out (paper §IV): folds by subject, the run folder, resume, shards, training processes.
+"""Leave-One-Subject-Out over the MEGC2019 composite and its scores (paper §IV, MEGC2019's protocol).
 
-Each micro-expression subject (of each dataset) is held out once; its fold trains on every other micro subject
-and on every macro sample (CK+), which enters training only, never a test set. A fold's predictions are written
-to folds/<key>.csv as soon as it finishes, so a run stopped at any point resumes where it was, and `--folds i/n`
-shards of one run folder (a cluster job array) merge into the same result as a single run.
+Each micro-expression subject (of each dataset) is held out once: its fold trains on every other micro subject
+and on every macro sample (CK+), which enters training only, never a test set (`plan_folds`). The predictions of
+every fold are pooled and scored as MEGC2019 defines it (`uf1_uar`): per class TP, FP and FN summed over all
+folds, F1 and recall per class, averaged over the classes; overall and per dataset, Table I's columns (`metrics`).
+runs.py trains the folds and keeps the run folder.
 """
-import csv
-import json
-import logging
-import os
-import time
-from pathlib import Path
-
 import numpy as np
-import torch
 
-import report
-import train
-from config import atomic_write, code_version, worker_setup
-
-log = logging.getLogger(__name__)
+from config import DATASETS
 
 
-# ----------------------------------------------------------------------------------------------- folds
 def fold_key(dataset, subject):
     """File-safe fold name: subjects of different datasets never collide ('casme2_sub01', 'samm_6')."""
     return f'{dataset}_{subject}'
@@ -42,270 +30,31 @@ def plan_folds(meta):
     return specs
 
 
-def shard_of(specs, shard):
-    """The folds of shard i of n: every n-th fold from the i-th, so that the shards cover each fold once."""
-    i, n = shard
-    return specs[i - 1::n]
-
-
-# ----------------------------------------------------------------------------------------------- the run folder
-def write_fold(out, key, rows, epochs=None):
-    """folds/<key>.csv (dataset,subject,clip,label,pred,pred_selected) and folds/<key>.log, its training log.
-
-    The log goes first: a fold file on disk means the fold is finished."""
-    if epochs is not None:
-        atomic_write(out / 'folds' / f'{key}.log', report.train_log_csv([(key, epochs)]))
-    lines = ['dataset,subject,clip,label,pred,pred_selected'] + [','.join(map(str, r)) for r in rows]
-    atomic_write(out / 'folds' / f'{key}.csv', '\n'.join(lines) + '\n')
-
-
-def check_fold_file(path, expected):
-    """'' when a fold file holds exactly the fold's test clips `expected` {(dataset, subject, clip): label} with
-    predictions 0-2, else what is wrong with it."""
-    try:
-        with open(path, newline='') as fh:
-            rows = list(csv.DictReader(fh))
-        got = {}
-        for r in rows:
-            got[r['dataset'], r['subject'], r['clip']] = (int(r['label']), int(r['pred']), int(r['pred_selected']))
-    except (OSError, ValueError, TypeError, KeyError, csv.Error) as e:
-        return f'unreadable ({type(e).__name__})'
-    if len(rows) != len(expected) or set(got) != set(expected):
-        return f'{len(rows)} rows for the fold\'s {len(expected)} test clips'
-    if any(got[k][0] != v or not {got[k][1], got[k][2]} <= {0, 1, 2} for k, v in expected.items()):
-        return 'labels or predictions that do not match the fold'
-    return ''
-
-
-def read_folds(out, keys):
-    """(rows of every finished fold among `keys` with int label/pred, [(key, per-epoch log)], keys missing)."""
-    rows, logs, missing = [], [], []
-    for k in keys:
-        p = out / 'folds' / f'{k}.csv'
-        if not p.is_file():
-            missing.append(k)
+def uf1_uar(labels, preds, n_classes=3):
+    """(UF1, UAR) as MEGC2019 defines them: per-class TP/FP/FN over all folds pooled, averaged over classes."""
+    labels, preds = np.asarray(labels), np.asarray(preds)
+    f1s, recalls = [], []
+    for c in range(n_classes):
+        n_c = np.sum(labels == c)
+        if n_c == 0:      # a class absent from the ground truth has no recall; MEGC's sets have all three
             continue
-        with open(p, newline='') as fh:
-            for r in csv.DictReader(fh):
-                r['label'], r['pred'], r['pred_selected'] = int(r['label']), int(r['pred']), int(r['pred_selected'])
-                rows.append(r)
-        lp = out / 'folds' / f'{k}.log'
-        if lp.is_file():
-            with open(lp, newline='') as fh:
-                logs.append((k, [{c: float(v) for c, v in r.items() if c != 'fold'} for r in csv.DictReader(fh)]))
-    return rows, logs, missing
+        tp = np.sum((labels == c) & (preds == c))
+        fp = np.sum((labels != c) & (preds == c))
+        fn = n_c - tp
+        f1s.append(2 * tp / (2 * tp + fp + fn))
+        recalls.append(tp / n_c)
+    if not f1s:
+        raise ValueError('uf1_uar: no labels to score')
+    return float(np.mean(f1s)), float(np.mean(recalls))
 
 
-def check_config(out, settings):
-    """Writes config.json, or checks that a run being resumed or merged used the same result settings (a dict;
-    for a network row, config.result_settings of its Config and the data it ran on)."""
-    path = out / 'config.json'
-    keep = dict(settings)
-    if path.is_file():
-        old = json.loads(path.read_text())
-        version = old.pop('code_version', None)
-        diff = sorted(k for k in set(old) | set(keep) if old.get(k) != keep.get(k))
-        if diff:
-            raise SystemExit(f'{path}: this run folder was made with other settings ({", ".join(diff)}); '
-                             'pass the same flags to resume it, or a new --out')
-        if version != code_version():
-            log.warning('%s was written by code version %s; this is %s', path, version, code_version())
-    else:
-        atomic_write(path, json.dumps(dict(keep, code_version=code_version()), indent=1, sort_keys=True))
-
-
-def fold_claims(out):
-    """claim(key) for train.train_folds: True when this process may train the fold, holding an exclusive lock on
-    folds/<key>.lock until it ends, so that several processes given the same run folder share its folds; False
-    when another process holds the lock or the fold is already finished. A lock dies with its process."""
-    try:
-        import fcntl
-    except ImportError:               # no flock (Windows): every process trains every fold it is given
-        return lambda key: True
-    held = []
-
-    def claim(key):
-        fh = open(out / 'folds' / f'{key}.lock', 'a')
-        try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            fh.close()
-            log.info('%s: another process is training this fold; skipped here', key)
-            return False
-        if (out / 'folds' / f'{key}.csv').is_file():
-            fh.close()
-            return False
-        held.append(fh)
-        return True
-    return claim
-
-
-# ----------------------------------------------------------------------------------------------- training
-def resolve_device(name):
-    """'auto' -> 'cuda' when torch sees a GPU, else 'cpu'; a CUDA device that is not there is one clear line."""
-    if name == 'auto':
-        return torch.device('cuda' if torch.cuda.is_available() else 'cpu')
-    if name.startswith('cuda') and not torch.cuda.is_available():
-        raise SystemExit(f'--device {name}: no CUDA device is visible to torch; use --device cpu')
-    return torch.device(name)
-
-
-def _worker(specs, data, pool, cfg, device, weights, out, counter, queue):
-    """A training process: trains its folds one by one on one thread, sending each result to the parent."""
-    worker_setup()
-    torch.set_num_threads(1)
-
-    class Count:
-        def update(self, n):
-            with counter.get_lock():
-                counter.value += n
-    try:
-        for res in train.train_folds(specs, data, pool, cfg, device, weights, progress=Count(),
-                                     claim=fold_claims(out)):
-            queue.put(('fold', res))
-        queue.put(('done', None))
-    except BaseException as e:     # the parent re-raises it with the fold's context
-        queue.put(('error', f'{type(e).__name__}: {e}'))
-
-
-def _train_in_processes(specs, data, pool, cfg, device, weights, bar, jobs, out):
-    """Yields train_folds' results as `jobs` processes of one thread each finish their folds.
-
-    On a 2-core CPU, two processes of one thread each train 1.3-2.3x more samples/s than one process of two
-    threads (BENCHMARKS.md): a 64-px ResNet18 step is too small to keep two threads busy. The inputs are shared
-    with the workers through shared memory, not copied. A fold's result does not depend on its process.
-    """
-    import torch.multiprocessing as tmp
-    ctx = tmp.get_context('spawn')
-    counter, queue = ctx.Value('q', 0), ctx.Queue()
-    data = tuple(t.share_memory_() for t in data)
-    procs = [ctx.Process(target=_worker, args=(specs[j::jobs], data, pool, cfg, device, weights, out, counter,
-                                               queue), daemon=True) for j in range(jobs)]
-    for p in procs:
-        p.start()
-    try:
-        left = jobs                  # each worker ends with 'done' (it may skip folds another process holds)
-        while left:
-            try:
-                kind, res = queue.get(timeout=0.25)
-            except Exception:     # queue.Empty: show progress, and notice a worker that died without a word
-                bar.update(counter.value - bar.n)
-                if not any(p.is_alive() for p in procs) and queue.empty():
-                    raise RuntimeError('a training process ended without its results (out of memory?)') from None
-                continue
-            if kind == 'error':
-                raise RuntimeError(f'a training process failed: {res}')
-            if kind == 'done':
-                left -= 1
-                continue
-            yield res
-        bar.update(counter.value - bar.n)
-    finally:
-        for p in procs:
-            if p.is_alive():
-                p.terminate()
-            p.join()
-
-
-def _prepare(out, meta, shard):
-    """(every fold's spec, the folds of this shard still to run): damaged fold files are removed first."""
-    (out / 'folds').mkdir(parents=True, exist_ok=True)
-    specs = plan_folds(meta)
-    for key, _, test in specs:         # a damaged fold file is trained again, never merged short
-        path = out / 'folds' / f'{key}.csv'
-        why = path.is_file() and check_fold_file(path, {(meta[i].dataset, meta[i].subject, meta[i].clip):
-                                                          meta[i].label for i in test})
-        if why:
-            log.warning('%s: %s; removing it, the fold will be trained again', path, why)
-            path.unlink()
-    return specs, [s for s in shard_of(specs, shard) if not (out / 'folds' / f'{s[0]}.csv').is_file()]
-
-
-def _fold_rows(meta, test, pred, sel):
-    return [(meta[i].dataset, meta[i].subject, meta[i].clip, meta[i].label, int(p), int(s))
-            for i, p, s in zip(test, pred, sel)]
-
-
-def _finish(out, specs, select_on_test):
-    """The run's metrics and files once every fold is on disk, else None (other shards still to come)."""
-    rows, logs, missing = read_folds(out, [k for k, _, _ in specs])
-    if missing:
-        log.info('%d folds still missing (other shards or processes): %s', len(missing), ' '.join(missing[:10]))
-        return None
-    return report.write_run(out, rows, logs, select_on_test)
-
-
-def device_data(x, meta, device):
-    """(inputs, labels, domains 0 micro / 1 macro) of the samples in `meta`, as tensors on the device."""
-    return (torch.as_tensor(x, device=device), torch.as_tensor([m.label for m in meta], device=device),
-            torch.as_tensor([int(m.domain == 'macro') for m in meta], device=device))
-
-
-def run(x, meta, cfg, out, weights=None, shard=(1, 1)):
-    """LOSO over the micro subjects in `meta`; writes the run folder; returns metrics, or None if folds remain."""
-    from tqdm import tqdm
-    out = Path(out)
-    specs, todo = _prepare(out, meta, shard)
-    device = resolve_device(cfg.device)
-    n_micro = sum(m.domain == 'micro' for m in meta)
-    pool = len(meta)
-    data = device_data(x, meta, device)
-    cuda = device.type == 'cuda'
-    if cuda:
-        torch.backends.cudnn.benchmark = True     # every fold has the same shapes: choose the kernels once
-    jobs = 1 if cuda else max(1, min(cfg.jobs or os.cpu_count(), len(todo)))
-    streams = cfg.streams or train.CUDA_STREAMS
-    log.info('LOSO: %d folds (%d to train here), %d micro + %d macro samples; %s, %s; backbone lr %g, heads lr %g',
-             len(specs), len(todo), n_micro, pool - n_micro,
-             f'{device}, {streams} folds at a time as CUDA graphs on their own streams' if cuda else
-             f'{device}, {jobs} training process{"es" * (jobs > 1)}', 'bf16' if train.bf16(cfg, device) else 'fp32',
-             cfg.backbone_lr(), cfg.lr_heads)
-    steps = train.steps_per_epoch(pool, cfg.batch_size) * cfg.epochs
-    by_key = {k: te for k, _, te in specs}
-    t0 = time.time()
-    with tqdm(total=steps * len(todo), unit='fold-step', disable=cfg.quiet) as bar:
-        if jobs == 1:
-            results = train.train_folds(todo, data, pool, cfg, device, weights, streams, progress=bar,
-                                        claim=fold_claims(out))
-        else:
-            results = _train_in_processes(todo, data, pool, cfg, device, weights, bar, jobs, out)
-        for key, pred, sel, epochs in results:
-            write_fold(out, key, _fold_rows(meta, by_key[key], pred, sel), epochs)
-    if todo:
-        log.info('LOSO training: %d folds in %.1f s', len(todo), time.time() - t0)
-    return _finish(out, specs, cfg.select_on_test)
-
-
-def run_baseline(x, meta, out, predict, shard=(1, 1)):
-    """LOSO of a classical baseline on the micro samples of `meta` (macro samples never enter it), with the same
-    folds and run folder as `run`: predict(x_train, y_train, x_test) gives one fold's predictions."""
-    out = Path(out)
-    meta = [m for m in meta if m.domain == 'micro']
-    specs, todo = _prepare(out, meta, shard)
-    y = np.array([m.label for m in meta])
-    t0 = time.time()
-    claim = fold_claims(out)
-    for key, tr, te in todo:
-        if not claim(key):
-            continue
-        pred = predict(x[tr], y[tr], x[te])
-        write_fold(out, key, _fold_rows(meta, te, pred, pred))
-    if todo:
-        log.info('LOSO of the baseline: %d folds in %.1f s', len(todo), time.time() - t0)
-    return _finish(out, specs, False)
-
-
-def train_final(x, meta, cfg, weights=None):
-    """(one PartNet trained on every sample of `meta`, micro and macro, with the row's settings; its per-epoch log):
-    the model that --save-model writes, trained after (or, with --final-only, instead of) the LOSO."""
-    from tqdm import tqdm
-    device = resolve_device(cfg.device)
-    pool = len(meta)
-    data = device_data(x, meta, device)
-    t0 = time.time()
-    with tqdm(total=train.steps_per_epoch(pool, cfg.batch_size) * cfg.epochs, unit='step', desc='final model',
-              disable=cfg.quiet) as bar:
-        net, epochs = train.train_all(np.arange(pool), data, pool, cfg, device, weights, progress=bar)
-    log.info('final model: %d samples (%d macro), %d epochs in %.1f s; last epoch training accuracy %.3f', pool,
-             int(data[2].sum()), cfg.epochs, time.time() - t0, epochs[-1]['acc'])
-    return net.cpu(), epochs
+def metrics(rows, column='pred'):
+    """UF1/UAR overall and per dataset (Table I's columns) from prediction rows (dicts with 'dataset', 'label' and
+    the prediction `column`)."""
+    res = {}
+    for ds in ('all',) + DATASETS:
+        sel = [r for r in rows if ds == 'all' or r['dataset'] == ds]
+        if sel:
+            uf1, uar = uf1_uar([r['label'] for r in sel], [r[column] for r in sel])
+            res[ds] = {'uf1': round(uf1, 4), 'uar': round(uar, 4), 'n': len(sel)}
+    return res

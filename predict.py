@@ -1,7 +1,7 @@
 """`mer.py predict`: a saved model (model.pt) applied to your own clips, videos or folders of numbered frames.
 
-A clip goes through the same per-sample pipeline as training (inputs.py): the face aligned on the onset frame
-(with the rigid head motion of every later frame removed, align.py), the apex spotted where none is given
+A clip goes through the same per-sample pipeline as training (pipeline.py): the face aligned on the onset frame
+(with the rigid head motion of every later frame removed, stabilise.py), the apex spotted where none is given
 (spot.py), EMR, onset->apex flow, u, v, strain; then the saved PartNet gives the three class probabilities.
 Frames are read one at a time and only the aligned face is kept, so a long video is never held whole.
 """
@@ -16,11 +16,12 @@ import numpy as np
 
 import align
 import config
-import inputs
+import pipeline
 from data import DatasetError, Sample, frame_number, list_frames
+from files import atomic_write
+from frames import read_frames
 
 log = logging.getLogger(__name__)
-FOLDER_FPS = 200.0          # a folder of frames says nothing of its rate: CASME II's and SAMM's
 
 
 # ----------------------------------------------------------------------------------------------- reading clips
@@ -40,8 +41,8 @@ def open_clip(path, fps=None):
         numbers = [frame_number(f) for f in files]
         if fps is None:
             log.info('%s: a folder of frames gives no frame rate; taking %g fps (pass --fps to change it)', p,
-                     FOLDER_FPS)
-        clip = dict(path=str(p), kind='folder', numbers=numbers, files=files, fps=fps or FOLDER_FPS)
+                     config.DEFAULT_FPS)
+        clip = dict(path=str(p), kind='folder', numbers=numbers, files=files, fps=fps or config.DEFAULT_FPS)
     else:
         cap = cv2.VideoCapture(str(p))
         n, rate = 0, cap.get(cv2.CAP_PROP_FPS) if cap.isOpened() else 0
@@ -63,7 +64,7 @@ def frames(clip, start=0, stop=None):
     stop = len(clip['numbers']) if stop is None else stop
     if clip['kind'] == 'folder':
         for f in clip['files'][start:stop]:
-            yield align.read_frames([f])[0]
+            yield read_frames([f])[0]
         return
     cap = cv2.VideoCapture(clip['path'])
     try:
@@ -134,10 +135,10 @@ def prepare(clip, cfg, onset=None, apex=None, no_face='error', max_frames=1000, 
     if j is None and stop < n:
         log.warning('%s: only frames %d to %d (--max-frames %d) are searched for the apex', clip['path'],
                     clip['numbers'][i], clip['numbers'][stop - 1], max_frames)
-    full = inputs.align_frames(frames(clip, i, stop), cfg, f'{clip["path"]} frame {clip["numbers"][i]}')
+    full = pipeline.align(frames(clip, i, stop), cfg, f'{clip["path"]} frame {clip["numbers"][i]}')
     s = Sample('clip', '', Path(clip['path']).name, tuple(clip['numbers'][i:stop]), 0,
                0 if j is None else j - i, -1, float(clip['fps']), domain)
-    return full, s if j is not None else inputs.spotted(full, s)
+    return full, s if j is not None else pipeline.spotted(full, s)
 
 
 def probabilities(net, x):
@@ -153,11 +154,11 @@ def predict_clip(clip, net, cfg, classes, **kw):
     the pictures of --figure (onset, apex, the apex the flow sees, the flow)."""
     import flow
     full, s = prepare(clip, cfg, **kw)
-    seen, f = inputs.onset_apex_flow(inputs.emr_clip(full, s, cfg), s, cfg)
-    p = probabilities(net, flow.encode(f, cfg.size))
+    st = pipeline.from_clip(full, s, cfg)
+    p = probabilities(net, st.x)
     return dict(path=clip['path'], label=classes[int(np.argmax(p))], **{f'p_{c}': float(v) for c, v in
                 zip(classes, p)}, onset=s.frames[0], apex=s.frames[s.apex],
-                tiles=np.hstack([full[0], full[s.apex], seen, flow.to_image(f)]))
+                tiles=np.hstack([full[0], full[s.apex], st.seen, flow.to_image(st.flow)]))
 
 
 def line(r, classes):
@@ -171,7 +172,7 @@ def save_figure(path, results):
     ok, data = cv2.imencode(Path(path).suffix, np.vstack([r['tiles'] for r in results]))
     if not ok:
         raise DatasetError(f'{path}: cannot encode a picture of this type; give a .png or .jpg name')
-    config.atomic_write(path, data.tobytes())
+    atomic_write(path, data.tobytes())
 
 
 # ----------------------------------------------------------------------------------------------- the command
@@ -179,14 +180,15 @@ def run(a):
     """`mer.py predict`: loads the model, checks every clip, predicts each, prints a line (or JSON) per clip."""
     from tqdm import tqdm
 
-    import model
+    import files
+    import weights
     fig = Path(a.figure) if a.figure else None
     if fig is not None and fig.suffix.lower() not in ('.png', '.jpg', '.jpeg'):
         raise DatasetError(f'--figure {fig}: give a .png or .jpg file name')
     if fig is not None and not fig.parent.is_dir():
         raise DatasetError(f'--figure {fig}: the folder {fig.parent} does not exist')
     fields = set(config.result_settings(config.PAPER))
-    net, d = model.load_model(a.model, fields, inputs.pipeline_constants(), config.CLASSES, config.code_version())
+    net, d = weights.load_model(a.model, fields, pipeline.constants(), config.CLASSES, files.code_version())
     # The onset's face is checked by choose_onset; head motion is removed unless asked not to, whatever training
     # did (lab recordings hold the head still; a clip of your own rarely does).
     cfg = dataclasses.replace(config.Config(), **dict(d['settings'], no_face='error', stabilise=not a.no_stabilise),

@@ -1,28 +1,12 @@
-"""What a LOSO run reports (paper §IV, MEGC2019): UF1/UAR, Table I, the MEGC log, confusion matrices, curves."""
+"""What a LOSO run writes and prints: Table I, the MEGC log, confusion matrices, training curves, the --figure
+picture. The scores themselves are loso.metrics."""
 import csv
 import io
 
 import numpy as np
 
-from config import CLASSES, DATASETS, atomic_write
-
-
-def uf1_uar(labels, preds, n_classes=3):
-    """(UF1, UAR) as MEGC2019 defines them: per-class TP/FP/FN over all folds pooled, averaged over classes."""
-    labels, preds = np.asarray(labels), np.asarray(preds)
-    f1s, recalls = [], []
-    for c in range(n_classes):
-        n_c = np.sum(labels == c)
-        if n_c == 0:      # a class absent from the ground truth has no recall; MEGC's sets have all three
-            continue
-        tp = np.sum((labels == c) & (preds == c))
-        fp = np.sum((labels != c) & (preds == c))
-        fn = n_c - tp
-        f1s.append(2 * tp / (2 * tp + fp + fn))
-        recalls.append(tp / n_c)
-    if not f1s:
-        raise ValueError('uf1_uar: no labels to score')
-    return float(np.mean(f1s)), float(np.mean(recalls))
+from config import CLASSES, DATASETS
+from files import atomic_write
 
 
 def confusion(labels, preds, n_classes=3):
@@ -30,17 +14,6 @@ def confusion(labels, preds, n_classes=3):
     m = np.zeros((n_classes, n_classes), int)
     np.add.at(m, (np.asarray(labels), np.asarray(preds)), 1)
     return m
-
-
-def metrics(rows, column='pred'):
-    """UF1/UAR overall and per dataset (Table I's columns) from fold rows, for one prediction column."""
-    res = {}
-    for ds in ('all',) + DATASETS:
-        sel = [r for r in rows if ds == 'all' or r['dataset'] == ds]
-        if sel:
-            uf1, uar = uf1_uar([r['label'] for r in sel], [r[column] for r in sel])
-            res[ds] = {'uf1': round(uf1, 4), 'uar': round(uar, 4), 'n': len(sel)}
-    return res
 
 
 def table(named_metrics):
@@ -135,9 +108,11 @@ def save_curves(out, logs):
 def write_run(out, rows, logs, select_on_test):
     """metrics.json, megc_log.txt, train_log.csv, curves.png and the confusion matrices of a finished run."""
     import json
-    res = {'honest': metrics(rows, 'pred')}
+
+    import loso
+    res = {'honest': loso.metrics(rows, 'pred')}
     if select_on_test:
-        res['selected_on_test'] = metrics(rows, 'pred_selected')
+        res['selected_on_test'] = loso.metrics(rows, 'pred_selected')
     atomic_write(out / 'metrics.json', json.dumps(res, indent=1))
     atomic_write(out / 'megc_log.txt', megc_log(rows))
     if any(rows for _, rows in logs):
@@ -145,3 +120,38 @@ def write_run(out, rows, logs, select_on_test):
         save_curves(out, logs)
     save_confusions(out, rows)
     return res
+
+
+def figure(samples, cfg, path):
+    """Saves, per class, onset | apex | magnified apex | flow (raw) | flow (magnified) of one sample as one PNG,
+    through the pipeline's own steps, and logs the mean flow magnitudes."""
+    import dataclasses
+    import logging
+    from pathlib import Path
+
+    import cv2
+
+    import flow
+    import pipeline
+    log = logging.getLogger(__name__)
+    path = Path(path)
+    if path.suffix.lower() not in ('.png', '.jpg', '.jpeg'):
+        raise SystemExit(f'mer.py: error: --figure {path}: give a .png or .jpg file name')
+    path.parent.mkdir(parents=True, exist_ok=True)
+    cfg = dataclasses.replace(cfg, emr=True)
+    tiles = []
+    for label in range(len(CLASSES)):
+        s = next((s for s in samples if s.label == label), None)
+        if s is None:
+            continue
+        st = pipeline.run(s, cfg)
+        onset, apex = (cv2.cvtColor(f, cv2.COLOR_BGR2GRAY) for f in (st.onset, st.apex))
+        raw = flow.optical_flow(onset, apex, method=cfg.flow)
+        tiles.append(np.hstack([st.onset, st.apex, st.seen, flow.to_image(raw), flow.to_image(st.flow)]))
+        log.info('figure: %s %s label %d: mean |flow| raw %.3f px, magnified %.3f px', s.dataset, s.clip, label,
+                 np.linalg.norm(raw, axis=2).mean(), np.linalg.norm(st.flow, axis=2).mean())
+    ok, data = cv2.imencode(path.suffix, np.vstack(tiles))
+    if not ok:
+        raise SystemExit(f'mer.py: error: --figure {path}: could not write the file')
+    atomic_write(path, data.tobytes())
+    log.info('figure saved to %s (columns: onset, apex, magnified apex, flow, flow of magnified)', path)

@@ -3,6 +3,8 @@ import numpy as np
 import pytest
 
 import align
+import stabilise
+from frames import FrameError, read_frames
 import synth
 
 
@@ -89,7 +91,7 @@ def test_unreadable_frame_names_the_file(tmp_path):
     bad = tmp_path / 'img7.jpg'
     bad.write_bytes(b'not an image')
     with pytest.raises(FileNotFoundError, match='img7.jpg: cannot read this frame'):
-        align.read_frames([bad])
+        read_frames([bad])
 
 
 def test_missing_landmark_model_says_what_to_do(tmp_path):
@@ -101,17 +103,17 @@ def test_missing_landmark_model_says_what_to_do(tmp_path):
 def test_a_truncated_frame_is_an_error_naming_the_file(photos, tmp_path, ext, keep):
     whole = tmp_path / f'img1{ext}'
     assert cv2.imwrite(str(whole), photos[0])
-    assert len(align.read_frames([whole])) == 1                          # the whole file reads
+    assert len(read_frames([whole])) == 1                          # the whole file reads
     data = whole.read_bytes()
     cut = tmp_path / f'img2{ext}'
     cut.write_bytes(data[:int(len(data) * keep)])
-    with pytest.raises(align.FrameError, match=rf'img2\{ext}: .*truncated'):
-        align.read_frames([whole, cut])
+    with pytest.raises(FrameError, match=rf'img2\{ext}: .*truncated'):
+        read_frames([whole, cut])
 
 
 def test_a_clip_whose_frames_change_size_is_an_error(photos):
     small = cv2.resize(photos[0], None, fx=0.5, fy=0.5)
-    with pytest.raises(align.FrameError, match=r'sub01/img1\.jpg: .*differ in size'):
+    with pytest.raises(FrameError, match=r'sub01/img1\.jpg: .*differ in size'):
         align.align_clip([photos[0], small], 64, name='sub01/img1.jpg')
 
 
@@ -127,8 +129,8 @@ def test_rigid_head_motion_is_removed_from_onset_to_each_frame(photos):
         m[:, 2] += [3.0 * k, -2.0 * k]
         clip.append(cv2.warpAffine(img, m, (w, h), flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REFLECT))
 
-    def residual(stabilise):
-        a = [cv2.cvtColor(f, cv2.COLOR_BGR2GRAY) for f in align.align_clip(clip, 128, stabilise=stabilise)]
+    def residual(stable):
+        a = [cv2.cvtColor(f, cv2.COLOR_BGR2GRAY) for f in (stabilise if stable else align).align_clip(clip, 128)]
         return [float(np.median(np.linalg.norm(flow.optical_flow(a[0], f, 'farneback')[16:-16, 16:-16], axis=2)))
                 for f in a[1:]]
     raw, left = residual(False), residual(True)

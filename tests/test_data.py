@@ -383,7 +383,7 @@ def test_index_round_trip(tiny, tmp_path):
     lines = ['dataset,subject,clip,frames_dir,onset,apex,label,fps,domain']
     for k, s in enumerate(samples):
         folder = Path(s.frames[0]).parent.relative_to(tmp_path)
-        label = data.LABELS[s.label] if k % 2 else s.label
+        label = data.CLASSES[s.label] if k % 2 else s.label
         fps, domain = ('', '') if k % 3 else (s.fps, s.domain)
         lines.append(f'{s.dataset},{s.subject},{s.clip},{folder},{frame_number(s.frames[s.onset])},'
                      f'{frame_number(s.frames[s.apex])},{label},{fps},{domain}')

@@ -4,9 +4,13 @@ from pathlib import Path
 
 import pytest
 
+import cli
+import config
+import files
 import mer
+import table
 
-FAST = ['--random-init', '--epochs', '1', '--batch-size', '16', '--size', '36', '--align-size', '64',
+FAST = ['--init', 'random', '--epochs', '1', '--batch-size', '16', '--size', '36', '--align-size', '64',
         '--workers', '1', '--jobs', '1', '-q']
 
 
@@ -63,11 +67,11 @@ def test_table_runs_every_row_into_its_own_folder(demo_root, tmp_path, cache, ca
     assert mer.main(args + ['--out', str(out), '--table', '--batch-size', '32']) == 0
     printed = capsys.readouterr().out
     assert printed.splitlines()[2].startswith('| LBP-TOP |')             # the baseline first, as in the paper
-    for parts, adv, emr in mer.ROWS:
-        name = mer.config.Config(parts=parts, adv=adv, emr=emr).row()
+    for parts, adv, emr in config.ROWS:
+        name = config.Config(parts=parts, adv=adv, emr=emr).row()
         assert f'| {name} |' in printed
-        assert json.loads((out / mer.slug(name) / 'config.json').read_text())['row'] == name
-        assert len(list((out / mer.slug(name) / 'folds').glob('*.csv'))) == 2
+        assert json.loads((out / table.slug(name) / 'config.json').read_text())['row'] == name
+        assert len(list((out / table.slug(name) / 'folds').glob('*.csv'))) == 2
     assert len(list((out / 'lbp-top' / 'folds').glob('*.csv'))) == 2
     assert (out / 'table.md').is_file()
 
@@ -95,13 +99,13 @@ def test_default_run_folder_is_per_row(demo_root, tmp_path, cache, monkeypatch, 
 
 def test_bad_data_is_one_clear_line(tmp_path):
     with pytest.raises(SystemExit) as e:
-        mer.main(['--data', str(tmp_path / 'nowhere'), '--random-init', '-q'])
+        mer.main(['--data', str(tmp_path / 'nowhere'), '--init', 'random', '-q'])
     msg = str(e.value)
     assert msg.startswith('mer.py: error: ') and str(tmp_path / 'nowhere') in msg and '\n' not in msg
 
 
 def test_missing_imagenet_weights_stop_unless_allowed(demo_root, tmp_path):
-    with pytest.raises(SystemExit, match=r'nope\.pth.*--random-init'):
+    with pytest.raises(SystemExit, match=r'nope\.pth.*--init random'):
         mer.main(['--data', str(demo_root / 'megc'), '--weights', str(tmp_path / 'nope.pth'), '-q',
                   '--cache', str(tmp_path / 'cache'), '--workers', '1', '--align-size', '96'])
 
@@ -118,7 +122,7 @@ def test_offline_imagenet_download_is_one_line_within_seconds(demo_root, tmp_pat
     msg = str(e.value)
     assert time.time() - t0 < 60
     assert msg.startswith('mer.py: error: ResNet18 ImageNet weights are not in ') and '\n' not in msg
-    assert '--weights PATH' in msg and '--random-init' in msg
+    assert '--weights PATH' in msg and '--init random' in msg
 
 
 def test_numeric_flags_are_checked_before_any_work(tmp_path, capsys):
@@ -133,13 +137,13 @@ def test_numeric_flags_are_checked_before_any_work(tmp_path, capsys):
 
 
 def test_the_demo_preset_and_the_backbone_rate_follow_the_initialisation():
-    _, cfg = mer.parse_args(['--demo'])
+    _, cfg = cli.parse_args(['--demo'])
     assert cfg.init == 'random' and cfg.backbone_lr() == cfg.lr_heads and cfg.size == 64
-    _, cfg = mer.parse_args(['--data', 'x'])
-    assert cfg == mer.config.PAPER and cfg.backbone_lr() == 1e-5
-    _, cfg = mer.parse_args(['--data', 'x', '--random-init', '--lr-heads', '0.01'])
+    _, cfg = cli.parse_args(['--data', 'x'])
+    assert cfg == config.PAPER and cfg.backbone_lr() == 1e-5
+    _, cfg = cli.parse_args(['--data', 'x', '--init', 'random', '--lr-heads', '0.01'])
     assert cfg.backbone_lr() == 0.01
-    _, cfg = mer.parse_args(['--data', 'x', '--random-init', '--lr-backbone', '1e-4', '--no-emr', '--no-parts'])
+    _, cfg = cli.parse_args(['--data', 'x', '--init', 'random', '--lr-backbone', '1e-4', '--no-emr', '--no-parts'])
     assert (cfg.backbone_lr(), cfg.emr, cfg.parts, cfg.row()) == (1e-4, False, False, 'Global + Adversarial')
 
 
@@ -149,10 +153,10 @@ def test_table_shards_every_row(demo_root, tmp_path, monkeypatch, capsys):
     def shard_of_row(a, cfg, micro, macro, weights, out, feats):
         seen.append((cfg.row(), a.shard))
         return None                                  # this shard's folds are done, others are missing
-    monkeypatch.setattr(mer, 'run_row', shard_of_row)
-    assert mer.main(['--data', str(demo_root / 'megc'), '--ckplus', str(demo_root / 'ck'), '--random-init', '-q',
+    monkeypatch.setattr(table, 'run_row', shard_of_row)
+    assert mer.main(['--data', str(demo_root / 'megc'), '--ckplus', str(demo_root / 'ck'), '--init', 'random', '-q',
                      '--table', '--folds', '2/3', '--out', str(tmp_path)]) == 0
-    assert [r for r, _ in seen] == [mer.config.Config(parts=p, adv=a, emr=e).row() for p, a, e in mer.ROWS]
+    assert [r for r, _ in seen] == [config.Config(parts=p, adv=a, emr=e).row() for p, a, e in config.ROWS]
     assert {s for _, s in seen} == {(2, 3)} and 'shard 2/3 done' in capsys.readouterr().out
 
 
@@ -178,7 +182,7 @@ def test_ctrl_c_is_one_line(demo_root, tmp_path):
     import subprocess
     import sys
     import time
-    cmd = [sys.executable, str(mer.config.ROOT / 'mer.py'), *_args(demo_root, tmp_path / 'cache', '--epochs', '50',
+    cmd = [sys.executable, str(files.ROOT / 'mer.py'), *_args(demo_root, tmp_path / 'cache', '--epochs', '50',
                                                                    '--workers', '2', '--out', str(tmp_path / 'run'))]
     p = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True)
     try:
@@ -214,9 +218,9 @@ def test_training_workers_die_with_a_killed_parent(demo_root, tmp_path, cache):
         pytest.skip('needs Linux /proc to find the worker processes')
     args = [a for a in _args(demo_root, cache, '--epochs', '50', '--jobs', '2', '--out', str(tmp_path / 'run'))
             if a != '-q']
-    p = subprocess.Popen([sys.executable, str(mer.config.ROOT / 'mer.py'), *args], stderr=subprocess.PIPE, text=True)
+    p = subprocess.Popen([sys.executable, str(files.ROOT / 'mer.py'), *args], stderr=subprocess.PIPE, text=True)
     for line in p.stderr:              # the log's LOSO line comes after the feature stage, before training
-        if ' loso: LOSO: ' in line:
+        if ' runs: LOSO: ' in line:
             break
     deadline = time.time() + 60
     workers = []

@@ -6,6 +6,7 @@ import torch.nn.functional as F
 import torchvision
 
 import model
+import weights
 
 
 def _capture(net):
@@ -90,7 +91,7 @@ def test_weights_load_from_path_into_the_trunk(tmp_path):
     state = torchvision.models.resnet18(weights=None).state_dict()
     path = tmp_path / 'r18.pth'
     torch.save(state, path)
-    loaded = model.imagenet_weights(path)
+    loaded = weights.imagenet_weights(path)
     net = model.PartNet(weights=loaded)
     trunk = net.trunk.state_dict()
     assert set(trunk) == {k for k in state if not k.startswith('fc.')}
@@ -101,16 +102,16 @@ def test_weights_load_from_path_into_the_trunk(tmp_path):
 def test_weights_errors_name_the_path(tmp_path):
     missing = tmp_path / 'nope.pth'
     with pytest.raises(FileNotFoundError, match='nope.pth'):
-        model.imagenet_weights(missing)
+        weights.imagenet_weights(missing)
     garbage = tmp_path / 'garbage.pth'
     garbage.write_bytes(b'not a checkpoint')
     with pytest.raises(ValueError, match='garbage.pth') as e:
-        model.imagenet_weights(garbage)
+        weights.imagenet_weights(garbage)
     assert '\n' not in str(e.value) and 'weights_only' not in str(e.value) and len(str(e.value)) < 300
     pickled = tmp_path / 'pickled.pth'
     torch.save({'a': object()}, pickled)      # a pickle that weights_only refuses, with PyTorch's long advice
     with pytest.raises(ValueError, match='pickled.pth') as e:
-        model.imagenet_weights(pickled)
+        weights.imagenet_weights(pickled)
     assert '\n' not in str(e.value) and len(str(e.value)) < 300
     with pytest.raises(RuntimeError):  # strict loading: a trunk key missing is an error, not a silent skip
         model.PartNet(weights={'conv1.weight': torch.zeros(64, 3, 7, 7)})
@@ -118,12 +119,12 @@ def test_weights_errors_name_the_path(tmp_path):
 
 def test_weights_from_torchvision_cache_without_download(tmp_path, monkeypatch):
     monkeypatch.setattr(torch.hub, 'get_dir', lambda: str(tmp_path))
-    cache = model.imagenet_cache_path()
+    cache = weights.imagenet_cache_path()
     assert cache == tmp_path / 'checkpoints' / 'resnet18-f37072fd.pth'
-    assert model.imagenet_weights() is None
+    assert weights.imagenet_weights() is None
     cache.parent.mkdir()
     torch.save({'conv1.weight': torch.ones(1)}, cache)
-    assert torch.equal(model.imagenet_weights()['conv1.weight'], torch.ones(1))
+    assert torch.equal(weights.imagenet_weights()['conv1.weight'], torch.ones(1))
 
 
 def test_losses_are_the_hand_sum_of_cross_entropies():
@@ -135,13 +136,16 @@ def test_losses_are_the_hand_sum_of_cross_entropies():
     ce = {k: F.cross_entropy(out[k], y) for k in ('top', 'bottom', 'joint')}
     adv = F.cross_entropy(out['domain'], d)
     torch.testing.assert_close(total, ce['top'] + ce['bottom'] + ce['joint'] + 0.4 * adv)
-    torch.testing.assert_close(logs['adv'], adv)
-    assert set(logs) == {'top', 'bottom', 'joint', 'adv', 'total'}
+    torch.testing.assert_close(logs['ladv'], adv)
+    torch.testing.assert_close(logs['lt'], ce['top'])
+    torch.testing.assert_close(logs['lb'], ce['bottom'])
+    torch.testing.assert_close(logs['lc'], ce['joint'])
+    assert set(logs) == {'lt', 'lb', 'lc', 'ladv'}
     no_adv = sum(ce.values())
     torch.testing.assert_close(model.losses(out, y, d, lambda_adv=0.0)[0], no_adv)
     total, logs = model.losses(out, y, None)
     torch.testing.assert_close(total, no_adv)
-    assert 'adv' not in logs
+    assert 'ladv' not in logs
 
 
 def test_no_parts_ablation():
@@ -157,7 +161,7 @@ def test_no_parts_ablation():
 
 def test_reversal_makes_the_encoder_ascend_what_the_discriminator_descends():
     torch.manual_seed(3)
-    net = model.PartNet(hidden=8, disc_hidden=8).eval()
+    net = model.PartNet(hidden=8).eval()
     x, y, d = torch.randn(3, 3, 40, 40), torch.tensor([0, 1, 2]), torch.tensor([0, 1, 1])
 
     def adv_loss(coeff):

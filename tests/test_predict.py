@@ -8,9 +8,11 @@ import pytest
 import torch
 
 import config
-import inputs
+import files
+import pipeline
 import mer
 import model
+import weights
 import synth
 
 REAL = Path(__file__).resolve().parents[2] / 'shared' / 'realclips' / 'single_face.mp4'
@@ -22,7 +24,7 @@ def model_file(demo_root, tmp_path_factory, feature_cache):
     """model.pt of a tiny network trained on the small demo set with --final-only (no LOSO): made once."""
     out = tmp_path_factory.mktemp('model')
     assert mer.main(['--data', str(demo_root / 'megc'), '--ckplus', str(demo_root / 'ck'), '--final-only',
-                     '--random-init', '--epochs', '1', '--batch-size', '16', '--size', '36', '--align-size', '64',
+                     '--init', 'random', '--epochs', '1', '--batch-size', '16', '--size', '36', '--align-size', '64',
                      '--workers', '1', '-q', '--out', str(out), '--cache', str(feature_cache)]) == 0
     return out / 'model.pt'
 
@@ -50,9 +52,9 @@ def test_model_file_round_trip_gives_the_same_predictions(tmp_path):
     torch.manual_seed(0)
     net = model.PartNet().eval()
     path = tmp_path / 'model.pt'
-    model.save_model(path, net, config.result_settings(config.DEMO), inputs.pipeline_constants(), config.CLASSES,
+    weights.save_model(path, net, config.result_settings(config.DEMO), pipeline.constants(), config.CLASSES,
                      'v1', {'casme2': 3})
-    loaded, d = model.load_model(path, FIELDS, inputs.pipeline_constants(), config.CLASSES, 'v1')
+    loaded, d = weights.load_model(path, FIELDS, pipeline.constants(), config.CLASSES, 'v1')
     x = torch.randn(2, 3, 64, 64)
     with torch.no_grad():
         assert torch.equal(net(x)['joint'], loaded(x)['joint'])
@@ -73,8 +75,8 @@ def test_other_setting_names_or_format_are_refused(model_file, tmp_path):
                            (dict(settings=dict(d['settings'], warp_speed=9)), '(warp_speed)')):
         bad = tmp_path / 'other.pt'
         torch.save(dict(d, **change), bad)
-        with pytest.raises(model.ModelFileError, match=expect):
-            model.load_model(bad, FIELDS, inputs.pipeline_constants(), config.CLASSES, config.code_version())
+        with pytest.raises(weights.ModelFileError, match=expect):
+            weights.load_model(bad, FIELDS, pipeline.constants(), config.CLASSES, files.code_version())
 
 
 def test_a_file_that_is_not_a_model_is_one_line(frames_dir, tmp_path):

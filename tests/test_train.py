@@ -10,8 +10,10 @@ import pytest
 import torch
 
 import config
+import engine
 import loso
 import model
+import runs
 import train
 from toy import learnable
 
@@ -48,7 +50,7 @@ def test_no_fold_trains_on_its_test_subject_and_macro_only_trains():
         assert test_subjects == {tuple(key.split('_', 1))}
         assert not {(meta[i].dataset, meta[i].subject) for i in tr} & test_subjects
         assert macro <= set(tr.tolist()) and not macro & set(te.tolist())
-        f = train.make_fold(key, tr, te, TOY, len(meta), torch.device('cpu'))
+        f = engine.make_fold(key, tr, te, TOY, len(meta), torch.device('cpu'))
         assert not set(f.batches.flatten().tolist()) & set(te.tolist())      # every scheduled batch
     assert sorted(i for _, _, te in specs for i in te) == [i for i, m in enumerate(meta) if m.domain == 'micro']
 
@@ -102,7 +104,7 @@ def _fold(cfg=TOY, **kw):
     x, meta = learnable(n_subjects=3, per=3, macro=3, size=cfg.size)
     key, tr, te = loso.plan_folds(meta)[0]
     cfg = dataclasses.replace(cfg, **kw)
-    return train.make_fold(key, tr, te, cfg, len(meta), torch.device('cpu')), _data(x, meta), cfg
+    return engine.make_fold(key, tr, te, cfg, len(meta), torch.device('cpu')), _data(x, meta), cfg
 
 
 def test_learning_rate_halves_every_lr_step_epochs_and_the_trunk_follows_init():
@@ -111,7 +113,7 @@ def test_learning_rate_halves_every_lr_step_epochs_and_the_trunk_follows_init():
     seen = []
     for _ in range(cfg.epochs):
         for _ in range(steps):
-            train.train_step(f, data, cfg)
+            engine.scheduled_step(f, data, cfg)
             seen.append(f.lr.tolist())
     per_epoch = [seen[e * steps][1] for e in range(cfg.epochs)]
     assert per_epoch == pytest.approx([1e-3, 1e-3, 5e-4, 5e-4, 2.5e-4])
@@ -128,13 +130,13 @@ def test_dann_coefficient_follows_the_schedule_step_by_step(monkeypatch):
     monkeypatch.setattr(model, 'dann_coeff', lambda p, g: seen.append(float(p)) or real(p, g))
     n = f.batches.shape[0]
     for _ in range(n):
-        train.train_step(f, data, cfg)
+        engine.scheduled_step(f, data, cfg)
     assert seen == pytest.approx([k / n for k in range(n)])
 
 
 def test_gradients_are_clipped_over_the_folds_own_parameters():
     f, data, cfg = _fold(grad_clip=1e-3)
-    train.train_step(f, data, cfg)
+    engine.scheduled_step(f, data, cfg)
     norm = torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in f.net.parameters()]))
     assert norm == pytest.approx(1e-3, rel=1e-3)
 
@@ -145,10 +147,10 @@ def test_select_on_test_picks_the_best_epoch_last_on_ties():
     wrong = (truth + 1) % 3
     f.preds.copy_(torch.stack([wrong, truth, wrong, truth]))          # epochs 2 and 4 are right: the last wins
     f.preds[1, 0] = wrong[0]                                           # now only epoch 4 is all right
-    honest, best, log = train.results(f, data[1], cfg)
+    honest, best, log = engine.results(f, data[1], cfg)
     assert np.array_equal(honest, truth.numpy()) and np.array_equal(best, truth.numpy())
     f.preds.copy_(torch.stack([truth, wrong, wrong, wrong]))
-    honest, best, _ = train.results(f, data[1], cfg)
+    honest, best, _ = engine.results(f, data[1], cfg)
     assert np.array_equal(best, truth.numpy()) and np.array_equal(honest, wrong.numpy())
     assert [r['epoch'] for r in log] == [1, 2, 3, 4] and set(log[0]) == {'epoch', *train.LOSSES, 'acc'}
 
@@ -159,8 +161,8 @@ def test_a_fold_trains_the_same_alone_or_beside_others():
     data = _data(x, meta)
     dev = torch.device('cpu')
     cfg = dataclasses.replace(TOY, batch_size=8)
-    together = {r[0]: r for r in train.train_folds(specs, data, len(meta), cfg, dev)}
-    alone = list(train.train_folds(specs[1:2], data, len(meta), cfg, dev))[0]
+    together = {r[0]: r for r in engine.train_folds(specs, data, len(meta), cfg, dev)}
+    alone = list(engine.train_folds(specs[1:2], data, len(meta), cfg, dev))[0]
     assert np.array_equal(alone[1], together[alone[0]][1]) and alone[3] == together[alone[0]][3]
 
 
@@ -171,12 +173,11 @@ def test_training_learns_a_learnable_set():
     specs = loso.plan_folds(meta)
     test_of = {k: te for k, _, te in specs}
     labels, preds = [], []
-    for key, pred, _, log in train.train_folds(specs, _data(x, meta), len(meta), cfg, torch.device('cpu')):
+    for key, pred, _, log in engine.train_folds(specs, _data(x, meta), len(meta), cfg, torch.device('cpu')):
         labels += [meta[i].label for i in test_of[key]]
         preds += pred.tolist()
         assert log[-1]['lc'] < log[0]['lc'] and log[-1]['acc'] > 0.9     # the joint loss fell, the batches fit
-    import report
-    uf1, uar = report.uf1_uar(labels, preds)
+    uf1, uar = loso.uf1_uar(labels, preds)
     assert uf1 >= 0.9, (uf1, uar)
 
 
@@ -194,8 +195,8 @@ def test_cuda_graph_replay_trains_like_eager(precision):
     torch.backends.cudnn.deterministic = True
     specs, data, pool, cfg = _cuda_setup(precision=precision)
     dev = torch.device('cuda')
-    eager = list(train.train_folds(specs[:1], data, pool, cfg, dev, graphs=False))[0]
-    graph = list(train.train_folds(specs[:1], data, pool, cfg, dev, graphs=True))[0]
+    eager = list(engine.train_folds(specs[:1], data, pool, cfg, dev, graphs=False))[0]
+    graph = list(engine.train_folds(specs[:1], data, pool, cfg, dev, graphs=True))[0]
     # Same kernels in the same order: the losses agree to rounding, the predictions exactly or nearly.
     for a, b in zip(eager[3], graph[3]):
         for k in train.LOSSES:
@@ -208,8 +209,8 @@ def test_cuda_folds_on_streams_match_folds_alone():
     torch.backends.cudnn.deterministic = True
     specs, data, pool, cfg = _cuda_setup()
     dev = torch.device('cuda')
-    together = {r[0]: r for r in train.train_folds(specs, data, pool, cfg, dev, streams=3)}
-    alone = list(train.train_folds(specs[2:3], data, pool, cfg, dev, streams=1))[0]
+    together = {r[0]: r for r in engine.train_folds(specs, data, pool, cfg, dev, streams=3)}
+    alone = list(engine.train_folds(specs[2:3], data, pool, cfg, dev, streams=1))[0]
     other = together[alone[0]]
     assert np.array_equal(alone[1], other[1]) and np.array_equal(alone[2], other[2])
     for a, b in zip(alone[3], other[3]):
@@ -222,6 +223,6 @@ def test_cuda_default_run_learns(tmp_path):
     x, meta = learnable(n_subjects=4, per=4, macro=6, size=64)
     cfg = dataclasses.replace(config.PAPER, size=64, epochs=20, batch_size=8, init='random', device='cuda',
                               quiet=True)
-    res = loso.run(x, meta, cfg, tmp_path)
+    res = runs.run(x, meta, cfg, tmp_path)
     assert res['honest']['all']['uf1'] >= 0.9, res
     assert (tmp_path / 'curves.png').is_file() and (tmp_path / 'train_log.csv').is_file()

@@ -1,0 +1,135 @@
+"""The command lines: `mer.py` (Table I) and `mer.py predict`. Every Config field is a flag of the same name
+(`evm_alpha` -> `--evm-alpha`; a boolean that defaults on -> `--no-emr`, off -> `--stabilise`), with its help
+text, choices and range from config.py, so a new setting needs no line here."""
+import argparse
+import dataclasses
+
+from config import DEMO, PAPER, Config
+
+# The groups the flags are shown in, each from its first field on (in config.py's order).
+GROUPS = {'align_size': 'inputs (paper §III.A, §III.C; paper defaults)', 'parts': 'model (§III.B)',
+          'epochs': 'training (§IV and the authors\' code)', 'device': 'running (never changes a result)'}
+
+
+def ranged(kind, min=None, above=None, max=None):
+    """An argparse type that parses `kind` and refuses values outside [min, max] (above: an open lower bound)."""
+    def parse(text):
+        try:
+            v = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f'{text!r} is not a{"n integer" if kind is int else " number"}')
+        low = above if above is not None else min
+        if v != v or (above is not None and v <= above) or (min is not None and v < min) or \
+                (max is not None and v > max):
+            bounds = f'{"(" if above is not None else "["}{"-inf" if low is None else low}, ' \
+                     f'{"inf" if max is None else max}]'
+            raise argparse.ArgumentTypeError(f'{text} is outside {bounds}')
+        return v
+    return parse
+
+
+def add_config_flags(p):
+    """A flag for every Config field; a flag not given is absent from the parsed namespace."""
+    group = p
+    for f in dataclasses.fields(Config):
+        group = p.add_argument_group(GROUPS[f.name]) if f.name in GROUPS else group
+        md, flag = f.metadata, '--' + f.name.replace('_', '-')
+        kw = dict(dest=f.name, default=argparse.SUPPRESS)
+        if isinstance(f.default, bool):
+            names = [f'--no-{f.name.replace("_", "-")}' if f.default else flag] + ['-q'] * (f.name == 'quiet')
+            group.add_argument(*names, action='store_false' if f.default else 'store_true', help=md['help'], **kw)
+            continue
+        if md['choices']:
+            kw['choices'] = md['choices']
+        elif type(f.default) in (int, float):
+            kw['type'] = ranged(type(f.default), md['min'], md['above'], md['max'])
+        default = '' if f.name in ('jobs', 'streams', 'workers') else f' ({f.default!r})'
+        group.add_argument(flag, help=md['help'] + default, **kw)
+
+
+def config(a, preset=PAPER):
+    """The Config of parsed flags: the preset with every flag given."""
+    return dataclasses.replace(preset, **{f.name: getattr(a, f.name) for f in dataclasses.fields(Config)
+                                          if hasattr(a, f.name)})
+
+
+def parser():
+    """`mer.py`'s parser: the data, what to run, where, and a flag per Config field."""
+    import mer
+    p = argparse.ArgumentParser(prog='mer.py', description=mer.__doc__.split('\n')[0],
+                                epilog=mer.__doc__.split('\n', 2)[2], formatter_class=argparse.RawDescriptionHelpFormatter)
+    src = p.add_argument_group('data')
+    src.add_argument('--data', help='MEGC2019 folder: combined_3class_gt.csv + CASME II, SAMM, SMIC-HS releases')
+    src.add_argument('--ckplus', help='CK+ folder (cohn-kanade-images/, Emotion/): the macro source domain')
+    src.add_argument('--index', help='your own sample list instead of --data (columns in docs/data.md)')
+    changes = ', '.join(f'{k} {v}' for k, v in dataclasses.asdict(DEMO).items() if getattr(PAPER, k) != v)
+    src.add_argument('--demo', action='store_true', help='build (once) and use the embedded synthetic demo set, with '
+                     f'the demo preset: {changes}')
+    src.add_argument('--demo-root', default='demo_data', help='where the demo set is written (default %(default)s)')
+    src.add_argument('--strict', action='store_true', help='an annotated frame missing on disk is an error')
+    src.add_argument('--skip-bad', action='store_true', help='skip (and list) bad annotation rows, and samples whose '
+                     'frames or face cannot be used, instead of failing')
+    r = p.add_argument_group('what to run, and where')
+    r.add_argument('--table', action='store_true', help='run every row of Table I (LBP-TOP first) and print them')
+    r.add_argument('--method', choices=('partnet', 'lbptop'), default='partnet',
+                   help='the neural method (default), or the MEGC2019 baseline LBP-TOP + linear SVM alone')
+    r.add_argument('--weights', help="ResNet18 ImageNet weights (.pth); default: torchvision's cache, else download")
+    r.add_argument('--out', help='run folder (default runs/<data>/<row>, e.g. runs/demo/part_adversarial_emr)')
+    r.add_argument('--cache', default='.cache/features', help='feature cache folder (default %(default)s)')
+    r.add_argument('--folds', default='1/1', help='run shard i of n of the folds, e.g. 2/4; a later plain call merges')
+    r.add_argument('--figure', help='save onset / apex / magnified apex / flow pictures of a few samples to this PNG')
+    r.add_argument('--save-model', action='store_true', help='after the LOSO, train one model on every subject with '
+                   "the row's settings and write it to the run folder as model.pt (what `mer.py predict` loads)")
+    r.add_argument('--final-only', action='store_true', help='--save-model without the LOSO')
+    add_config_flags(p)
+    return p
+
+
+def parse_args(argv=None):
+    """(argparse namespace, Config): the flags checked, and the one configuration built from them."""
+    p = parser()
+    a = p.parse_args(argv)
+    if not (a.data or a.index or a.demo):
+        p.error('give --data ./megc (with --ckplus ./ck), --index list.csv, or --demo')
+    try:
+        i, n = map(int, a.folds.split('/'))
+        assert 1 <= i <= n
+        a.shard = (i, n)
+    except (ValueError, AssertionError):
+        p.error(f'--folds {a.folds}: expected i/n with 1 <= i <= n, e.g. 1/4')
+    if a.weights and getattr(a, 'init', 'imagenet') == 'random':
+        p.error('--weights and --init random contradict each other: give one')
+    if a.weights:
+        a.init = 'imagenet'
+    if a.final_only and a.method == 'lbptop':
+        p.error('--final-only trains the network; the LBP-TOP baseline has no model to save')
+    a.save_model = a.save_model or a.final_only
+    cfg = config(a, DEMO if a.demo else PAPER)
+    for problem in cfg.problems():
+        p.error(problem)
+    return a, cfg
+
+
+def predict_parser():
+    """`mer.py predict`'s parser."""
+    p = argparse.ArgumentParser(prog='mer.py predict', description='Apply a saved model (model.pt) to your own clips: '
+                                'prints "path label p_negative p_positive p_surprise onset apex" per clip.')
+    p.add_argument('paths', nargs='+', metavar='PATH', help='a video (mp4, avi, mov; read with OpenCV) or a folder '
+                   'of numbered frames')
+    p.add_argument('--model', required=True, help='model.pt written by mer.py --save-model')
+    p.add_argument('--onset', type=ranged(int, 0), help='onset frame number (a video counts from 0; a folder uses '
+                   'the numbers in its file names); default: the first frame')
+    p.add_argument('--apex', type=ranged(int, 0), help='apex frame number; default: spotted (spot.py)')
+    p.add_argument('--fps', type=ranged(float, above=0), help="frame rate (default: the video's own; 200 for a "
+                   'folder of frames)')
+    p.add_argument('--domain', choices=('micro', 'macro'), default='micro', help='micro: EMR magnifies the apex '
+                   '(default); macro: a posed or broad expression, EMR takes the onset-apex middle frame')
+    p.add_argument('--no-face', choices=('error', 'skip'), default='error', help='no face in the onset frame: stop '
+                   'naming it (default), or start at the first later frame with a face and say which')
+    p.add_argument('--no-stabilise', action='store_true', help='keep the rigid head motion (default: removed)')
+    p.add_argument('--max-frames', type=ranged(int, 1), default=1000, help='frames after the onset searched for the '
+                   'apex (default %(default)s)')
+    p.add_argument('--json', action='store_true', help='one JSON object per clip instead of a line of text')
+    p.add_argument('--figure', help='save onset | apex | magnified apex | flow of every clip to this PNG')
+    p.add_argument('-q', '--quiet', action='store_true', help='no progress bar, warnings only')
+    return p

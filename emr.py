@@ -1,0 +1,74 @@
+"""EMR, Eulerian Motion Magnification and Reduction (paper §III.A, §III.C): the apex image the flow is taken to.
+
+A micro-expression moves too little for the flow to read well, a macro-expression too much for the network to
+share what it learns with micro ones (§III.C). So:
+    micro   the apex is magnified: apex + alpha x (apex - onset) in every band of a Laplacian pyramid but the
+            residual (`magnify`), so the flow from the onset is (1 + alpha) times the expression's motion;
+    macro   the apex is replaced by the frame halfway from onset to apex (`middle_frame`).
+
+`magnify` is Eulerian Video Magnification (Wu et al., SIGGRAPH 2012) at the one frame EMR needs, with the
+settings measured faithful to known motion (BENCHMARKS.md, fidelity.py): a linear EVM magnifies the band-passed
+change of each pyramid level; with the band taken as the apex's change since the onset, the magnified apex depends
+on those two frames alone, whatever the frame rate or the clip's length. Like MIT's code it works in YIQ (I and Q
+change by `chroma` of the luma's gain) and leaves the residual, the illumination, alone. MIT's own magnifier, with
+its IIR band and its spatial attenuation, is evm.py, reached through the EVM settings (config.py).
+"""
+import cv2
+import numpy as np
+
+# MATLAB's ntsc2rgb matrix; rgb2ntsc is its inverse, so the round trip is exact up to float rounding.
+_YIQ2RGB = np.array([[1.0, 0.956, 0.621], [1.0, -0.272, -0.647], [1.0, -1.106, 1.703]])
+_RGB2YIQ = np.linalg.inv(_YIQ2RGB)
+# Our frames are BGR: reorder the RGB columns of the forward matrix and the RGB rows of the inverse.
+BGR2YIQ = _RGB2YIQ[:, ::-1].astype(np.float32)
+YIQ2BGR = _YIQ2RGB[::-1, :].astype(np.float32)
+
+
+def magnify(onset, apex, alpha=1.0, chroma=0.1):
+    """The magnified apex (§III.A), BGR uint8: apex + alpha x (apex - onset) in every Laplacian band but the
+    residual, in YIQ with the I and Q channels' change scaled by chroma."""
+    y0, y1 = (cv2.transform(f.astype(np.float32), BGR2YIQ) for f in (onset, apex))
+    n = levels(*onset.shape[:2])
+    p0, p1 = pyramid(y0, n), pyramid(y1, n)
+    bands = [(b1 - b0) * np.float32(alpha) for b0, b1 in zip(p0[:-1], p1[:-1])] + [np.zeros_like(p1[-1])]
+    return to_bgr(y1 + collapse(bands) * np.array([1.0, chroma, chroma], np.float32))
+
+
+def middle_frame(onset, apex):
+    """Index of the frame halfway from onset to apex: EMR's reduction of a macro-expression's apex (§III.C)."""
+    if apex < onset:
+        raise ValueError(f'apex ({apex}) precedes onset ({onset})')
+    return (onset + apex) // 2
+
+
+def levels(h, w, filt_size=5):
+    """Pyramid height of MIT's buildLpyr(im, 'auto'): 1 + maxPyrHt, the number of halvings with both sides >= 5."""
+    n = 1
+    while h >= filt_size and w >= filt_size:
+        n, h, w = n + 1, h // 2, w // 2
+    return n
+
+
+def pyramid(img, n):
+    """Laplacian pyramid of a float32 (H, W[, C]) image, finest band first, residual last (buildLpyr; OpenCV's
+    5-tap binomial filter and reflect-101 borders, the same filter, border rule and sizes)."""
+    bands, g = [], img
+    for _ in range(n - 1):
+        down = cv2.pyrDown(g)
+        bands.append(g - cv2.pyrUp(down, dstsize=(g.shape[1], g.shape[0])))
+        g = down
+    bands.append(g)
+    return bands
+
+
+def collapse(bands):
+    """The image a Laplacian pyramid, finest band first, collapses to (reconLpyr)."""
+    img = bands[-1]
+    for band in reversed(bands[:-1]):
+        img = cv2.pyrUp(img, dstsize=(band.shape[1], band.shape[0])) + band
+    return img
+
+
+def to_bgr(yiq):
+    """BGR uint8 frame of a float YIQ image, rounded and clipped."""
+    return np.clip(np.rint(cv2.transform(yiq, YIQ2BGR)), 0, 255).astype(np.uint8)

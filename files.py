@@ -1,0 +1,48 @@
+"""Files written safely and code identified: the atomic write every output goes through, the code version that
+config.json and model.pt record, and the digest of source that keys the feature cache."""
+import ast
+import hashlib
+import os
+import subprocess
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+
+
+def atomic_write(path, data):
+    """Writes text or bytes to `path` through a temporary file beside it: readers see the whole file or none."""
+    path = Path(path)
+    tmp = path.with_name(f'.{path.name}.tmp{os.getpid()}')
+    try:
+        (tmp.write_text if isinstance(data, str) else tmp.write_bytes)(data)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def source_digest(modules):
+    """sha1 of what the named modules (file names beside this one) compute: their syntax trees without docstrings,
+    so an edited comment or docstring keeps the digest and an edited expression changes it."""
+    h = hashlib.sha1()
+    for name in modules:
+        tree = ast.parse((ROOT / name).read_text())
+        for node in ast.walk(tree):
+            body = getattr(node, 'body', None)
+            if (isinstance(node, (ast.Module, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) and body
+                    and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant)
+                    and isinstance(body[0].value.value, str)):
+                node.body = body[1:] or [ast.Pass()]
+        h.update(name.encode() + b'\0' + ast.dump(tree).encode() + b'\0')
+    return h.hexdigest()
+
+
+def code_version():
+    """`git describe` of the checkout when it is clean, else a hash of the project's source files."""
+    digest = hashlib.sha1(b''.join(p.read_bytes() for p in sorted(ROOT.glob('*.py')))).hexdigest()[:12]
+    try:
+        desc = subprocess.run(['git', 'describe', '--always', '--dirty'], cwd=ROOT, capture_output=True,
+                              text=True, timeout=5).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        desc = ''
+    return desc if desc and not desc.endswith('-dirty') else f'src-{digest}'

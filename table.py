@@ -1,0 +1,172 @@
+"""`mer.py` without a sub-command: the samples loaded, every row of Table I asked for run (or resumed, or merged)
+in its own run folder, the final model saved, the table printed. The command line (cli.py) builds the Config and
+the options; runs.py keeps each row's run folder; cache.py the features.
+"""
+import dataclasses
+import logging
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import config
+from config import PAPER, ROWS
+
+log = logging.getLogger('mer')
+
+
+def load_samples(a):
+    """(micro samples, macro samples) from the command line's sources (--demo builds the demo set once)."""
+    import data
+    if a.demo:
+        import synth
+        root = synth.build(a.demo_root, seed=0)
+        a.data, a.ckplus = str(root / 'megc'), a.ckplus or str(root / 'ck')
+    micro = (data.load_index(a.index, strict=a.strict, skip_bad=a.skip_bad) if a.index else
+             data.load_megc(a.data, strict=a.strict, skip_bad=a.skip_bad))
+    macro = data.load_ckplus(a.ckplus, skip_bad=a.skip_bad) if a.ckplus else []
+    return [s for s in micro if s.domain == 'micro'], macro + [s for s in micro if s.domain == 'macro']
+
+
+def trunk_weights(cfg, path):
+    """ImageNet state dict for the trunk (init 'imagenet'), or None (init 'random')."""
+    import weights
+    if cfg.init == 'random':
+        return None
+    try:
+        return weights.imagenet_weights(path, download=True)
+    except (ValueError, OSError) as e:
+        raise SystemExit(f'mer.py: error: {e}') from None
+
+
+def check_writable(folder, flag):
+    """Creates `folder` if needed and checks a file can be written there, before any long work."""
+    try:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        tempfile.TemporaryFile(dir=folder).close()
+    except OSError as e:
+        raise SystemExit(f'mer.py: error: {folder}: cannot write here ({e.strerror or e}); pass another {flag}') \
+            from None
+
+
+def slug(name):
+    """'Part + Adversarial + EMR' -> 'part_adversarial_emr': a row's sub-folder under --table."""
+    return '_'.join(w.lower() for w in name.split(' + '))
+
+
+def row_folder(a, base, name):
+    """The run folder of one row: --out itself for a single row given one, else its own sub-folder of base."""
+    return base if a.out and not a.table else base / slug(name)
+
+
+def run_row(a, cfg, micro, macro, weights, out, feats):
+    """Runs (or resumes, or merges) the LOSO of one network row of Table I; returns its metrics or None."""
+    import cache
+    import runs
+    if cfg.emr not in feats:
+        feats[cfg.emr] = cache.features(micro + macro, cfg, a.cache, workers=cfg.workers or os.cpu_count(),
+                                        quiet=cfg.quiet, skip_bad=a.skip_bad,
+                                        desc='align+EMR+flow' if cfg.emr else 'align+flow')
+    x, samples = feats[cfg.emr]
+    out.mkdir(parents=True, exist_ok=True)
+    runs.check_config(out, dict(config.result_settings(cfg), data=a.data, index=a.index, row=cfg.row()))
+    res = None if a.final_only else runs.run(x, samples, cfg, out, weights, a.shard)
+    if a.save_model and a.shard == (1, 1) and (res is not None or a.final_only):
+        save_final(x, samples, cfg, weights, out)
+    return res
+
+
+def save_final(x, samples, cfg, weights, out):
+    """Trains one model on every sample with the row's settings and writes out/model.pt (kept if already there)."""
+    import files
+    import pipeline
+    import runs
+    import weights as weight_files
+    path = out / 'model.pt'
+    if path.is_file():
+        log.info('%s is already there (the run folder\'s settings are checked); delete it to train it again', path)
+        return
+    net, _ = runs.train_final(x, samples, cfg, weights)
+    trained_on = {d: sum(s.dataset == d for s in samples) for d in sorted({s.dataset for s in samples})}
+    weight_files.save_model(path, net, config.result_settings(cfg), pipeline.constants(), config.CLASSES,
+                            files.code_version(), trained_on)
+    log.info('model saved to %s: %d samples (%s)', path, len(samples), ', '.join(f'{k} {v}' for k, v in
+                                                                                   trained_on.items()))
+
+
+def run_lbptop(a, cfg, micro, out):
+    """Runs (or resumes, or merges) Table I's first row, the MEGC2019 baseline LBP-TOP + linear SVM (lbptop.py)."""
+    import cache
+    import lbptop
+    import runs
+    x, samples = cache.features(micro, cfg, a.cache, cache.lbptop_input, cache.lbptop_key,
+                                workers=cfg.workers or os.cpu_count(), quiet=cfg.quiet, skip_bad=a.skip_bad,
+                                desc='align+TIM+LBP-TOP')
+    out.mkdir(parents=True, exist_ok=True)
+    runs.check_config(out, dict(align_size=cfg.align_size, no_face=cfg.no_face, landmarks=cfg.landmarks,
+                                **lbptop.SETTINGS, data=a.data, index=a.index, row='LBP-TOP'))
+    return runs.run_baseline(x, samples, out, lbptop.svm_predict, a.shard)
+
+
+def run(a, cfg):
+    """Every stage for the rows asked for; prints Table I; returns the exit status."""
+    import report
+    from files import atomic_write
+    t0 = time.time()
+    if a.demo:
+        changed = [k for k, v in dataclasses.asdict(config.DEMO).items() if getattr(PAPER, k) != v]
+        log.info('demo preset instead of the paper\'s settings: %s (paper: %s)',
+                 ', '.join(f'{k} {getattr(cfg, k)}' for k in changed),
+                 ', '.join(f'{k} {getattr(PAPER, k)}' for k in changed))
+    micro, macro = load_samples(a)
+    log.info('%d micro samples (%s), %d macro samples, %d subjects', len(micro),
+             ', '.join(f'{d} {sum(s.dataset == d for s in micro)}' for d in config.DATASETS), len(macro),
+             len({(s.dataset, s.subject) for s in micro}))
+    if a.figure:
+        report.figure(micro, cfg, a.figure)
+    baseline = (a.table or a.method == 'lbptop') and not a.final_only
+    weights = None if a.method == 'lbptop' else trunk_weights(cfg, a.weights)
+    rows = ROWS if a.table else [] if a.method == 'lbptop' else [(cfg.parts, cfg.adv, cfg.emr)]
+    # Each row gets its own folder, so runs with other flags never collide (a resume checks the settings).
+    base = Path(a.out or f"runs/{'demo' if a.demo else Path(a.data or a.index).stem}")
+    check_writable(base, '--out')
+    check_writable(a.cache, '--cache')
+    feats, results, unfinished = {}, [], []
+    out = base
+    if baseline:
+        out = row_folder(a, base, 'LBP-TOP')
+        res = run_lbptop(a, cfg, micro, out)
+        if res is None:
+            unfinished.append(out)
+        else:
+            results.append(('LBP-TOP', res))
+    for parts, adv, emr in rows:
+        row = dataclasses.replace(cfg, parts=parts, adv=adv and bool(macro), emr=emr)
+        out = row_folder(a, base, row.row())
+        res = run_row(a, row, micro, macro, weights, out, feats)
+        if res is None:
+            unfinished.append(out)
+        else:
+            results.append((row.row(), res))
+    if a.final_only:
+        print('\n'.join(str(out / 'model.pt') for out in unfinished))
+        return 0
+    if unfinished:
+        if a.shard != (1, 1):
+            print(f'shard {a.folds} done in {", ".join(map(str, unfinished))}; run again without --folds (or with '
+                  'the other shards) to merge')
+        else:
+            print(f'{", ".join(map(str, unfinished))}: folds that another process is training are still missing; '
+                  'run the same command again once it has finished, to merge')
+        return 0
+    named = [(n, r['honest']) for n, r in results]
+    if cfg.select_on_test:
+        named += [(n + ' [best epoch chosen on test]', r['selected_on_test']) for n, r in results
+                  if 'selected_on_test' in r]
+    text = report.table(named)
+    where = base if a.table else out
+    atomic_write(where / 'table.md', text + '\n')
+    print(text)
+    print(f'\n{where}: fold predictions, megc_log.txt, metrics.json, train_log.csv, curves.png, confusion matrices; '
+          f'{time.time() - t0:.0f} s')
+    return 0

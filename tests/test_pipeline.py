@@ -1,0 +1,59 @@
+"""The one per-sample pipeline: every step's result, the same for a dataset's sample and for a clip aligned from
+its onset (what `mer.py predict` has), with EMR's two roles."""
+import dataclasses
+
+import cv2
+import numpy as np
+import pytest
+
+import config
+import data
+import emr
+import flow
+import pipeline
+from frames import read_frames
+
+CFG = dataclasses.replace(config.DEMO, align_size=96, size=40)
+
+
+@pytest.fixture(scope='module')
+def samples(demo_root):
+    micro = [s for s in data.load_megc(demo_root / 'megc') if s.dataset == 'casme2']
+    return micro[0], data.load_ckplus(demo_root / 'ck')[0]
+
+
+def test_every_step_of_a_micro_sample(samples):
+    s = samples[0]
+    st = pipeline.run(s, CFG)
+    assert st.sample == s and st.clip.shape == (2, 96, 96, 3)
+    np.testing.assert_array_equal(st.onset, st.clip[0])
+    np.testing.assert_array_equal(st.apex, st.clip[1])
+    np.testing.assert_array_equal(st.seen, emr.magnify(st.onset, st.apex, CFG.evm_alpha, CFG.evm_chroma))
+    gray = [cv2.cvtColor(x, cv2.COLOR_BGR2GRAY) for x in (st.onset, st.seen)]
+    np.testing.assert_array_equal(st.flow, flow.optical_flow(*gray))
+    np.testing.assert_array_equal(st.x, flow.encode(st.flow, CFG.size))
+    off = pipeline.run(s, dataclasses.replace(CFG, emr=False))
+    np.testing.assert_array_equal(off.seen, off.apex)
+    np.testing.assert_array_equal(off.apex, st.apex)
+    assert not np.array_equal(off.x, st.x)
+
+
+def test_a_macro_sample_flows_to_its_middle_frame(samples):
+    s = samples[1]
+    st = pipeline.run(s, CFG)
+    middle = pipeline.run(dataclasses.replace(s, apex=emr.middle_frame(s.onset, s.apex)),
+                          dataclasses.replace(CFG, emr=False))
+    np.testing.assert_array_equal(st.seen, middle.apex)
+    np.testing.assert_array_equal(st.x, middle.x)
+
+
+def test_a_clip_aligned_from_its_onset_gives_the_same_steps(samples):
+    s = samples[0]
+    full = pipeline.align(read_frames(s.frames[s.onset:]), CFG, 'clip')
+    a, b = pipeline.run(s, CFG), pipeline.from_clip(full, s, CFG)
+    for name in ('onset', 'apex', 'seen', 'flow', 'x'):
+        np.testing.assert_array_equal(getattr(a, name), getattr(b, name), err_msg=name)
+    spot = dataclasses.replace(CFG, apex='spot')
+    st = pipeline.run(s, spot)
+    assert st.sample.apex == s.onset + __import__('spot').apex(full, s.fps)
+    np.testing.assert_array_equal(st.x, pipeline.from_clip(full, st.sample, spot).x)

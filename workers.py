@@ -1,0 +1,51 @@
+"""Worker processes for the per-sample stages (features, the fidelity study) and the training processes.
+
+One process per core, each with one BLAS and one OpenCV thread, so that the processes share out the cores rather
+than nesting thread pools; Ctrl-C is left to the parent, which reports it in one line; a worker ends when its
+parent dies, even by SIGKILL.
+"""
+import os
+from multiprocessing import get_context
+
+
+def worker_setup():
+    """In a worker process: one BLAS thread, Ctrl-C ignored, and an end with the parent (Linux's
+    PR_SET_PDEATHSIG; elsewhere only the rest holds)."""
+    import ctypes
+    import multiprocessing
+    import signal
+    try:
+        __import__('numpy')           # loads its BLAS, which threadpoolctl can limit only once loaded
+        from threadpoolctl import threadpool_limits
+        threadpool_limits(1)
+    except ImportError:
+        pass
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        ctypes.CDLL(None).prctl(1, signal.SIGTERM)      # 1 = PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+    parent = multiprocessing.parent_process()
+    if parent is not None and os.getppid() != parent.pid:
+        os._exit(1)                                     # the parent died before the line above took effect
+
+
+def one_thread(fn, job):
+    """fn(job) with OpenCV on one thread (the caller's processes already share out the cores)."""
+    import cv2
+    cv2.setNumThreads(1)
+    return fn(job)
+
+
+def imap(fn, jobs, workers=1, desc=None, unit='clip', quiet=False):
+    """[fn(job) for job in jobs] in order, in `workers` spawned processes when there are several jobs, with a
+    progress bar; fn must be a module-level function (it is pickled)."""
+    import functools
+
+    from tqdm import tqdm
+    jobs = list(jobs)
+    bar = dict(total=len(jobs), unit=unit, desc=desc, disable=quiet or not jobs)
+    if workers > 1 and len(jobs) > 1:
+        with get_context('spawn').Pool(min(workers, len(jobs)), worker_setup) as pool:
+            return list(tqdm(pool.imap(functools.partial(one_thread, fn), jobs, chunksize=2), **bar))
+    return [one_thread(fn, j) for j in tqdm(jobs, **bar)]
