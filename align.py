@@ -122,8 +122,8 @@ def warp(frame, m, size):
 
 
 def align_clip(frames_bgr, size=224, upsample=1, name='clip', no_face='error', landmarks_path=None):
-    """(T, size, size, 3) uint8: every frame warped by the one similarity estimated on the first (the onset).
-    The frames may be an iterator, read one at a time."""
+    """((T, size, size, 3) uint8 clip, 2x3 similarity): every frame warped by the one similarity estimated on the
+    first (the onset). The frames may be an iterator, read one at a time."""
     from frames import same_size
     out, m = [], None
     for f in same_size(frames_bgr, name):
@@ -132,4 +132,4 @@ def align_clip(frames_bgr, size=224, upsample=1, name='clip', no_face='error', l
         out.append(warp(f, m, size))
     if not out:
         raise ValueError(f'{name}: empty clip, nothing to align')
-    return np.stack(out)
+    return np.stack(out), m

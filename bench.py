@@ -115,7 +115,7 @@ def bench_preprocessing(repeats):
     torch.set_num_threads(1)
     rows = []
     clip, onset, apex = real_size_clip()
-    al = align.align_clip(clip, 224)
+    al, _ = align.align_clip(clip, 224)
     mag = evm.magnify(al, 200.0)
     g0, g1 = (cv2.cvtColor(f, cv2.COLOR_BGR2GRAY) for f in (mag[onset], mag[apex]))
     f = flow.optical_flow(g0, g1)
@@ -401,7 +401,7 @@ def spot_error(root='demo_data', align_size=config.DEMO.align_size):
     out = {}
     for s in data.load_megc(root / 'megc') + data.load_ckplus(root / 'ck'):
         true = int(np.argmax(truths[f'{s.dataset}/{s.subject}/{s.clip}']['profile'])) - s.onset
-        clip = align.align_clip(read_frames(s.frames[s.onset:]), align_size)
+        clip, _ = align.align_clip(read_frames(s.frames[s.onset:]), align_size)
         out.setdefault(s.dataset, []).append((abs(spot.apex(clip, s.fps) - true),
                                               abs((len(s.frames) - s.onset) // 2 - true)))
     return {d: (np.mean(e[:, 0]), np.median(e[:, 0]), np.mean(e[:, 1]), np.median(e[:, 1]), len(e))

@@ -3,15 +3,18 @@
 A micro-expression moves too little for the flow to read well, a macro-expression too much for the network to
 share what it learns with micro ones (§III.C). So:
     micro   the apex is magnified: apex + alpha x (apex - onset) in every band of a Laplacian pyramid but the
-            residual (`magnify`), so the flow from the onset is (1 + alpha) times the expression's motion;
+            residual and the bands finer than the camera's own pixels (`magnify`), so the flow from the onset is
+            (1 + alpha) times the expression's motion;
     macro   the apex is replaced by the frame halfway from onset to apex (`middle_frame`).
 
 `magnify` is Eulerian Video Magnification (Wu et al., SIGGRAPH 2012) at the one frame EMR needs, with the
 settings measured faithful to known motion (BENCHMARKS.md, fidelity.py): a linear EVM magnifies the band-passed
 change of each pyramid level; with the band taken as the apex's change since the onset, the magnified apex depends
 on those two frames alone, whatever the frame rate or the clip's length. Like MIT's code it works in YIQ (I and Q
-change by `chroma` of the luma's gain) and leaves the residual, the illumination, alone. MIT's own magnifier, with
-its IIR band and its spatial attenuation, is evm.py, reached through the EVM settings (config.py).
+change by `chroma` of the luma's gain) and leaves the residual, the illumination, alone. Where alignment enlarged
+the face (`scale`, aligned pixels per pixel of the frame, above 1), the finest bands hold the camera's noise,
+interpolated, rather than the face: they are left alone too, else the flow reads magnified noise as motion. MIT's
+own magnifier, with its IIR band and its spatial attenuation, is evm.py, reached through the EVM settings.
 """
 import cv2
 import numpy as np
@@ -24,14 +27,23 @@ BGR2YIQ = _RGB2YIQ[:, ::-1].astype(np.float32)
 YIQ2BGR = _YIQ2RGB[::-1, :].astype(np.float32)
 
 
-def magnify(onset, apex, alpha=1.0, chroma=0.1):
+def magnify(onset, apex, alpha=1.0, chroma=0.1, scale=1.0):
     """The magnified apex (§III.A), BGR uint8: apex + alpha x (apex - onset) in every Laplacian band but the
-    residual, in YIQ with the I and Q channels' change scaled by chroma."""
+    residual and those finer than the frame's pixels (`kept_bands`), in YIQ with the I and Q channels' change
+    scaled by chroma."""
     y0, y1 = (cv2.transform(f.astype(np.float32), BGR2YIQ) for f in (onset, apex))
     n = levels(*onset.shape[:2])
     p0, p1 = pyramid(y0, n), pyramid(y1, n)
-    bands = [(b1 - b0) * np.float32(alpha) for b0, b1 in zip(p0[:-1], p1[:-1])] + [np.zeros_like(p1[-1])]
+    gain = [np.float32(alpha * keep) for keep in kept_bands(n, scale)]
+    bands = [(b1 - b0) * g for b0, b1, g in zip(p0, p1, gain)]
     return to_bgr(y1 + collapse(bands) * np.array([1.0, chroma, chroma], np.float32))
+
+
+def kept_bands(n, scale=1.0):
+    """[1 or 0] per band of an n-level pyramid, finest first: the residual (the illumination) is never magnified,
+    nor band l when the face was enlarged 2^l times or more (scale: aligned pixels per pixel of the frame), since
+    a band finer than the camera's pixels holds its noise, interpolated, not the face."""
+    return [int(l < n - 1 and 2 ** l >= scale) for l in range(n)]
 
 
 def middle_frame(onset, apex):

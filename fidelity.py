@@ -56,17 +56,14 @@ def clip_fidelity(job):
     """{dataset, clip, gain/cosine/outside for raw and EMR}: one micro sample measured against its truth."""
     import cv2
 
-    import align
     import flow
     import pipeline
     from frames import read_frames
     s, truth, cfg = job
     st = pipeline.run(s, cfg)                             # the onset and apex aligned by one transform
-    onset_frame = read_frames([s.frames[s.onset]])[0]
-    m = align.face_transform(onset_frame, cfg.align_size, name=s.frames[s.onset], no_face=cfg.no_face,
-                             landmarks_path=cfg.landmarks or None)
-    d = aligned_truth(truth, onset_frame.shape[:2], m, cfg.align_size, s.onset, s.apex)
-    expr = aligned_truth(truth, onset_frame.shape[:2], m, cfg.align_size, s.onset, s.apex, drift=False)
+    shape = read_frames([s.frames[s.onset]])[0].shape[:2]
+    d = aligned_truth(truth, shape, st.transform, cfg.align_size, s.onset, s.apex)
+    expr = aligned_truth(truth, shape, st.transform, cfg.align_size, s.onset, s.apex, drift=False)
     expr = np.linalg.norm(expr, axis=2)
     region, still = expr >= REGION * expr.max(), expr < STILL
     onset, apex = (cv2.cvtColor(x, cv2.COLOR_BGR2GRAY) for x in (st.onset, st.apex))

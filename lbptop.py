@@ -100,7 +100,7 @@ def clip_features(s, align_size=128, no_face='error', landmarks=''):
     import align
     from frames import read_frames
     paths = s.frames[s.onset:]
-    clip = align.align_clip(read_frames(paths), align_size, name=str(paths[0]), no_face=no_face,
+    clip, _ = align.align_clip(read_frames(paths), align_size, name=str(paths[0]), no_face=no_face,
                             landmarks_path=landmarks or None)
     grey = np.stack([cv2.cvtColor(f, cv2.COLOR_BGR2GRAY) for f in clip])
     return lbptop(tim(grey))

@@ -15,6 +15,7 @@ import numpy as np
 
 class Steps(NamedTuple):
     sample: object       # the Sample, its apex spotted where cfg.apex is 'spot'
+    transform: np.ndarray  # 2x3 similarity taking the onset frame to the aligned face
     clip: np.ndarray     # (T, align_size, align_size, 3) uint8: the aligned frames EMR needs, onset first
     onset: np.ndarray    # the aligned onset frame
     apex: np.ndarray     # the aligned apex frame (for a macro sample under EMR: the onset-apex middle frame)
@@ -34,8 +35,8 @@ def needed(s, cfg):
 
 
 def align(frames, cfg, name):
-    """(T, align_size, align_size, 3) uint8: frames warped by the onset's similarity (§III.A); with cfg.stabilise
-    each frame's rigid head motion relative to the onset removed too."""
+    """((T, align_size, align_size, 3) uint8 clip, 2x3 similarity): frames warped by the onset's similarity
+    (§III.A); with cfg.stabilise each frame's rigid head motion relative to the onset removed too."""
     import align as alignment
     import stabilise
     fn = stabilise.align_clip if cfg.stabilise else alignment.align_clip
@@ -52,30 +53,31 @@ def run(s, cfg):
     """Every step of one sample: its frames read and aligned, its apex spotted under cfg.apex 'spot', EMR, flow."""
     from frames import read_frames
     if cfg.apex == 'spot':        # the whole clip from the onset is aligned, for the spotter to choose from
-        full = align(read_frames(s.frames[s.onset:]), cfg, str(s.frames[s.onset]))
-        return from_clip(full, spotted(full, s), cfg)
+        full, m = align(read_frames(s.frames[s.onset:]), cfg, str(s.frames[s.onset]))
+        return from_clip(full, m, spotted(full, s), cfg)
     idx, _ = needed(s, cfg)
-    return steps(align(read_frames([s.frames[i] for i in idx]), cfg, str(s.frames[idx[0]])), s, cfg)
+    return steps(*align(read_frames([s.frames[i] for i in idx]), cfg, str(s.frames[idx[0]])), s, cfg)
 
 
-def from_clip(full, s, cfg):
-    """Every step of a sample whose clip, aligned from its onset on, is `full` (its apex within it)."""
+def from_clip(full, m, s, cfg):
+    """Every step of a sample whose clip, aligned from its onset on by the similarity m, is `full` (its apex
+    within it)."""
     idx, _ = needed(s, cfg)
-    return steps(full[[i - s.onset for i in idx]], s, cfg)
+    return steps(full[[i - s.onset for i in idx]], m, s, cfg)
 
 
-def steps(clip, s, cfg):
+def steps(clip, m, s, cfg):
     """EMR, flow and the network input of a sample from the aligned frames `needed` names."""
     import cv2
 
     import flow
     _, apex = needed(s, cfg)
-    seen = emr_apex(clip, apex, s, cfg)
+    seen = emr_apex(clip, apex, scale(m), s, cfg)
     f = flow.optical_flow(*(cv2.cvtColor(img, cv2.COLOR_BGR2GRAY) for img in (clip[0], seen)), method=cfg.flow)
-    return Steps(s, clip, clip[0], clip[apex], seen, f, flow.encode(f, cfg.size))
+    return Steps(s, m, clip, clip[0], clip[apex], seen, f, flow.encode(f, cfg.size))
 
 
-def emr_apex(clip, apex, s, cfg):
+def emr_apex(clip, apex, scale, s, cfg):
     """The apex image the flow is taken to: a micro sample's apex magnified under EMR (§III.A), else the apex."""
     if not (cfg.emr and s.domain == 'micro'):
         return clip[apex]
@@ -83,7 +85,12 @@ def emr_apex(clip, apex, s, cfg):
         import evm
         return evm.magnified_apex(clip, 0, apex, s.fps, **cfg.evm())
     import emr
-    return emr.magnify(clip[0], clip[apex], cfg.evm_alpha, cfg.evm_chroma)
+    return emr.magnify(clip[0], clip[apex], cfg.evm_alpha, cfg.evm_chroma, scale)
+
+
+def scale(m):
+    """Aligned pixels per pixel of the frame of the 2x3 similarity m."""
+    return float(np.sqrt(abs(np.linalg.det(np.asarray(m)[:, :2]))))
 
 
 def constants():

@@ -135,10 +135,10 @@ def prepare(clip, cfg, onset=None, apex=None, no_face='error', max_frames=1000, 
     if j is None and stop < n:
         log.warning('%s: only frames %d to %d (--max-frames %d) are searched for the apex', clip['path'],
                     clip['numbers'][i], clip['numbers'][stop - 1], max_frames)
-    full = pipeline.align(frames(clip, i, stop), cfg, f'{clip["path"]} frame {clip["numbers"][i]}')
+    full, m = pipeline.align(frames(clip, i, stop), cfg, f'{clip["path"]} frame {clip["numbers"][i]}')
     s = Sample('clip', '', Path(clip['path']).name, tuple(clip['numbers'][i:stop]), 0,
                0 if j is None else j - i, -1, float(clip['fps']), domain)
-    return full, s if j is not None else pipeline.spotted(full, s)
+    return full, m, s if j is not None else pipeline.spotted(full, s)
 
 
 def probabilities(net, x):
@@ -153,8 +153,8 @@ def predict_clip(clip, net, cfg, classes, **kw):
     """A dict of the clip's prediction: path, label, probability per class, onset and apex frame numbers, and
     the pictures of --figure (onset, apex, the apex the flow sees, the flow)."""
     import flow
-    full, s = prepare(clip, cfg, **kw)
-    st = pipeline.from_clip(full, s, cfg)
+    full, m, s = prepare(clip, cfg, **kw)
+    st = pipeline.from_clip(full, m, s, cfg)
     p = probabilities(net, st.x)
     return dict(path=clip['path'], label=classes[int(np.argmax(p))], **{f'p_{c}': float(v) for c, v in
                 zip(classes, p)}, onset=s.frames[0], apex=s.frames[s.apex],

@@ -52,8 +52,8 @@ def head_motion(ref_gray, gray, mask, init=None, iterations=HEAD_ITERATIONS):
 
 
 def align_clip(frames_bgr, size=224, upsample=1, name='clip', no_face='error', landmarks_path=None):
-    """align.align_clip with each frame's rigid head motion relative to the first (head_motion over the aligned
-    face's STABLE_BOX) removed in the same warp. The frames may be an iterator, read one at a time."""
+    """align.align_clip (the clip, the onset's similarity) with each frame's rigid head motion relative to the first
+    (head_motion over the aligned face's STABLE_BOX) removed in the same warp. The frames may be an iterator."""
     from frames import same_size
     out, m, mask, ref_gray, w = [], None, stable_mask(size), None, None
     for f in same_size(frames_bgr, name):
@@ -67,4 +67,4 @@ def align_clip(frames_bgr, size=224, upsample=1, name='clip', no_face='error', l
         out.append(align.warp(f, compose(cv2.invertAffineTransform(w), m), size))
     if not out:
         raise ValueError(f'{name}: empty clip, nothing to align')
-    return np.stack(out)
+    return np.stack(out), m

@@ -42,8 +42,8 @@ def test_aligned_crop_of_moved_copy_matches_aligned_original(photos, angle, scal
     m = cv2.getRotationMatrix2D((w / 2, h / 2), angle, scale)
     m[:, 2] += shift
     moved = cv2.warpAffine(img, m, (w, h), flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REFLECT)
-    a = align.align_clip([img], 224)[0].astype(np.float32)
-    b = align.align_clip([moved], 224)[0].astype(np.float32)
+    a = align.align_clip([img], 224)[0][0].astype(np.float32)
+    b = align.align_clip([moved], 224)[0][0].astype(np.float32)
     # Measured on 224 px crops: anchors of the two aligned faces agree within 2.5 px (the landmark detector's
     # own jitter), and the central face differs by 2.7-12.8 grey levels on average after a 2 px blur.
     pa = align.anchor_points(align.detect_landmarks(a.astype(np.uint8)))
@@ -59,7 +59,7 @@ def test_one_transform_per_clip_keeps_the_motion_within_the_clip(photos):
     img = photos[0]
     h, w = img.shape[:2]
     shifted = cv2.warpAffine(img, np.float64([[1, 0, 3], [0, 1, 2]]), (w, h), borderMode=cv2.BORDER_REPLICATE)
-    clip = align.align_clip([img, shifted, img], 112)
+    clip, _ = align.align_clip([img, shifted, img], 112)
     assert clip.shape == (3, 112, 112, 3) and clip.dtype == np.uint8
     assert np.array_equal(clip[0], clip[2])
     m = align.face_transform(img, 112)
@@ -79,7 +79,7 @@ def test_no_face_is_an_error_naming_the_file_or_a_logged_centre_crop(caplog):
     # The centre crop is the central square of the frame, scaled to the output: columns 20..139 of 160 here.
     ramp = np.tile(np.arange(160, dtype=np.uint8)[None, :, None], (120, 1, 3))
     ramp[:10] = 255                                  # a marker along the top rows, to check the vertical extent
-    out = align.align_clip([ramp], 60, name='sub01/img1.jpg', no_face='center')
+    out, _ = align.align_clip([ramp], 60, name='sub01/img1.jpg', no_face='center')
     assert out.shape == (1, 60, 60, 3)
     assert 'sub01/img1.jpg: no face found, using a centre crop' in caplog.text
     row = out[0, 30, :, 0].astype(float)
@@ -130,7 +130,7 @@ def test_rigid_head_motion_is_removed_from_onset_to_each_frame(photos):
         clip.append(cv2.warpAffine(img, m, (w, h), flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REFLECT))
 
     def residual(stable):
-        a = [cv2.cvtColor(f, cv2.COLOR_BGR2GRAY) for f in (stabilise if stable else align).align_clip(clip, 128)]
+        a = [cv2.cvtColor(f, cv2.COLOR_BGR2GRAY) for f in (stabilise if stable else align).align_clip(clip, 128)[0]]
         return [float(np.median(np.linalg.norm(flow.optical_flow(a[0], f, 'farneback')[16:-16, 16:-16], axis=2)))
                 for f in a[1:]]
     raw, left = residual(False), residual(True)

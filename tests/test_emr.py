@@ -75,3 +75,18 @@ def test_emr_magnifies_a_subpixel_warp_by_its_factor_and_keeps_its_direction(fps
     assert raw_cos > 0.9
     assert cos >= 0.9
     assert gain / raw_gain == pytest.approx(1 + cfg.evm_alpha, rel=0.25)
+
+
+def test_bands_finer_than_the_frames_pixels_are_left_alone():
+    assert emr.kept_bands(7) == [1, 1, 1, 1, 1, 1, 0]                    # the residual never
+    assert emr.kept_bands(7, 0.6) == emr.kept_bands(7, 1.0)
+    assert emr.kept_bands(7, 1.4) == [0, 1, 1, 1, 1, 1, 0]               # enlarged: the finest band holds no face
+    assert emr.kept_bands(7, 2.5) == [0, 0, 1, 1, 1, 1, 0]
+    # Two still frames of a face enlarged twice, each with its own camera noise: the noise's change is magnified
+    # less when the bands finer than the camera's pixels are left alone.
+    rng = np.random.default_rng(0)
+    face = face_texture(64).astype(np.float32)
+    onset, apex = (cv2.resize(np.clip(face + rng.normal(0, 3, face.shape), 0, 255), (128, 128),
+                              interpolation=cv2.INTER_LINEAR).astype(np.uint8) for _ in range(2))
+    noise = {k: np.abs(emr.magnify(onset, apex, 2.0, 0.1, k).astype(float) - apex).mean() for k in (1.0, 2.0)}
+    assert noise[2.0] < 0.8 * noise[1.0], noise

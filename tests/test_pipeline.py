@@ -28,7 +28,9 @@ def test_every_step_of_a_micro_sample(samples):
     assert st.sample == s and st.clip.shape == (2, 96, 96, 3)
     np.testing.assert_array_equal(st.onset, st.clip[0])
     np.testing.assert_array_equal(st.apex, st.clip[1])
-    np.testing.assert_array_equal(st.seen, emr.magnify(st.onset, st.apex, CFG.evm_alpha, CFG.evm_chroma))
+    scale = pipeline.scale(st.transform)
+    assert 0.5 < scale < 1.5                            # the demo's faces are a little smaller than 96 px
+    np.testing.assert_array_equal(st.seen, emr.magnify(st.onset, st.apex, CFG.evm_alpha, CFG.evm_chroma, scale))
     gray = [cv2.cvtColor(x, cv2.COLOR_BGR2GRAY) for x in (st.onset, st.seen)]
     np.testing.assert_array_equal(st.flow, flow.optical_flow(*gray))
     np.testing.assert_array_equal(st.x, flow.encode(st.flow, CFG.size))
@@ -49,11 +51,11 @@ def test_a_macro_sample_flows_to_its_middle_frame(samples):
 
 def test_a_clip_aligned_from_its_onset_gives_the_same_steps(samples):
     s = samples[0]
-    full = pipeline.align(read_frames(s.frames[s.onset:]), CFG, 'clip')
-    a, b = pipeline.run(s, CFG), pipeline.from_clip(full, s, CFG)
-    for name in ('onset', 'apex', 'seen', 'flow', 'x'):
+    full, m = pipeline.align(read_frames(s.frames[s.onset:]), CFG, 'clip')
+    a, b = pipeline.run(s, CFG), pipeline.from_clip(full, m, s, CFG)
+    for name in ('transform', 'onset', 'apex', 'seen', 'flow', 'x'):
         np.testing.assert_array_equal(getattr(a, name), getattr(b, name), err_msg=name)
     spot = dataclasses.replace(CFG, apex='spot')
     st = pipeline.run(s, spot)
     assert st.sample.apex == s.onset + __import__('spot').apex(full, s.fps)
-    np.testing.assert_array_equal(st.x, pipeline.from_clip(full, st.sample, spot).x)
+    np.testing.assert_array_equal(st.x, pipeline.from_clip(full, m, st.sample, spot).x)

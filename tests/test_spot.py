@@ -16,7 +16,7 @@ def micro_clip():
     to_src = np.linalg.norm(align.anchor_points(lm)[1] - align.anchor_points(lm)[0]) / synth.EYE_DIST_224
     field = synth.deformation(lm, synth.POS, face.shape[:2], 1.5 * to_src)
     clip = synth.render(face, field, synth.profile(30, 0, 8, 20), rng, drift=synth.head_drift(rng, 0.3 * to_src))
-    return align.align_clip(clip, 128), 8
+    return align.align_clip(clip, 128)[0], 8
 
 
 def test_spotting_finds_the_apex_of_a_micro_expression(micro_clip):
