@@ -37,13 +37,14 @@ def add_config_flags(p):
         kw = dict(dest=f.name, default=argparse.SUPPRESS)
         if isinstance(f.default, bool):
             names = [f'--no-{f.name.replace("_", "-")}' if f.default else flag] + ['-q'] * (f.name == 'quiet')
-            group.add_argument(*names, action='store_false' if f.default else 'store_true', help=md['help'], **kw)
+            group.add_argument(*names, action='store_false' if f.default else 'store_true',
+                               help=f'turn off: {md["help"]}' if f.default else md['help'], **kw)
             continue
         if md['choices']:
             kw['choices'] = md['choices']
         elif type(f.default) in (int, float):
             kw['type'] = ranged(type(f.default), md['min'], md['above'], md['max'])
-        default = '' if f.name in ('jobs', 'streams', 'workers') else f' ({f.default!r})'
+        default = '' if f.name in ('jobs', 'streams', 'workers') or f.default == '' else f' ({f.default!r})'
         group.add_argument(flag, help=md['help'] + default, **kw)
 
 
@@ -57,7 +58,8 @@ def parser():
     """`mer.py`'s parser: the data, what to run, where, and a flag per Config field."""
     import mer
     p = argparse.ArgumentParser(prog='mer.py', description=mer.__doc__.split('\n')[0],
-                                epilog=mer.__doc__.split('\n', 2)[2], formatter_class=argparse.RawDescriptionHelpFormatter)
+                                epilog=mer.__doc__.split('\n', 2)[2],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     src = p.add_argument_group('data')
     src.add_argument('--data', help='MEGC2019 folder: combined_3class_gt.csv + CASME II, SAMM, SMIC-HS releases')
     src.add_argument('--ckplus', help='CK+ folder (cohn-kanade-images/, Emotion/): the macro source domain')

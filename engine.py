@@ -90,74 +90,74 @@ def make_fold(key, train_idx, test_idx, cfg, n_samples, device, weights=None):
                 torch.zeros(cfg.epochs, len(test), dtype=torch.long, device=device))
 
 
-def scheduled_step(f, data, cfg):
+def scheduled_step(fold, data, cfg):
     """train.step on fold f's scheduled batch, at its step counter's rates; the counter advances and the step's
     losses and correct predictions are added to its epoch's sums. Only tensor operations: no host
     synchronisation and fixed shapes, so the same code runs eagerly or captured."""
     x, y, dom = data
-    n_steps = f.batches.shape[0]
-    t = f.t
-    idx = f.batches.index_select(0, t.view(1))[0]
+    n_steps = fold.batches.shape[0]
+    t = fold.t
+    idx = fold.batches.index_select(0, t.view(1))[0]
     xb = x.index_select(0, idx)
     if cfg.augment:
-        xb = train.augment(xb, f.aug.index_select(0, t.view(1))[0])
+        xb = train.augment(xb, fold.aug.index_select(0, t.view(1))[0])
     xb = xb.contiguous(memory_format=torch.channels_last)
     yb = y.index_select(0, idx)
     epoch = torch.div(t, n_steps // cfg.epochs, rounding_mode='floor')
     coeff = model.dann_coeff(t.float() / n_steps, cfg.dann_gamma)
-    f.lr[1].copy_(train.heads_lr(cfg, epoch))
-    joint, parts = train.step(f.net, f.opt, xb, yb, dom.index_select(0, idx) if cfg.adv else None, coeff, cfg,
+    fold.lr[1].copy_(train.heads_lr(cfg, epoch))
+    joint, parts = train.step(fold.net, fold.opt, xb, yb, dom.index_select(0, idx) if cfg.adv else None, coeff, cfg,
                               autocast(cfg, x.device))
     zero = torch.zeros((), device=x.device)
     correct = (joint.argmax(-1) == yb).sum().float()
     row = torch.stack([parts.get(k, zero) for k in train.LOSSES] +
                       [correct, torch.full((), float(len(idx)), device=x.device)])
-    f.sums.index_add_(0, epoch.view(1), row.float()[None])
+    fold.sums.index_add_(0, epoch.view(1), row.float()[None])
     t.add_(1)
 
 
-def evaluate(f, data, cfg, epoch):
+def evaluate(fold, data, cfg, epoch):
     """Stores the fold's test predictions after `epoch`."""
     x = data[0]
-    f.preds[epoch].copy_(train.predict(f.net, x.index_select(0, f.test), autocast(cfg, x.device)))
+    fold.preds[epoch].copy_(train.predict(fold.net, x.index_select(0, fold.test), autocast(cfg, x.device)))
 
 
-def capture(f, data, cfg, warmup=3):
+def capture(fold, data, cfg, warmup=3):
     """Captures fold f's scheduled_step as a CUDA graph, leaving the fold exactly as it was before (step 0)."""
-    state = {k: v.clone() for k, v in f.net.state_dict().items()}
+    state = {k: v.clone() for k, v in fold.net.state_dict().items()}
     side = torch.cuda.Stream()
     side.wait_stream(torch.cuda.current_stream())
     with torch.cuda.stream(side):       # warm-up off the capture stream: cuDNN choices, Adam's state, allocations
         for _ in range(warmup):
-            scheduled_step(f, data, cfg)
+            scheduled_step(fold, data, cfg)
     torch.cuda.current_stream().wait_stream(side)
     with torch.no_grad():               # undo the warm-up: weights, BatchNorm statistics, Adam's state, counters
-        f.net.load_state_dict(state)
-        for s in f.opt.state.values():
+        fold.net.load_state_dict(state)
+        for s in fold.opt.state.values():
             for v in s.values():
                 v.zero_()
-        f.t.zero_(), f.sums.zero_()
-    f.graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(f.graph):
-        scheduled_step(f, data, cfg)
-    return f
+        fold.t.zero_(), fold.sums.zero_()
+    fold.graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(fold.graph):
+        scheduled_step(fold, data, cfg)
+    return fold
 
 
-def results(f, y, cfg):
+def results(fold, y, cfg):
     """(honest predictions after the last epoch, predictions of the best epoch on the test subject, per-epoch log).
 
     The second is the authors' selection (the epoch with the best test accuracy, the last on ties): optimistic,
     reported beside the honest one only with select_on_test. The log has train.LOSSES and the training accuracy.
     """
-    preds = f.preds.cpu().numpy()
-    sums = f.sums.cpu().numpy().astype(np.float64)
-    truth = y.index_select(0, f.test).cpu().numpy()
+    preds = fold.preds.cpu().numpy()
+    sums = fold.sums.cpu().numpy().astype(np.float64)
+    truth = y.index_select(0, fold.test).cpu().numpy()
     best = preds[-1]
     if cfg.select_on_test:
         acc = (preds == truth).mean(1)
         best = preds[len(acc) - 1 - int(np.argmax(acc[::-1]))]
     n = np.maximum(sums[:, -1:], 1)
-    steps = f.batches.shape[0] // cfg.epochs
+    steps = fold.batches.shape[0] // cfg.epochs
     log = [dict(zip(train.LOSSES + ('acc',), np.r_[sums[e, :4] / steps, sums[e, 4] / n[e, 0]].round(6).tolist()),
                 epoch=e + 1) for e in range(cfg.epochs)]
     return preds[-1], best, log
@@ -166,31 +166,31 @@ def results(f, y, cfg):
 def step_all(folds, data, cfg, streams=None):
     """One training step of every fold: its captured graph replayed on its own CUDA stream, or (streams None) the
     eager scheduled_step."""
-    for j, f in enumerate(folds):
+    for j, fold in enumerate(folds):
         if streams:
             with torch.cuda.stream(streams[j]):
-                f.graph.replay()
+                fold.graph.replay()
         else:
-            scheduled_step(f, data, cfg)
+            scheduled_step(fold, data, cfg)
 
 
 def train_all(train_idx, data, n_samples, cfg, device, weights=None, progress=None):
     """(the PartNet trained on every sample of train_idx, in eval mode, its per-epoch log): the final model, with a
     fold's schedule and step but no held-out subject, so nothing is evaluated (seed: fold_seed(cfg.seed, 'all'))."""
-    f = make_fold('all', train_idx, [], cfg, n_samples, device, weights)
+    fold = make_fold('all', train_idx, [], cfg, n_samples, device, weights)
     graphs = device.type == 'cuda'
     if graphs:
-        capture(f, data, cfg)
+        capture(fold, data, cfg)
     streams = [torch.cuda.current_stream()] if graphs else None
-    steps = f.batches.shape[0] // cfg.epochs
+    steps = fold.batches.shape[0] // cfg.epochs
     for _ in range(cfg.epochs):
         for _ in range(steps):
-            step_all([f], data, cfg, streams)
+            step_all([fold], data, cfg, streams)
         if progress is not None:
             progress.update(steps)
     if graphs:
         torch.cuda.synchronize()
-    return f.net.eval(), results(f, data[1], dataclasses.replace(cfg, select_on_test=False))[2]
+    return fold.net.eval(), results(fold, data[1], dataclasses.replace(cfg, select_on_test=False))[2]
 
 
 def train_folds(specs, data, n_samples, cfg, device, weights=None, streams=1, graphs=None, progress=None,
@@ -219,8 +219,8 @@ def train_folds(specs, data, n_samples, cfg, device, weights=None, streams=1, gr
         steps = folds[0].batches.shape[0] // cfg.epochs
         if graphs:
             ss = [torch.cuda.Stream() for _ in folds]
-            for f in folds:
-                capture(f, data, cfg)
+            for fold in folds:
+                capture(fold, data, cfg)
             torch.cuda.synchronize()
         for epoch in range(cfg.epochs):
             for _ in range(steps):
@@ -228,14 +228,14 @@ def train_folds(specs, data, n_samples, cfg, device, weights=None, streams=1, gr
                 if progress is not None:
                     progress.update(len(folds))
             if cfg.select_on_test or epoch == cfg.epochs - 1:
-                for j, f in enumerate(folds):
+                for j, fold in enumerate(folds):
                     if graphs:
                         with torch.cuda.stream(ss[j]):
-                            evaluate(f, data, cfg, epoch)
+                            evaluate(fold, data, cfg, epoch)
                     else:
-                        evaluate(f, data, cfg, epoch)
+                        evaluate(fold, data, cfg, epoch)
         if graphs:
             torch.cuda.synchronize()
-        for f in folds:
-            yield (f.key,) + results(f, data[1], cfg)
+        for fold in folds:
+            yield (fold.key,) + results(fold, data[1], cfg)
         del folds

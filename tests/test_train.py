@@ -219,7 +219,7 @@ def test_cuda_folds_on_streams_match_folds_alone():
 
 @needs_cuda
 def test_cuda_default_run_learns(tmp_path):
-    # The GPU default (bf16, CUDA graphs, folds on streams) through loso.run, as mer.py calls it.
+    # The GPU default (bf16, CUDA graphs, folds on streams) through runs.run, as mer.py calls it.
     x, meta = learnable(n_subjects=4, per=4, macro=6, size=64)
     cfg = dataclasses.replace(config.PAPER, size=64, epochs=20, batch_size=8, init='random', device='cuda',
                               quiet=True)
