@@ -116,13 +116,13 @@ def bench_preprocessing(repeats):
     rows = []
     clip, onset, apex = real_size_clip()
     al, _ = align.align_clip(clip, 224)
-    mag = evm.magnify(al, 200.0)
+    mag = evm.magnify(al)
     g0, g1 = (cv2.cvtColor(f, cv2.COLOR_BGR2GRAY) for f in (mag[onset], mag[apex]))
     f = flow.optical_flow(g0, g1)
     stages = [('align (dlib on onset, warp 100 frames) 640x480 -> 224', lambda: align.align_clip(clip, 224)),
               ('  of which dlib detect + 68 landmarks, one 640x480 frame', lambda: align.detect_landmarks(clip[0])),
               ("EMR's magnified apex 224x224 (emr.magnify, two frames)", lambda: emr.magnify(al[onset], al[apex])),
-              ("MIT's EVM, 100 frames 224x224 (IIR, alpha 10; evm.magnify)", lambda: evm.magnify(al, 200.0)),
+              ("MIT's EVM, 100 frames 224x224 (IIR, alpha 10; evm.magnify)", lambda: evm.magnify(al)),
               ('TV-L1 flow onset->apex 224x224', lambda: flow.optical_flow(g0, g1)),
               ('Farneback flow onset->apex 224x224', lambda: flow.optical_flow(g0, g1, method='farneback')),
               ('encode u, v, strain -> 3x224x224', lambda: flow.encode(f, 224))]
@@ -174,7 +174,7 @@ def evm_memory_child():
         clip[i] = rng.integers(0, 256, clip.shape[1:], dtype=np.uint8)
     base = peak_rss()
     t0 = time.perf_counter()
-    evm.magnify(clip, 200.0)
+    evm.magnify(clip)
     dt = time.perf_counter() - t0
     peak = peak_rss()
     print(json.dumps(dict(seconds=dt, clip_bytes=clip.nbytes, base=base, peak=peak)))

@@ -65,14 +65,12 @@ def lowpass_step(y, x, b, a):
     return y
 
 
-def magnify(clip_bgr_u8, fps, *, alpha=10, lambda_c=16, r1=0.4, r2=0.05, chrom_attenuation=0.1, levels=None):
-    """Motion-magnified clip, same shape and dtype (amplify_spatial_lpyr_temporal_iir). The IIR band does not
-    depend on fps; it is taken for the signature of the reference's other temporal filters."""
+def magnify(clip_bgr_u8, *, alpha=10, lambda_c=16, r1=0.4, r2=0.05, chrom_attenuation=0.1, levels=None):
+    """Motion-magnified clip, same shape and dtype (amplify_spatial_lpyr_temporal_iir; its IIR band is set in
+    frames, whatever the frame rate)."""
     clip = np.asarray(clip_bgr_u8)
     if clip.dtype != np.uint8 or clip.ndim != 4 or clip.shape[3] != 3:
         raise ValueError(f'magnify wants a (T, H, W, 3) uint8 BGR clip, got {clip.shape} {clip.dtype}')
-    if not fps > 0:
-        raise ValueError(f'fps must be positive, got {fps}')
     t, h, w = clip.shape[:3]
     top = emr.levels(h, w)
     n = top if levels is None else int(levels)
@@ -112,10 +110,10 @@ def onset_change(r1=0.4, r2=0.05, **_):
     return r1 == 1 and r2 == 0
 
 
-def magnified_apex(clip, onset, apex, fps, **kw):
+def magnified_apex(clip, onset, apex, **kw):
     """Apex frame of the clip magnified from onset through apex; kw go to magnify."""
     clip = np.asarray(clip)
     if not 0 <= onset <= apex < len(clip):
         raise ValueError(f'need 0 <= onset <= apex < {len(clip)} frames, got onset={onset}, apex={apex}')
     frames = clip[[onset, apex]] if onset_change(**kw) else clip[onset:apex + 1]
-    return magnify(frames, fps, **kw)[-1]
+    return magnify(frames, **kw)[-1]

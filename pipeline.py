@@ -83,7 +83,7 @@ def emr_apex(clip, apex, scale, s, cfg):
         return clip[apex]
     if cfg.mit_evm():
         import evm
-        return evm.magnified_apex(clip, 0, apex, s.fps, **cfg.evm())
+        return evm.magnified_apex(clip, 0, apex, **cfg.evm())
     import emr
     return emr.magnify(clip[0], clip[apex], cfg.evm_alpha, cfg.evm_chroma, scale)
 

@@ -2,11 +2,14 @@
 picture. The scores themselves are loso.metrics."""
 import csv
 import io
+import logging
 
 import numpy as np
 
 from config import CLASSES, DATASETS
 from files import atomic_write
+
+log = logging.getLogger(__name__)
 
 
 def confusion(labels, preds, n_classes=3):
@@ -126,14 +129,12 @@ def figure(samples, cfg, path):
     """Saves, per class, onset | apex | magnified apex | flow (raw) | flow (magnified) of one sample as one PNG,
     through the pipeline's own steps, and logs the mean flow magnitudes."""
     import dataclasses
-    import logging
     from pathlib import Path
 
     import cv2
 
     import flow
     import pipeline
-    log = logging.getLogger(__name__)
     path = Path(path)
     if path.suffix.lower() not in ('.png', '.jpg', '.jpeg'):
         raise SystemExit(f'mer.py: error: --figure {path}: give a .png or .jpg file name')

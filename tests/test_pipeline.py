@@ -59,3 +59,14 @@ def test_a_clip_aligned_from_its_onset_gives_the_same_steps(samples):
     st = pipeline.run(s, spot)
     assert st.sample.apex == s.onset + __import__('spot').apex(full, s.fps)
     np.testing.assert_array_equal(st.x, pipeline.from_clip(full, m, st.sample, spot).x)
+
+
+def test_mits_settings_magnify_the_whole_rise_with_its_reference_code(samples):
+    import evm
+    s = samples[0]
+    mit = dataclasses.replace(CFG, evm_alpha=10.0, evm_lambda_c=16.0, evm_r1=0.4, evm_r2=0.05)
+    st = pipeline.run(s, mit)
+    assert len(st.clip) == s.apex - s.onset + 1                     # the IIR band runs over onset..apex
+    np.testing.assert_array_equal(st.apex, st.clip[-1])
+    np.testing.assert_array_equal(st.seen, evm.magnified_apex(st.clip, 0, len(st.clip) - 1, **mit.evm()))
+    assert not np.array_equal(st.seen, pipeline.run(s, CFG).seen)
