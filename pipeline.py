@@ -10,7 +10,16 @@ and the fidelity study the images, `predict` all of them.
 import dataclasses
 from typing import NamedTuple
 
+import cv2
 import numpy as np
+
+import align
+import emr
+import evm
+import flow
+import spot
+import stabilise
+from frames import read_frames
 
 
 class Steps(NamedTuple):
@@ -26,37 +35,31 @@ class Steps(NamedTuple):
 
 def needed(s, cfg):
     """(indices into s.frames the sample needs, position of its apex among them): EMR's two roles (§III.C)."""
-    import emr
-    import evm
     if cfg.emr and s.domain == 'micro' and not evm.onset_change(cfg.evm_r1, cfg.evm_r2):
         return list(range(s.onset, s.apex + 1)), s.apex - s.onset       # MIT's temporal filter: onset..apex
     apex = emr.middle_frame(s.onset, s.apex) if cfg.emr and s.domain == 'macro' else s.apex
     return [s.onset, apex], 1
 
 
-def align(frames, cfg, name):
+def align_frames(frames, cfg, name):
     """((T, align_size, align_size, 3) uint8 clip, 2x3 similarity): frames warped by the onset's similarity
     (§III.A); with cfg.stabilise each frame's rigid head motion relative to the onset removed too."""
-    import align as alignment
-    import stabilise
-    fn = stabilise.align_clip if cfg.stabilise else alignment.align_clip
+    fn = stabilise.align_clip if cfg.stabilise else align.align_clip
     return fn(frames, cfg.align_size, name=name, no_face=cfg.no_face, landmarks_path=cfg.landmarks or None)
 
 
 def spotted(full, s):
     """The sample with its apex spotted (spot.py) on `full`, its aligned clip from the onset to its last frame."""
-    import spot
     return dataclasses.replace(s, apex=s.onset + spot.apex(full, s.fps))
 
 
 def run(s, cfg):
     """Every step of one sample: its frames read and aligned, its apex spotted under cfg.apex 'spot', EMR, flow."""
-    from frames import read_frames
     if cfg.apex == 'spot':        # the whole clip from the onset is aligned, for the spotter to choose from
-        full, m = align(read_frames(s.frames[s.onset:]), cfg, str(s.frames[s.onset]))
+        full, m = align_frames(read_frames(s.frames[s.onset:]), cfg, str(s.frames[s.onset]))
         return from_clip(full, m, spotted(full, s), cfg)
     idx, _ = needed(s, cfg)
-    return steps(*align(read_frames([s.frames[i] for i in idx]), cfg, str(s.frames[idx[0]])), s, cfg)
+    return steps(*align_frames(read_frames([s.frames[i] for i in idx]), cfg, str(s.frames[idx[0]])), s, cfg)
 
 
 def from_clip(full, m, s, cfg):
@@ -68,9 +71,6 @@ def from_clip(full, m, s, cfg):
 
 def steps(clip, m, s, cfg):
     """EMR, flow and the network input of a sample from the aligned frames `needed` names."""
-    import cv2
-
-    import flow
     _, apex = needed(s, cfg)
     seen = emr_apex(clip, apex, scale(m), s, cfg)
     f = flow.optical_flow(*(cv2.cvtColor(img, cv2.COLOR_BGR2GRAY) for img in (clip[0], seen)), method=cfg.flow)
@@ -82,9 +82,7 @@ def emr_apex(clip, apex, scale, s, cfg):
     if not (cfg.emr and s.domain == 'micro'):
         return clip[apex]
     if cfg.mit_evm():
-        import evm
         return evm.magnified_apex(clip, 0, apex, **cfg.evm())
-    import emr
     return emr.magnify(clip[0], clip[apex], cfg.evm_alpha, cfg.evm_chroma, scale)
 
 
@@ -97,10 +95,6 @@ def constants():
     """The pipeline's fixed constants, beside the settings: flow parameters, the input's normalisation, the
     alignment template, head-motion removal's and the spotter's parameters (the feature cache's key and model.pt
     hold them)."""
-    import align as alignment
-    import flow
-    import spot
-    import stabilise
     return dict(tvl1=flow.TVL1_DEFAULTS, farneback=flow.FARNEBACK_DEFAULTS, encode=flow.ENCODE,
-                template=alignment.TEMPLATE, stable_box=stabilise.STABLE_BOX,
+                template=align.TEMPLATE, stable_box=stabilise.STABLE_BOX,
                 head_iterations=stabilise.HEAD_ITERATIONS, spot=spot.SPOT)

@@ -135,7 +135,7 @@ def prepare(clip, cfg, onset=None, apex=None, no_face='error', max_frames=1000, 
     if j is None and stop < n:
         log.warning('%s: only frames %d to %d (--max-frames %d) are searched for the apex', clip['path'],
                     clip['numbers'][i], clip['numbers'][stop - 1], max_frames)
-    full, m = pipeline.align(frames(clip, i, stop), cfg, f'{clip["path"]} frame {clip["numbers"][i]}')
+    full, m = pipeline.align_frames(frames(clip, i, stop), cfg, f'{clip["path"]} frame {clip["numbers"][i]}')
     s = Sample('clip', '', Path(clip['path']).name, tuple(clip['numbers'][i:stop]), 0,
                0 if j is None else j - i, -1, float(clip['fps']), domain)
     return full, m, s if j is not None else pipeline.spotted(full, s)

@@ -51,7 +51,7 @@ def test_a_macro_sample_flows_to_its_middle_frame(samples):
 
 def test_a_clip_aligned_from_its_onset_gives_the_same_steps(samples):
     s = samples[0]
-    full, m = pipeline.align(read_frames(s.frames[s.onset:]), CFG, 'clip')
+    full, m = pipeline.align_frames(read_frames(s.frames[s.onset:]), CFG, 'clip')
     a, b = pipeline.run(s, CFG), pipeline.from_clip(full, m, s, CFG)
     for name in ('transform', 'onset', 'apex', 'seen', 'flow', 'x'):
         np.testing.assert_array_equal(getattr(a, name), getattr(b, name), err_msg=name)
