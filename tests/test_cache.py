@@ -192,3 +192,20 @@ def test_unusable_samples_are_listed_together_or_left_out(demo_root, tmp_path):
     assert f'{cut}: the JPEG data ends' in msg and f'{blank}: no face found' in msg
     x, kept = cache.features(copies, cfg, tmp_path / 'cache', workers=1, quiet=True, skip_bad=True)
     assert kept == copies[2:] and x.shape == (1, 3, 40, 40)
+
+
+@pytest.mark.parametrize('start,modules', [('pipeline', cache.FLOW_MODULES), ('lbptop', cache.LBPTOP_MODULES)])
+def test_the_code_key_covers_every_module_a_feature_imports(start, modules):
+    import ast
+    project = {p.stem for p in files.ROOT.glob('*.py')}
+    seen, todo = set(), [start]
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        for node in ast.walk(ast.parse((files.ROOT / f'{name}.py').read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                [node.module] if isinstance(node, ast.ImportFrom) else []
+            todo += [n for n in names if n in project]
+    assert seen == {m[:-3] for m in modules}
