@@ -1,4 +1,5 @@
 """model.pt and `mer.py predict`: a saved model round trip, clear one-line errors, and a real video end to end."""
+import dataclasses
 import json
 from pathlib import Path
 
@@ -50,15 +51,16 @@ def _fail(args, capsys=None):
 
 def test_model_file_round_trip_gives_the_same_predictions(tmp_path):
     torch.manual_seed(0)
-    net = model.PartNet().eval()
+    net = model.PartNet(hidden=16).eval()                           # every setting travels, the heads' width too
     path = tmp_path / 'model.pt'
-    weights.save_model(path, net, config.result_settings(config.DEMO), pipeline.constants(), config.CLASSES,
-                     'v1', {'casme2': 3})
+    settings = config.result_settings(dataclasses.replace(config.DEMO, hidden=16))
+    weights.save_model(path, net, settings, pipeline.constants(), config.CLASSES, 'v1', {'casme2': 3})
     loaded, d = weights.load_model(path, FIELDS, pipeline.constants(), config.CLASSES, 'v1')
     x = torch.randn(2, 3, 64, 64)
     with torch.no_grad():
         assert torch.equal(net(x)['joint'], loaded(x)['joint'])
     assert d['settings']['size'] == 64 and d['classes'] == list(config.CLASSES) and d['trained_on'] == {'casme2': 3}
+    assert loaded.joint.in_features == 32 and d['settings']['hidden'] == 16
     assert not list(tmp_path.glob('.*tmp*'))                       # written through a temporary file, then renamed
 
 
