@@ -88,7 +88,9 @@ def list_frames(folder):
     folder = Path(folder)
     if not folder.is_dir():
         raise DatasetError(f'clip folder {folder} not found')
-    files = [p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTS and frame_number(p) is not None]
+    # Hidden files are never frames: macOS copies leave '._img46.jpg' (resource forks) beside 'img46.jpg'.
+    files = [p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTS and frame_number(p) is not None
+             and not p.name.startswith('.')]
     if not files:
         raise DatasetError(f'no numbered image frames in {folder}')
     return tuple(str(p) for p in sorted(files, key=lambda p: (frame_number(p), p.name)))
@@ -316,7 +318,8 @@ def load_ckplus(root, *, skip_bad=False):
     if not root.is_dir():
         raise DatasetError(f'{root}: folder not found; pass the folder holding cohn-kanade-images and Emotion')
     images, emotion = find(root, 'ck_images'), find(root, 'ck_emotion')
-    files = sorted(emotion.glob('*/*/*_emotion.txt'))
+    files = sorted(p for p in emotion.glob('*/*/*_emotion.txt')
+                   if not any(part.startswith('.') for part in p.relative_to(emotion).parts))
     if not files:
         raise DatasetError(f'{emotion}: no S*/*/*_emotion.txt files; CK+ labels come from the release\'s Emotion '
                            f'folder')

@@ -413,3 +413,17 @@ def test_index_problems(tiny, tmp_path):
         "index.csv:4 casme2 sub01 c: domain is 'mezzo', expected micro or macro",
         'index.csv:5: blank row'])
     assert [s.clip for s in data.load_index(index, skip_bad=True)] == ['d']
+
+
+def test_hidden_files_among_frames_and_emotion_files_are_ignored(tmp_path):
+    # A copy made on a Mac: '._' resource forks beside each file, numbered like the real ones and sorting first.
+    root = _ck(tmp_path / 'ck', [5])
+    seq = root / 'cohn-kanade-images' / 'S005' / '001'
+    real = data.list_frames(seq)
+    for f in list(seq.iterdir()):
+        (seq / f'._{f.name}').write_bytes(b'\x00\x05\x16\x07 Mac OS X resource fork')
+    emo = next((root / 'Emotion' / 'S005' / '001').iterdir())
+    (emo.parent / f'._{emo.name}').write_bytes(b'\x00\x05\x16\x07 Mac OS X resource fork')
+    assert data.list_frames(seq) == real
+    samples = data.load_ckplus(root)
+    assert len(samples) == 1 and samples[0].frames == real and samples[0].label == 1
