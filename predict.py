@@ -132,6 +132,11 @@ def prepare(clip, cfg, onset=None, apex=None, no_face='error', max_frames=1000, 
                                f'{max_frames}; raise it or give a later --onset')
     else:
         stop = min(n, i + max_frames)
+        if stop - i < 2:
+            limit = f'--max-frames {max_frames}' if stop < n else "the clip's last frame"
+            raise DatasetError(f'{clip["path"]}: 1 frame from the onset (frame {clip["numbers"][i]}) to {limit}, and '
+                               'the apex is spotted among the frames after the onset; give an earlier --onset, a '
+                               'larger --max-frames, or --apex')
     if j is None and stop < n:
         log.warning('%s: only frames %d to %d (--max-frames %d) are searched for the apex', clip['path'],
                     clip['numbers'][i], clip['numbers'][stop - 1], max_frames)

@@ -1,6 +1,6 @@
 """Weights from outside the run: ResNet18's ImageNet weights (§III.B's pre-training), found in torchvision's
 cache, a given file, or downloaded with torchvision's own API (failing fast and clearly offline); and model.pt,
-the trained model that `mer.py predict` applies (its format: README "Use a trained model")."""
+the trained model that `mer.py predict` applies (its format: docs/predict.md)."""
 import io
 import json
 import logging
@@ -106,9 +106,14 @@ def load_model(path, settings, pipeline, classes, code_version):
     pipeline constants, classes or setting names than this code's (`settings`: its Config fields) is a
     ModelFileError naming what differs, another code version only a warning."""
     path = Path(path)
+    if path.is_dir():
+        inside = ' (there is one inside it: pass ' + str(path / 'model.pt') + ')' if (path / 'model.pt').is_file() \
+            else ''
+        raise ModelFileError(f'{path}: a folder, not a model file{inside}; pass the model.pt that mer.py '
+                             '--save-model wrote into a run folder')
     if not path.is_file():
-        raise FileNotFoundError(f'{path}: no such model file; write one with mer.py ... --save-model (README: '
-                                '"Use a trained model")')
+        raise FileNotFoundError(f'{path}: no such model file; write one with mer.py ... --save-model '
+                                '(docs/predict.md)')
     d = load_plain(path, lambda kind: ModelFileError(
         f'{path}: not a model file written by mer.py --save-model ({kind}); pass the model.pt of a run folder'))
     if not isinstance(d, dict) or d.get('format') != FORMAT or set(MODEL_KEYS) - set(d):

@@ -93,6 +93,11 @@ def test_a_file_that_is_not_a_model_is_one_line(frames_dir, tmp_path):
     assert 'no such model file' in _fail([str(frames_dir), '--model', str(tmp_path / 'none.pt')])
 
 
+def test_a_folder_given_as_the_model_is_named_as_a_folder(model_file, frames_dir):
+    msg = _fail([str(frames_dir), '--model', str(model_file.parent)])
+    assert f'{model_file.parent}: a folder, not a model file' in msg and f'pass {model_file}' in msg
+
+
 def test_bad_clips_are_one_line_naming_the_file_and_nothing_is_written(model_file, frames_dir, tmp_path):
     not_video = tmp_path / 'clip.mp4'
     not_video.write_text('not a video')
@@ -108,6 +113,8 @@ def test_bad_clips_are_one_line_naming_the_file_and_nothing_is_written(model_fil
              ([str(single)], str(single), '1 frame; a clip needs at least 2'),
              ([str(frames_dir), '--onset', '12', '--apex', '11'], str(frames_dir), 'must come after the onset'),
              ([str(frames_dir), '--apex', '14'], str(frames_dir), '--apex 14 is beyond the clip\'s frames (10 to 13)'),
+             ([str(frames_dir), '--onset', '13'], str(frames_dir), '1 frame from the onset (frame 13) to the clip'),
+             ([str(frames_dir), '--max-frames', '1'], str(frames_dir), '1 frame from the onset (frame 10) to --max'),
              ([str(frames_dir), str(not_video)], str(not_video), 'OpenCV reads no frames')]
     for args, name, what in cases:
         msg = _fail([*args, '--model', str(model_file), '--figure', str(fig)])
