@@ -7,17 +7,17 @@ changes it. Two are defined here: the network input (pipeline.py) and the LBP-TO
 (lbptop.py); `features` takes either.
 """
 import hashlib
+import io
 import json
 import logging
 import os
 import re
-import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
-from files import source_digest
+from files import atomic_write, source_digest
 
 log = logging.getLogger(__name__)
 # The modules whose code computes each feature: what they compute is part of its key.
@@ -119,15 +119,9 @@ def cached(cache_dir, key, compute):
         return arr
     arr = np.asarray(compute())
     path.parent.mkdir(parents=True, exist_ok=True)
-    # A temp file beside the target plus os.replace: readers (other shards) see the whole file or none.
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f'.{key}.', suffix='.tmp')
-    try:
-        with os.fdopen(fd, 'wb') as fh:
-            np.save(fh, arr, allow_pickle=False)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    buf = io.BytesIO()
+    np.save(buf, arr, allow_pickle=False)
+    atomic_write(path, buf.getvalue())       # readers (other shards) see the whole file or none
     return arr
 
 
