@@ -78,6 +78,13 @@ def parser():
     r.add_argument('--weights', help="ResNet18 ImageNet weights (.pth); default: torchvision's cache, else download")
     r.add_argument('--out', help='run folder (default runs/<data>/<row>, e.g. runs/demo/part_adversarial_emr)')
     r.add_argument('--cache', default='.cache/features', help='feature cache folder (default %(default)s)')
+    r.add_argument('--protocol', choices=('loso', 'hde'), default='loso', help="loso: leave one subject out of the "
+                   "MEGC2019 composite (the paper's, default); hde: MEGC2018's held-out databases, train on two of "
+                   'SMIC, CASME II and SAMM (and CK+), test on the third')
+    r.add_argument('--seeds', help='run each row under several seeds, e.g. 0,1,2, each a full run in its own '
+                   'sub-folder seed<N>; the table gives the mean ± sd over them (instead of --seed)')
+    r.add_argument('--bootstrap', type=ranged(int, 100), default=1000, help='bootstrap draws of the 95 %% '
+                   'intervals over subjects (default %(default)s)')
     r.add_argument('--folds', default='1/1', help='run shard i of n of the folds, e.g. 2/4; a later plain call merges')
     r.add_argument('--figure', help='save onset / apex / magnified apex / flow pictures of a few samples to this PNG')
     r.add_argument('--save-model', action='store_true', help='after the LOSO, train one model on every subject with '
@@ -99,6 +106,17 @@ def parse_args(argv=None):
         a.shard = (i, n)
     except (ValueError, AssertionError):
         p.error(f'--folds {a.folds}: expected i/n with 1 <= i <= n, e.g. 1/4')
+    a.seed_list = None
+    if a.seeds is not None:
+        try:
+            a.seed_list = [int(t) for t in a.seeds.split(',')]
+            assert a.seed_list and min(a.seed_list) >= 0 and len(set(a.seed_list)) == len(a.seed_list)
+        except (ValueError, AssertionError):
+            p.error(f'--seeds {a.seeds}: expected distinct integers >= 0 separated by commas, e.g. 0,1,2')
+        if hasattr(a, 'seed'):
+            p.error('--seed and --seeds contradict each other: give one')
+        if a.method == 'lbptop':
+            p.error('--seeds: the LBP-TOP baseline has no seed (its SVM is deterministic); run it without')
     if a.weights and getattr(a, 'init', 'imagenet') == 'random':
         p.error('--weights and --init random contradict each other: give one')
     if a.weights:

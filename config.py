@@ -68,8 +68,6 @@ class Config:
     zoom: float = setting(0.9, 'augmentation: a crop of zoom..1 of the side', above=0, max=1)
     precision: str = setting('auto', 'autocast dtype (auto: bf16 on CUDA and on CPUs with fast bf16); BatchNorm '
                              'fp32', choices=('auto', 'bf16', 'fp32'))
-    select_on_test: bool = setting(False, "also report the authors' per-fold best epoch chosen on the test "
-                                   'subject (optimistic)')
     seed: int = setting(0, 'seed of every fold\'s schedule', min=0)
     # -- how the run is carried out (never changes a result)
     device: str = setting('auto', 'auto | cpu | cuda | cuda:N', volatile=True)

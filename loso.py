@@ -1,9 +1,11 @@
-"""Leave-One-Subject-Out over the MEGC2019 composite and its scores (paper §IV, MEGC2019's protocol).
+"""Leave-One-Subject-Out over the MEGC2019 composite and its scores (paper §IV, MEGC2019's protocol), and
+MEGC2018's held-out-database protocol beside it.
 
 Each micro-expression subject (of each dataset) is held out once: its fold trains on every other micro subject
 and on every macro sample (CK+), which enters training only, never a test set (`plan_folds`). The predictions of
 every fold are pooled and scored as MEGC2019 defines it (`uf1_uar`): per class TP, FP and FN summed over all
 folds, F1 and recall per class, averaged over the classes; overall and per dataset, Table I's columns (`metrics`).
+`plan_heldout` (--protocol hde) holds out a whole dataset instead. stats.py says how uncertain the scores are.
 runs.py trains the folds and keeps the run folder.
 """
 import numpy as np
@@ -28,6 +30,26 @@ def plan_folds(meta):
         held = set(test)
         specs.append((k, np.array([i for i in micro if i not in held] + macro), np.array(test)))
     return specs
+
+
+def plan_heldout(meta):
+    """[(key, train indices, test indices)] of the held-out-database protocol (MEGC2018's HDE): one fold per micro
+    dataset, tested on all of its samples and trained on the other datasets' micro samples and every macro one."""
+    micro = [i for i, m in enumerate(meta) if m.domain == 'micro']
+    macro = [i for i, m in enumerate(meta) if m.domain == 'macro']
+    present = {meta[i].dataset for i in micro}
+    names = [d for d in DATASETS if d in present] + sorted(present - set(DATASETS))
+    return [(f'heldout_{ds}', np.array([i for i in micro if meta[i].dataset != ds] + macro),
+             np.array([i for i in micro if meta[i].dataset == ds])) for ds in names]
+
+
+# --protocol: how the micro samples are split into folds.
+PROTOCOLS = {'loso': plan_folds, 'hde': plan_heldout}
+
+
+def fold_of(protocol):
+    """The fold a prediction row belongs to under `protocol`: its subject (LOSO) or its dataset (HDE)."""
+    return (lambda r: r['dataset']) if protocol == 'hde' else (lambda r: (r['dataset'], r['subject']))
 
 
 def uf1_uar(labels, preds, n_classes=3):

@@ -1,5 +1,6 @@
-"""What a LOSO run writes and prints: Table I, the MEGC log, confusion matrices, training curves, the --figure
-picture. The scores themselves are loso.metrics."""
+"""What a run writes and prints: Table I with intervals, the paired comparisons of rows, the protocol audit, the
+MEGC log, confusion matrices, training curves, the --figure picture. The scores themselves are loso.metrics and
+stats.py."""
 import csv
 import io
 import logging
@@ -20,14 +21,15 @@ def confusion(labels, preds, n_classes=3):
 
 
 def table(named_metrics):
-    """Markdown rows in the layout of the paper's Table I: overall, SMIC, CASME II, SAMM; UF1 and UAR each."""
+    """Markdown rows in the layout of the paper's Table I: overall, SMIC, CASME II, SAMM; UF1 and UAR each, with
+    their intervals (and the spread over seeds) where the metrics have them."""
     head = ('| method | UF1 | UAR | SMIC UF1 | SMIC UAR | CASME II UF1 | CASME II UAR | SAMM UF1 | SAMM UAR |\n'
             '|---|---|---|---|---|---|---|---|---|')
     lines = [head]
     for name, m in named_metrics:
         cells = []
         for ds in ('all',) + DATASETS:
-            cells += [f"{m[ds]['uf1']:.4f}", f"{m[ds]['uar']:.4f}"] if ds in m else ['–', '–']
+            cells += [cell(m[ds], 'uf1'), cell(m[ds], 'uar')] if ds in m else ['–', '–']
         lines.append(f'| {name} | ' + ' | '.join(cells) + ' |')
     return '\n'.join(lines)
 
@@ -108,14 +110,33 @@ def save_curves(out, logs):
     plt.close(fig)
 
 
-def write_run(out, rows, logs, select_on_test):
-    """metrics.json, megc_log.txt, train_log.csv, curves.png and the confusion matrices of a finished run."""
+def scored(runs, n_boot):
+    """Table I's metrics of a row (loso.metrics; the mean over its runs, one per seed, with the standard deviation
+    over them as uf1_sd, uar_sd) with stats.bootstrap's 95 % intervals as uf1_ci, uar_ci."""
+    import loso
+    import stats
+    each = [loso.metrics(rows) for rows in runs]
+    ci = stats.bootstrap(runs, n_boot)
+    res = {}
+    for ds, m in each[0].items():
+        res[ds] = {'n': m['n']}
+        for k in ('uf1', 'uar'):
+            v = [e[ds][k] for e in each]
+            res[ds][k] = round(float(np.mean(v)), 4)
+            if len(runs) > 1:
+                res[ds][k + '_sd'] = round(float(np.std(v, ddof=1)), 4)
+            res[ds][k + '_ci'] = ci[ds][k]
+    return res
+
+
+def write_run(out, rows, logs, protocol='loso', n_boot=1000):
+    """metrics.json (scores with intervals, and the protocol audit), megc_log.txt, train_log.csv, curves.png and
+    the confusion matrices of a finished run; returns what metrics.json holds."""
     import json
 
     import loso
-    res = {'honest': loso.metrics(rows, 'pred')}
-    if select_on_test:
-        res['selected_on_test'] = loso.metrics(rows, 'pred_selected')
+    import stats
+    res = {'honest': scored([rows], n_boot), 'audit': stats.audit(rows, loso.fold_of(protocol))}
     atomic_write(out / 'metrics.json', json.dumps(res, indent=1))
     atomic_write(out / 'megc_log.txt', megc_log(rows))
     if any(rows for _, rows in logs):
@@ -123,6 +144,49 @@ def write_run(out, rows, logs, select_on_test):
         save_curves(out, logs)
     save_confusions(out, rows)
     return res
+
+
+def cell(m, k):
+    """'0.7885 [0.741, 0.832]', with '± sd' after the mean of several seeds."""
+    sd = f" ± {m[k + '_sd']:.3f}" if k + '_sd' in m else ''
+    ci = f" [{m[k + '_ci'][0]:.3f}, {m[k + '_ci'][1]:.3f}]" if k + '_ci' in m else ''
+    return f'{m[k]:.4f}{sd}{ci}'
+
+
+def paired_table(comparisons):
+    """Markdown: per (name, stats.paired result) the difference UF1 and UAR with the paired bootstrap's 95 %
+    interval, overall and per dataset, and the share of draws in which the first row is ahead (and tied)."""
+    def share(p):
+        return f'{p[2]:.0%}' + (f' ({p[3]:.0%} tied)' if p[3] else '')
+
+    lines = ['| comparison | ΔUF1 [95 % CI] | first ahead | ΔUAR [95 % CI] | first ahead | SMIC ΔUF1 | CASME II ΔUF1 '
+             '| SAMM ΔUF1 |', '|---|---|---|---|---|---|---|---|']
+    for name, p in comparisons:
+        def d(ds, k):
+            if ds not in p:
+                return '–'
+            diff, (lo, hi), _, _ = p[ds][k]
+            return f'{diff:+.4f} [{lo:+.3f}, {hi:+.3f}]'
+        lines.append(f"| {name} | {d('all', 'uf1')} | {share(p['all']['uf1'])} | {d('all', 'uar')} | "
+                     f"{share(p['all']['uar'])} | " + ' | '.join(d(ds, 'uf1') for ds in DATASETS) + ' |')
+    return '\n'.join(lines)
+
+
+def audit_table(named_audits):
+    """Markdown: a row's UF1 (and UAR, accuracy where the variant defines them) under each evaluation of
+    stats.AUDIT, one line per row of Table I, and what each evaluation does and whose code does it."""
+    import stats
+    lines = ['| method | ' + ' | '.join(name for _, name, _, _ in stats.AUDIT) + ' |',
+             '|---' * (len(stats.AUDIT) + 1) + '|']
+    for name, a in named_audits:
+        cells = []
+        for key, _, _, _ in stats.AUDIT:
+            v = a[key]
+            cells.append(f"UF1 {v['uf1']:.4f}" + (f", UAR {v['uar']:.4f}" if 'uar' in v else '') +
+                         (f", acc {v['acc']:.4f}" if 'acc' in v else ''))
+        lines.append(f'| {name} | ' + ' | '.join(cells) + ' |')
+    lines += [''] + [f'- {name}: {what} ({who})' for _, name, what, who in stats.AUDIT]
+    return '\n'.join(lines)
 
 
 def figure(samples, cfg, path):

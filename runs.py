@@ -179,10 +179,10 @@ def _train_in_processes(specs, data, n_samples, cfg, device, weights, bar, jobs,
             p.join()
 
 
-def _prepare(out, meta, shard):
+def _prepare(out, meta, shard, protocol):
     """(every fold's spec, the folds of this shard still to run): damaged fold files are removed first."""
     (out / 'folds').mkdir(parents=True, exist_ok=True)
-    specs = loso.plan_folds(meta)
+    specs = loso.PROTOCOLS[protocol](meta)
     for key, _, test in specs:         # a damaged fold file is trained again, never merged short
         path = out / 'folds' / f'{key}.csv'
         why = path.is_file() and check_fold_file(path, {(meta[i].dataset, meta[i].subject, meta[i].clip):
@@ -198,9 +198,10 @@ def _fold_rows(meta, test, pred, sel):
                  pred=int(p), pred_selected=int(s)) for i, p, s in zip(test, pred, sel)]
 
 
-def _finish(out, specs, done, select_on_test):
-    """The run's metrics and files once every fold is done, else None (other shards still to come): `done`
-    {key: (rows, log)} holds the folds finished here, the fold files the others."""
+def _finish(out, specs, done, protocol, n_boot):
+    """The run's metrics (as metrics.json) with its prediction rows under 'rows', once every fold is done, else
+    None (other shards still to come): `done` {key: (rows, log)} holds the folds finished here, the fold files
+    the others."""
     rows, logs, missing = [], [], []
     for key, _, _ in specs:
         fold = done.get(key) or read_fold(out, key)
@@ -213,15 +214,16 @@ def _finish(out, specs, done, select_on_test):
     if missing:
         log.info('%d folds still missing (other shards or processes): %s', len(missing), ' '.join(missing[:10]))
         return None
-    return report.write_run(out, rows, logs, select_on_test)
+    return dict(report.write_run(out, rows, logs, protocol, n_boot), rows=rows)
 
 
-def run(x, meta, cfg, out, weights=None, shard=(1, 1)):
-    """LOSO over the micro subjects in `meta`; writes the run folder; returns metrics, or None if folds remain."""
+def run(x, meta, cfg, out, weights=None, shard=(1, 1), protocol='loso', n_boot=1000):
+    """The folds of `protocol` (loso.PROTOCOLS) over the micro samples in `meta`; writes the run folder; returns
+    _finish's metrics and rows, or None if folds remain. n_boot: bootstrap draws of the intervals."""
     import torch
     from tqdm import tqdm
     out = Path(out)
-    specs, todo = _prepare(out, meta, shard)
+    specs, todo = _prepare(out, meta, shard, protocol)
     device = engine.resolve_device(cfg.device)
     n_micro = sum(m.domain == 'micro' for m in meta)
     n_samples = len(meta)
@@ -231,8 +233,8 @@ def run(x, meta, cfg, out, weights=None, shard=(1, 1)):
         torch.backends.cudnn.benchmark = True     # every fold has the same shapes: choose the kernels once
     jobs = 1 if cuda else max(1, min(cfg.jobs or os.cpu_count(), len(todo)))
     streams = cfg.streams or engine.CUDA_STREAMS
-    log.info('LOSO: %d folds (%d to train here), %d micro + %d macro samples; %s, %s; backbone lr %g, heads lr %g',
-             len(specs), len(todo), n_micro, n_samples - n_micro,
+    log.info('%s: %d folds (%d to train here), %d micro + %d macro samples; %s, %s; backbone lr %g, heads lr %g',
+             protocol.upper(), len(specs), len(todo), n_micro, n_samples - n_micro,
              f'{device}, {streams} folds at a time as CUDA graphs on their own streams' if cuda else
              f'{device}, {jobs} training process{"es" * (jobs > 1)}', 'bf16' if engine.bf16(cfg, device) else 'fp32',
              cfg.backbone_lr(), cfg.lr_heads)
@@ -251,16 +253,16 @@ def run(x, meta, cfg, out, weights=None, shard=(1, 1)):
             write_fold(out, key, rows, epochs)
             done[key] = rows, epochs
     if todo:
-        log.info('LOSO training: %d folds in %.1f s', len(todo), time.time() - t0)
-    return _finish(out, specs, done, cfg.select_on_test)
+        log.info('training: %d folds in %.1f s', len(todo), time.time() - t0)
+    return _finish(out, specs, done, protocol, n_boot)
 
 
-def run_baseline(x, meta, out, predict, shard=(1, 1)):
-    """LOSO of a classical baseline on the micro samples of `meta` (macro samples never enter it), with the same
-    folds and run folder as `run`: predict(x_train, y_train, x_test) gives one fold's predictions."""
+def run_baseline(x, meta, out, predict, shard=(1, 1), protocol='loso', n_boot=1000):
+    """A classical baseline on the micro samples of `meta` (macro samples never enter it), with the same folds
+    and run folder as `run`: predict(x_train, y_train, x_test) gives one fold's predictions."""
     out = Path(out)
     meta = [m for m in meta if m.domain == 'micro']
-    specs, todo = _prepare(out, meta, shard)
+    specs, todo = _prepare(out, meta, shard, protocol)
     y = np.array([m.label for m in meta])
     t0 = time.time()
     claim = fold_claims(out)
@@ -273,8 +275,8 @@ def run_baseline(x, meta, out, predict, shard=(1, 1)):
         write_fold(out, key, rows)
         done[key] = rows, None
     if todo:
-        log.info('LOSO of the baseline: %d folds in %.1f s', len(todo), time.time() - t0)
-    return _finish(out, specs, done, False)
+        log.info('baseline: %d folds in %.1f s', len(todo), time.time() - t0)
+    return _finish(out, specs, done, protocol, n_boot)
 
 
 def train_final(x, meta, cfg, weights=None):

@@ -9,6 +9,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
+
 import config
 from config import PAPER, ROWS
 
@@ -69,8 +71,9 @@ def run_row(a, cfg, micro, macro, weights, out, feats):
                                         desc='align+EMR+flow' if cfg.emr else 'align+flow')
     x, samples = feats[cfg.emr]
     out.mkdir(parents=True, exist_ok=True)
-    runs.check_config(out, dict(config.result_settings(cfg), data=a.data, index=a.index, row=cfg.row()))
-    res = None if a.final_only else runs.run(x, samples, cfg, out, weights, a.shard)
+    runs.check_config(out, dict(config.result_settings(cfg), data=a.data, index=a.index, row=cfg.row(),
+                                protocol=a.protocol))
+    res = None if a.final_only else runs.run(x, samples, cfg, out, weights, a.shard, a.protocol, a.bootstrap)
     if a.save_model and a.shard == (1, 1) and (res is not None or a.final_only):
         save_final(x, samples, cfg, weights, out)
     return res
@@ -104,12 +107,42 @@ def run_lbptop(a, cfg, micro, out):
                                 desc='align+TIM+LBP-TOP')
     out.mkdir(parents=True, exist_ok=True)
     runs.check_config(out, dict(align_size=cfg.align_size, no_face=cfg.no_face, landmarks=cfg.landmarks,
-                                **lbptop.SETTINGS, data=a.data, index=a.index, row='LBP-TOP'))
-    return runs.run_baseline(x, samples, out, lbptop.svm_predict, a.shard)
+                                **lbptop.SETTINGS, data=a.data, index=a.index, row='LBP-TOP', protocol=a.protocol))
+    return runs.run_baseline(x, samples, out, lbptop.svm_predict, a.shard, a.protocol, a.bootstrap)
+
+
+def summaries(a, results):
+    """(Table I's lines, the paired comparisons of every row with the first network row, the protocol audit's
+    lines) of the finished rows `results` [(name, [metrics and rows of each seed's run])]."""
+    import report
+    import stats
+    lines, audits = [], []
+    for name, done in results:
+        if len(done) == 1:
+            lines.append((name, done[0]['honest']))
+        else:
+            lines += [(f'{name}, seed {s}', r['honest']) for s, r in zip(a.seed_list, done)]
+            lines.append((f'{name}, mean of {len(done)} seeds', report.scored([r['rows'] for r in done],
+                                                                               a.bootstrap)))
+        audits.append((name, {k: {m: round(float(np.mean([r['audit'][k][m] for r in done])), 4) for m in v}
+                              for k, v in done[0]['audit'].items()}))
+    full = next(((n, d) for n, d in results if n != 'LBP-TOP'), None)
+    paired = []
+    for name, done in results:
+        if full and name != full[0]:
+            try:
+                paired.append((f'{full[0]} − {name}', stats.paired([r['rows'] for r in full[1]],
+                                                                   [r['rows'] for r in done], a.bootstrap)))
+            except ValueError as e:       # --skip-bad left other subjects out of one row than of the other
+                log.warning('%s against %s: not compared, %s', full[0], name, e)
+    return lines, paired, audits
 
 
 def run(a, cfg):
-    """Every stage for the rows asked for; prints Table I; returns the exit status."""
+    """Every stage for the rows asked for; prints Table I, the paired comparisons and the protocol audit; returns
+    the exit status."""
+    import json
+
     import report
     from files import atomic_write
     t0 = time.time()
@@ -122,13 +155,18 @@ def run(a, cfg):
     log.info('%d micro samples (%s), %d macro samples, %d subjects', len(micro),
              ', '.join(f'{d} {sum(s.dataset == d for s in micro)}' for d in config.DATASETS), len(macro),
              len({(s.dataset, s.subject) for s in micro}))
+    held = sorted({s.dataset for s in micro})
+    if a.protocol == 'hde' and len(held) < 2:
+        raise SystemExit(f'mer.py: error: --protocol hde holds out one dataset and trains on the others, but the '
+                         f'micro samples come from {len(held)} ({", ".join(held) or "none"}); use --protocol loso')
     if a.figure:
         report.figure(micro, cfg, a.figure)
     baseline = (a.table or a.method == 'lbptop') and not a.final_only
     weights = None if a.method == 'lbptop' else trunk_weights(cfg, a.weights)
     rows = ROWS if a.table else [] if a.method == 'lbptop' else [(cfg.parts, cfg.adv, cfg.emr)]
     # Each row gets its own folder, so runs with other flags never collide (a resume checks the settings).
-    base = Path(a.out or f"runs/{'demo' if a.demo else Path(a.data or a.index).stem}")
+    stem = 'demo' if a.demo else Path(a.data or a.index).stem
+    base = Path(a.out or f"runs/{stem}{'_hde' * (a.protocol == 'hde')}")
     check_writable(base, '--out')
     check_writable(a.cache, '--cache')
     feats, results, unfinished = {}, [], []
@@ -139,15 +177,22 @@ def run(a, cfg):
         if res is None:
             unfinished.append(out)
         else:
-            results.append(('LBP-TOP', res))
+            results.append(('LBP-TOP', [res]))
     for parts, adv, emr in rows:
         row = dataclasses.replace(cfg, parts=parts, adv=adv and bool(macro), emr=emr)
-        out = row_folder(a, base, row.row())
-        res = run_row(a, row, micro, macro, weights, out, feats)
-        if res is None:
-            unfinished.append(out)
-        else:
-            results.append((row.row(), res))
+        done = []
+        for seed in a.seed_list or [row.seed]:
+            out = row_folder(a, base, row.row()) / (f'seed{seed}' if a.seed_list else '')
+            res = run_row(a, dataclasses.replace(row, seed=seed), micro, macro, weights, out, feats)
+            if res is None:
+                unfinished.append(out)
+            else:
+                done.append(res)
+                m = res['honest']['all']
+                log.info('%s%s: UF1 %s, UAR %s', row.row(), f', seed {seed}' * bool(a.seed_list),
+                         report.cell(m, 'uf1'), report.cell(m, 'uar'))
+        if done and len(done) == len(a.seed_list or [row.seed]):
+            results.append((row.row(), done))
     if a.final_only:
         print('\n'.join(str(out / 'model.pt') for out in unfinished))
         return 0
@@ -159,14 +204,21 @@ def run(a, cfg):
             print(f'{", ".join(map(str, unfinished))}: folds that another process is training are still missing; '
                   'run the same command again once it has finished, to merge')
         return 0
-    named = [(n, r['honest']) for n, r in results]
-    if cfg.select_on_test:
-        named += [(n + ' [best epoch chosen on test]', r['selected_on_test']) for n, r in results
-                  if 'selected_on_test' in r]
-    text = report.table(named)
-    where = base if a.table else out
-    atomic_write(where / 'table.md', text + '\n')
+    lines, paired, audits = summaries(a, results)
+    title = ('Held-out databases (MEGC2018 HDE: each dataset tested by a model trained on the others; "UF1", '
+             '"UAR" pool the three test sets)' if a.protocol == 'hde' else 'Table I (LOSO over the composite)')
+    text = (f'{title}; 95 % intervals over subjects ({a.bootstrap} bootstrap draws, subjects resampled within '
+            f'each dataset):\n\n{report.table(lines)}\n')
+    if paired:
+        text += ('\nPaired comparisons (the same resampled subjects for both rows; "first ahead": the share of '
+                 f'draws in which the first row scores higher):\n\n{report.paired_table(paired)}\n')
+    text += ('\nProtocol audit (the same predictions under the evaluations of published code; README: "What the '
+             f'numbers mean"):\n\n{report.audit_table(audits)}\n')
+    where = base if a.table else out.parent if a.seed_list else out
+    atomic_write(where / 'table.md', text)
+    if paired:
+        atomic_write(where / 'paired.json', json.dumps(dict(paired), indent=1))
     print(text)
-    print(f'\n{where}: fold predictions, megc_log.txt, metrics.json, train_log.csv, curves.png, confusion matrices; '
+    print(f'{where}: fold predictions, megc_log.txt, metrics.json, train_log.csv, curves.png, confusion matrices; '
           f'{time.time() - t0:.0f} s')
     return 0

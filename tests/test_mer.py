@@ -1,5 +1,6 @@
 """The command line end to end on the small demo set: every stage chained, the run folder, resume, clear errors."""
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -26,11 +27,14 @@ def _args(demo_root, cache, *extra):
 
 def test_one_command_runs_every_stage_and_writes_the_run_folder(demo_root, tmp_path, cache, capsys):
     out = tmp_path / 'run'
-    assert mer.main(_args(demo_root, cache, '--out', str(out), '--select-on-test')) == 0
+    assert mer.main(_args(demo_root, cache, '--out', str(out))) == 0
     printed = capsys.readouterr().out
-    assert '| Part + Adversarial + EMR |' in printed and '[best epoch chosen on test]' in printed
+    assert re.search(r'\| Part \+ Adversarial \+ EMR \| \d\.\d{4} \[\d\.\d{3}, \d\.\d{3}\] \|', printed)
+    assert 'Protocol audit' in printed and 'Paired comparisons' not in printed
     m = json.loads((out / 'metrics.json').read_text())
-    assert set(m) == {'honest', 'selected_on_test'}
+    assert set(m) == {'honest', 'audit'} and m['audit']['megc']['uf1'] == m['honest']['all']['uf1']
+    lo, hi = m['honest']['all']['uf1_ci']
+    assert lo <= m['honest']['all']['uf1'] <= hi
     assert {k: v['n'] for k, v in m['honest'].items()} == {'all': 18, 'smic': 6, 'casme2': 6, 'samm': 6}
     cfg = json.loads((out / 'config.json').read_text())
     assert (cfg['parts'], cfg['adv'], cfg['emr'], cfg['init']) == (True, True, True, 'random')
@@ -43,14 +47,14 @@ def test_one_command_runs_every_stage_and_writes_the_run_folder(demo_root, tmp_p
 
     # Started again with the same flags: every fold is found, nothing retrains, the same table comes out.
     stamps = {p.name: p.stat().st_mtime_ns for p in (out / 'folds').glob('*.csv')}
-    assert mer.main(_args(demo_root, cache, '--out', str(out), '--select-on-test')) == 0
+    assert mer.main(_args(demo_root, cache, '--out', str(out))) == 0
     assert {p.name: p.stat().st_mtime_ns for p in (out / 'folds').glob('*.csv')} == stamps
     assert capsys.readouterr().out.splitlines()[:-1] == printed.splitlines()[:-1]     # the last line is timing
     assert json.loads((out / 'metrics.json').read_text()) == m
 
     # The same folder with another setting is refused, naming what differs.
     with pytest.raises(SystemExit, match=r'config.json: this run folder was made with other settings \(adv, row\)'):
-        mer.main(_args(demo_root, cache, '--out', str(out), '--select-on-test', '--no-adv'))
+        mer.main(_args(demo_root, cache, '--out', str(out), '--no-adv'))
 
 
 def test_table_runs_every_row_into_its_own_folder(demo_root, tmp_path, cache, capsys):
@@ -66,7 +70,7 @@ def test_table_runs_every_row_into_its_own_folder(demo_root, tmp_path, cache, ca
     args[args.index('--data')] = '--index'
     assert mer.main(args + ['--out', str(out), '--table', '--batch-size', '32']) == 0
     printed = capsys.readouterr().out
-    assert printed.splitlines()[2].startswith('| LBP-TOP |')             # the baseline first, as in the paper
+    assert printed.splitlines()[4].startswith('| LBP-TOP |')             # the baseline first, as in the paper
     for parts, adv, emr in config.ROWS:
         name = config.Config(parts=parts, adv=adv, emr=emr).row()
         assert f'| {name} |' in printed
@@ -74,6 +78,14 @@ def test_table_runs_every_row_into_its_own_folder(demo_root, tmp_path, cache, ca
         assert len(list((out / table.slug(name) / 'folds').glob('*.csv'))) == 2
     assert len(list((out / 'lbp-top' / 'folds').glob('*.csv'))) == 2
     assert (out / 'table.md').is_file()
+    # Each ablation against the full method, on the same resampled subjects, and every row's audit.
+    paired = json.loads((out / 'paired.json').read_text())
+    full = config.PAPER.row()
+    assert sorted(paired) == sorted(f'{full} − {n}' for n in ['LBP-TOP'] + [
+        config.Config(parts=p, adv=a, emr=e).row() for p, a, e in config.ROWS[1:]])
+    assert 'Paired comparisons' in printed and f'| {full} − LBP-TOP | ' in printed
+    audit = printed[printed.index('Protocol audit'):]
+    assert f'| {full} | UF1 ' in audit and '| LBP-TOP | UF1 ' in audit
 
 
 def test_the_lbptop_baseline_alone_writes_a_run_folder(demo_root, tmp_path, cache, capsys):
@@ -245,3 +257,55 @@ def test_training_workers_die_with_a_killed_parent(demo_root, tmp_path, cache):
     for w in alive:
         os.kill(w, signal.SIGKILL)
     assert not alive, f'training processes {alive} outlived their killed parent'
+
+
+def test_seeds_run_each_seed_in_its_own_folder_and_average(demo_root, tmp_path, cache, capsys):
+    out = tmp_path / 'seeds'
+    assert mer.main(_args(demo_root, cache, '--out', str(out), '--seeds', '0,3', '--folds', '1/1')) == 0
+    printed = capsys.readouterr().out
+    for seed in (0, 3):
+        assert json.loads((out / f'seed{seed}' / 'config.json').read_text())['seed'] == seed
+        assert len(list((out / f'seed{seed}' / 'folds').glob('*.csv'))) == 6
+        assert f'| Part + Adversarial + EMR, seed {seed} | ' in printed
+    one, two = (json.loads((out / f'seed{s}' / 'metrics.json').read_text())['honest']['all']['uf1'] for s in (0, 3))
+    mean = re.search(r'\| Part \+ Adversarial \+ EMR, mean of 2 seeds \| (\d\.\d{4}) ± (\d\.\d{3}) \[', printed)
+    assert mean and float(mean[1]) == pytest.approx((one + two) / 2, abs=1e-4)
+    assert float(mean[2]) == pytest.approx(abs(one - two) / 2 ** 0.5, abs=1e-3)      # sd of two values
+    assert (out / 'table.md').read_text().strip() in printed
+
+
+def test_held_out_databases_train_on_the_others(demo_root, tmp_path, cache, capsys):
+    out = tmp_path / 'hde'
+    assert mer.main(_args(demo_root, cache, '--out', str(out), '--protocol', 'hde')) == 0
+    printed = capsys.readouterr().out
+    assert printed.startswith('Held-out databases') and '| Part + Adversarial + EMR | ' in printed
+    assert sorted(p.name for p in (out / 'folds').glob('*.csv')) == [
+        'heldout_casme2.csv', 'heldout_samm.csv', 'heldout_smic.csv']
+    m = json.loads((out / 'metrics.json').read_text())
+    assert {k: v['n'] for k, v in m['honest'].items()} == {'all': 18, 'smic': 6, 'casme2': 6, 'samm': 6}
+    assert json.loads((out / 'config.json').read_text())['protocol'] == 'hde'
+    with pytest.raises(SystemExit, match=r'other settings \(protocol\)'):          # not merged with a LOSO run
+        mer.main(_args(demo_root, cache, '--out', str(out)))
+
+
+def test_bad_statistics_flags_stop_at_parse_time(demo_root, tmp_path, capsys):
+    for extra, words in ((['--seeds', '0,x'], '--seeds 0,x: expected distinct integers'),
+                         (['--seeds', '1,1'], '--seeds 1,1: expected distinct integers'),
+                         (['--seeds', '0,1', '--seed', '2'], '--seed and --seeds contradict'),
+                         (['--protocol', 'kfold'], "--protocol: invalid choice: 'kfold'"),
+                         (['--bootstrap', '50'], '--bootstrap: 50 is outside [100, inf]')):
+        with pytest.raises(SystemExit):
+            mer.main(['--data', str(tmp_path / 'nowhere'), *extra])
+        assert words in capsys.readouterr().err.strip().splitlines()[-1]
+    assert not any(tmp_path.iterdir())
+    # Held out databases need two: one line before anything is trained or written.
+    import data
+    samm = [s for s in data.load_megc(demo_root / 'megc') if s.dataset == 'samm'][:4]
+    index = tmp_path / 'samm.csv'
+    index.write_text('dataset,subject,clip,frames_dir,onset,apex,label\n' + ''.join(
+        f'{s.dataset},{s.subject},{s.clip},{Path(s.frames[0]).parent},{data.frame_number(s.frames[s.onset])},'
+        f'{data.frame_number(s.frames[s.apex])},{s.label}\n' for s in samm))
+    with pytest.raises(SystemExit, match=r'--protocol hde .* come from 1 \(samm\); use --protocol loso'):
+        mer.main(['--index', str(index), '--protocol', 'hde', '--out', str(tmp_path / 'never'), '-q',
+                  '--init', 'random'])
+    assert not (tmp_path / 'never').exists()

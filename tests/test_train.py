@@ -141,8 +141,8 @@ def test_gradients_are_clipped_over_the_folds_own_parameters():
     assert norm == pytest.approx(1e-3, rel=1e-3)
 
 
-def test_select_on_test_picks_the_best_epoch_last_on_ties():
-    f, data, cfg = _fold(epochs=4, select_on_test=True)
+def test_the_epoch_chosen_on_test_is_the_best_fold_f1_last_on_ties():
+    f, data, cfg = _fold(epochs=4)
     truth = data[1][f.test]
     wrong = (truth + 1) % 3
     f.preds.copy_(torch.stack([wrong, truth, wrong, truth]))          # epochs 2 and 4 are right: the last wins
@@ -169,7 +169,7 @@ def test_a_fold_trains_the_same_alone_or_beside_others():
 def test_training_learns_a_learnable_set():
     # Fails when nothing learns: with lr_heads=lr_backbone=0 this set scores UF1 about 0.3.
     x, meta = learnable(n_subjects=2, per=6, macro=4, size=40)
-    cfg = dataclasses.replace(TOY, epochs=12, select_on_test=False)
+    cfg = dataclasses.replace(TOY, epochs=12)
     specs = loso.plan_folds(meta)
     test_of = {k: te for k, _, te in specs}
     labels, preds = [], []
@@ -184,8 +184,7 @@ def test_training_learns_a_learnable_set():
 # ----------------------------------------------------------------------------------------------- CUDA
 def _cuda_setup(size=64, precision='fp32', n_subjects=3):
     x, meta = learnable(n_subjects=n_subjects, per=4, macro=6, size=size)
-    cfg = dataclasses.replace(TOY, size=size, epochs=3, batch_size=8, precision=precision, device='cuda',
-                              select_on_test=True)
+    cfg = dataclasses.replace(TOY, size=size, epochs=3, batch_size=8, precision=precision, device='cuda')
     return loso.plan_folds(meta), _data(x, meta, 'cuda'), len(meta), cfg
 
 
