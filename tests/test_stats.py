@@ -134,3 +134,27 @@ def test_no_held_out_fold_trains_on_its_test_database():
         assert held not in {meta[i].dataset for i in train} and len(train) == 6 + 2    # others' micro and CK+
         assert {meta[i].domain for i in test} == {'micro'}
     assert loso.fold_of('hde')(dict(dataset='samm', subject='1')) == 'samm'
+
+
+def test_table_summaries_with_seeds_average_and_pair_every_seed():
+    import argparse
+
+    import report
+    import table
+
+    def res(rows):
+        return {'honest': report.scored([rows], 200), 'audit': stats.audit(rows), 'rows': rows}
+    base = _fixed_accuracy(8, seed=0)
+    better = [dict(r, pred=r['label'], pred_selected=r['label']) for r in base]
+    a = argparse.Namespace(seed_list=[0, 5], bootstrap=200)
+    results = [('LBP-TOP', [res(base)]), ('Full', [res(better), res(base)]), ('Ablation', [res(base), res(base)])]
+    lines, paired, audits = table.summaries(a, results)
+    assert [n for n, _ in lines] == ['LBP-TOP', 'Full, seed 0', 'Full, seed 5', 'Full, mean of 2 seeds',
+                                     'Ablation, seed 0', 'Ablation, seed 5', 'Ablation, mean of 2 seeds']
+    full_mean = dict(lines)['Full, mean of 2 seeds']['all']
+    assert full_mean['uf1'] == pytest.approx((1 + loso.metrics(base)['all']['uf1']) / 2, abs=1e-4)
+    assert full_mean['uf1_sd'] > 0 and full_mean['uf1_ci'][0] <= full_mean['uf1'] <= full_mean['uf1_ci'][1]
+    assert [n for n, _ in paired] == ['Full − LBP-TOP', 'Full − Ablation']
+    diff = dict(paired)['Full − Ablation']['all']['uf1'][0]
+    assert diff == pytest.approx(full_mean['uf1'] - loso.metrics(base)['all']['uf1'], abs=1e-4)
+    assert dict(audits)['Full']['megc']['uf1'] == pytest.approx(full_mean['uf1'], abs=1e-4)
