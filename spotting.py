@@ -1,0 +1,336 @@
+"""Spotting expression intervals in a long video (MEGC 2020-2022's task), read as a stream in constant memory.
+
+Beyond the paper, beside it: the method recognises a clip that starts at its onset; a recording is minutes long,
+and this finds the clips in it. Each frame is read once and only a small grey face is kept, for a window of
+SPOTTING['window_s'] seconds:
+
+  track     the face is found by dlib (the largest, when there are several), aligned once by its landmarks onto
+            align.TEMPLATE at SPOTTING['size'] pixels and followed: its rigid motion from the segment's first frame
+            is removed with stabilise.head_motion; it is looked for again every SPOTTING['detect_s'] seconds and at
+            every cut (a jump of the whole picture), and where it is gone (or another face is there) the segment
+            ends. Frames of a segment that a later check finds without its face are dropped back to the last
+            check, so what the camera shows after the face has left is never read as expression.
+  motion    p(t): the MEGC 2020 baseline's main directional maximal difference (MDMD; Wang et al. 2017, He et al.
+            2020) of the Farneback flow from the face K frames earlier (the head frame) to the face at t: the flow
+            less the similarity that best explains it over stabilise.STABLE_BOX (what stabilisation left of the
+            head), cut into a grid of regions; in each region the
+            mean of the largest third of the magnitudes in its main direction (the quadrant most vectors point
+            into); p is the mean of the largest third of the regions. The eyes' regions are left out: a blink, the
+            commonest false spot, moves nothing else.
+  spot      v(t) = min(p(t), p(t + K)): the face at t differs from the face K frames before AND K frames after,
+            which is true inside an expression shorter than K and not in the echo after it (where only the past
+            differs); at a segment's end the future is unknown and v = p, so an expression held to the end is
+            found. v above a noise-relative threshold (median + SPOTTING['k'] x the robust spread, at least
+            SPOTTING['floor'] pixels) is a run; a run is widened to where v falls back to SPOTTING['extend'] of its
+            height above the median, and its apex is its highest frame. A run of at most 0.5 s is a micro-expression
+            (the datasets' definition), a longer one macro.
+
+`SPOTTING['method'] = 'baseline'` is the MEGC 2020 baseline as published instead: p alone with K the half length of
+an average micro (0.2 s) and macro (0.6 s) expression, the relative threshold mean + p x (max - mean) per video,
+and each peak above it spotted as [peak - K, peak + K]; BENCHMARKS.md measures both.
+"""
+import collections
+import logging
+
+import cv2
+import numpy as np
+
+import align
+import stabilise
+
+log = logging.getLogger(__name__)
+
+# size: side of the aligned face in pixels; rate: frames analysed per second at most (a 200-fps video is read at
+# every 4th frame: an expression lasts tens of them); detect_s: seconds between checks that the face is still
+# there; cut: mean absolute change of a 32x24 thumbnail, in grey levels, that is a cut; window_s: K in seconds;
+# rois: the face is cut into rois x rois regions; k, floor, extend: the threshold and the widening above; min_s:
+# shorter runs are noise; micro_s: the longest micro-expression; baseline_s, baseline_p: the published baseline's
+# K (micro, macro) and relative threshold.
+SPOTTING = dict(method='mdmd2', size=64, rate=50.0, detect_s=0.5, cut=20.0, window_s=2.0, rois=8, k=8.0, floor=0.2,
+                extend=0.2, min_s=0.12, micro_s=0.5, baseline_s=(0.2, 0.6), baseline_p=0.3)
+# Farneback's settings for the small face: a smaller window than flow.py's (made for 224 px), so that the eyes'
+# motion stays in the eyes' regions.
+FLOW = dict(winsize=9)
+# The eyes' boxes in the unit square of the aligned face, around align.TEMPLATE's eye centres: regions that touch
+# them are not read (blinks).
+EYE_BOX = (0.09, 0.07)
+
+
+class NoFace(ValueError):
+    """A video in which the face is never found; the message names the file."""
+
+
+# ----------------------------------------------------------------------------------------------- the face
+def regions(size, rois):
+    """[(y0, y1, x0, x1)]: the face's grid of regions, without a one-region border and without the eyes."""
+    edges = np.linspace(0, size, rois + 1).round().astype(int)
+    out = []
+    for i in range(1, rois - 1):
+        for j in range(1, rois - 1):
+            y0, y1, x0, x1 = edges[i], edges[i + 1], edges[j], edges[j + 1]
+            near_eye = any(abs((x0 + x1) / 2 / size - ex) < EYE_BOX[0] + 0.5 / rois and
+                           abs((y0 + y1) / 2 / size - ey) < EYE_BOX[1] + 0.5 / rois for ex, ey in align.TEMPLATE[:2])
+            if not near_eye:
+                out.append((y0, y1, x0, x1))
+    return out
+
+
+def rigid_part(flow, mask):
+    """(H, W, 2) the similarity motion that best explains the flow over the mask (the skull's part of the face):
+    what stabilisation left of the head's own motion between the two frames."""
+    ys, xs = np.nonzero(mask)
+    pts = np.stack([xs, ys], 1).astype(np.float64)
+    m = align.similarity(pts, pts + flow[ys, xs])
+    h, w = flow.shape[:2]
+    gx, gy = np.meshgrid(np.arange(w, dtype=np.float64), np.arange(h, dtype=np.float64))
+    return np.stack([m[0, 0] * gx + m[0, 1] * gy + m[0, 2] - gx, m[1, 0] * gx + m[1, 1] * gy + m[1, 2] - gy], -1)
+
+
+def skull_mask(size):
+    """stabilise.stable_mask without the eyes' boxes: the part of the face that follows the skull even while it
+    blinks."""
+    mask = stabilise.stable_mask(size)
+    for ex, ey in align.TEMPLATE[:2]:
+        mask[int((ey - EYE_BOX[1]) * size):int(np.ceil((ey + EYE_BOX[1]) * size)),
+             int((ex - EYE_BOX[0]) * size):int(np.ceil((ex + EYE_BOX[0]) * size))] = 0
+    return mask
+
+
+def mdmd(flow, cells, mask):
+    """The main directional maximal difference of a flow field over the regions `cells` (see the docstring), its
+    rigid part over `mask` removed first."""
+    f = flow - rigid_part(flow, mask)
+    mag = np.hypot(f[..., 0], f[..., 1])
+    quad = ((np.arctan2(f[..., 1], f[..., 0]) + np.pi) // (np.pi / 2)).astype(int) % 4
+    vals = []
+    for y0, y1, x0, x1 in cells:
+        m, q = mag[y0:y1, x0:x1].ravel(), quad[y0:y1, x0:x1].ravel()
+        main = np.bincount(q, minlength=4).argmax()
+        mm = np.sort(m[q == main])[::-1]
+        vals.append(mm[:max(1, len(mm) // 3)].mean())
+    vals = np.sort(vals)[::-1]
+    return float(vals[:max(1, len(vals) // 3)].mean())
+
+
+def largest(faces):
+    """The largest (left, top, right, bottom) box of align.detect_faces's list."""
+    return max((b for b, _ in faces), key=lambda b: (b[2] - b[0]) * (b[3] - b[1]))
+
+
+def face_transform(gray, box, size):
+    """2x3 similarity taking the face in `box` onto align.TEMPLATE at `size` pixels (dlib's 68 landmarks)."""
+    import dlib
+    # align.detect_landmarks takes the best-scored face; here the largest one is followed, so its box is given.
+    shape = align._predictor(None)(gray, dlib.rectangle(*(int(v) for v in box)))
+    lm = np.array([[p.x, p.y] for p in shape.parts()], np.float64)
+    return align.similarity(align.anchor_points(lm), align.TEMPLATE * size)
+
+
+def small_face(gray, m, size):
+    """The aligned face at `size` pixels: warped at twice the size, area-averaged down and lightly blurred, so that
+    a large face does not alias."""
+    big = cv2.warpAffine(gray, np.vstack([m[0] * 2, m[1] * 2]), (2 * size, 2 * size), flags=cv2.INTER_LINEAR,
+                         borderMode=cv2.BORDER_REPLICATE)
+    return cv2.GaussianBlur(cv2.resize(big, (size, size), interpolation=cv2.INTER_AREA).astype(np.float32), (0, 0), 0.7)
+
+
+def face_centre(m, size):
+    """The frame position of the aligned face's centre under the 2x3 similarity m."""
+    inv = cv2.invertAffineTransform(m)
+    return inv[:, :2] @ np.array([size / 2, size * 0.55]) + inv[:, 2]
+
+
+# ----------------------------------------------------------------------------------------------- the stream
+def motion(frames, fps, name='video', settings=None, windows=None, progress=None):
+    """The motion curves of a stream of BGR frames: a dict of numpy arrays over the analysed frames, 'pos' (their
+    positions in the video), 'seg' (the face segment each belongs to, -1 where there is no face), and 'p' (K, n)
+    one curve per window K (frames analysed) in 'windows'; with 'step', 'fps' (analysed frames per second),
+    'segments' (how many), 'several' (frames analysed with more than one face). Memory: the last max(K) + 1 small
+    faces and a few numbers a frame."""
+    import flow
+    s = dict(SPOTTING, **(settings or {}))
+    step = max(1, int(fps // s['rate']))
+    afps = fps / step
+    if windows is None:
+        windows = [max(1, int(round(w * afps))) for w in
+                   (s['baseline_s'] if s['method'] == 'baseline' else (s['window_s'],))]
+    size, cells, mask = s['size'], regions(s['size'], s['rois']), skull_mask(s['size'])
+    detect_every = max(1, int(round(s['detect_s'] * afps)))
+    across = None if s['method'] == 'baseline' else {}
+    # (analysed index, face) of the current segment: 2K + 1 of them for the across term
+    ring = collections.deque(maxlen=(2 if across is not None else 1) * max(windows) + 1)
+    pos, seg, curves = [], [], [[] for _ in windows]
+    m = w = ref = prev_thumb = None
+    segment, last_check, confirmed, several, warned_several = -1, -detect_every, -1, 0, False
+    for i, frame in enumerate(frames):
+        if progress is not None:
+            progress(1)
+        if i % step:
+            continue
+        t = len(pos)
+        gray = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY) if frame.ndim == 3 else frame
+        thumb = cv2.resize(gray, (32, 24), interpolation=cv2.INTER_AREA).astype(np.float32)
+        cut = prev_thumb is not None and float(np.abs(thumb - prev_thumb).mean()) > s['cut']
+        prev_thumb = thumb
+        if cut or t - last_check >= detect_every:
+            last_check = t
+            faces = align.detect_faces(gray, 1 if min(gray.shape) < 400 else 0)
+            if len(faces) > 1:
+                several += 1
+                if not warned_several:
+                    log.info('%s: %d faces at frame %d; following the largest', name, len(faces), i)
+                    warned_several = True
+            box = largest(faces) if faces else None
+            if box is not None and m is not None and not cut:
+                # Still the same face where it was? Otherwise (it moved away, or another face came) start again.
+                cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
+                ex, ey = face_centre(stabilise.compose(cv2.invertAffineTransform(w), m), size)
+                if np.hypot(cx - ex, cy - ey) > 0.3 * (box[2] - box[0]):
+                    m = None
+            if box is None and m is not None:
+                # The face has gone since the last check: what the frames since show is not its expression.
+                for j in range(confirmed + 1, t):
+                    seg[j] = -1
+                log.info('%s: the face is lost by frame %d', name, i)
+            if box is None or cut:
+                m = None
+            if box is not None and m is None:
+                m, w, ref = face_transform(gray, box, size), np.eye(2, 3), None
+                segment += 1
+                ring.clear()
+                log.info('%s: face found at frame %d (%s)', name, i, 'after a cut' if cut else
+                         'segment %d' % segment)
+            if box is not None:
+                confirmed = t
+        pos.append(i)
+        if m is None:
+            seg.append(-1)
+            for c in curves:
+                c.append(0.0)
+            continue
+        face = small_face(gray, m, size)
+        if ref is None:
+            ref = face
+        else:
+            # Warm-started from the last frame's head motion, one refinement a frame follows the head.
+            w = stabilise.head_motion(ref, small_face(gray, m, size), mask, w, iterations=1)
+            face = small_face(gray, stabilise.compose(cv2.invertAffineTransform(w), m), size)
+        ring.append((t, face))
+        seg.append(segment)
+        for k, c in zip(windows, curves):
+            head = ring[max(0, len(ring) - 1 - k)][1]
+            c.append(mdmd(flow.optical_flow(head, face, method='farneback', **FLOW), cells, mask)
+                     if len(ring) > 1 else 0.0)
+        if across is not None:
+            # The head frame 2K back against this one, stored at the frame between them.
+            k = windows[0]
+            if len(ring) > k + 1:
+                j = len(ring) - 1 - 2 * k
+                across[t - k] = mdmd(flow.optical_flow(ring[max(0, j)][1], face, method='farneback', **FLOW), cells,
+                                     mask)
+    if segment < 0 and pos:
+        raise NoFace(f'{name}: no face found by the dlib detector in any of its {len(pos) * step} frames; check '
+                     'that the video shows a frontal face')
+    q = np.full(len(pos), np.nan)
+    for t, x in (across or {}).items():
+        q[t] = x
+    return dict(pos=np.array(pos, int), seg=np.array(seg, int), p=np.array(curves, np.float64).reshape(
+        len(windows), -1), q=q, windows=list(windows), step=step, fps=afps, segments=segment + 1, several=several)
+
+
+# ----------------------------------------------------------------------------------------------- intervals
+def two_sided(p, q, seg, k):
+    """v(t) = min(p(t), p(t + k)) - q(t) where t + k is in t's segment, else p(t); 0 where there is no face."""
+    v = p.copy()
+    later = np.r_[p[k:], np.zeros(k)]
+    same = np.r_[seg[k:] == seg[:-k] if k < len(seg) else np.zeros(0, bool), np.zeros(min(k, len(seg)), bool)]
+    v[same] = np.maximum(np.minimum(p[same], later[same]) - np.nan_to_num(q[same]), 0.0)
+    v[seg < 0] = 0.0
+    return v
+
+
+def threshold(v, seg, s):
+    """(threshold, median) of a curve over its frames with a face: median + k x 1.4826 MAD, at least floor."""
+    x = v[seg >= 0]
+    if not len(x):
+        return np.inf, 0.0
+    med = float(np.median(x))
+    spread = 1.4826 * float(np.median(np.abs(x - med)))
+    return max(med + s['k'] * spread, s['floor']), med
+
+
+def runs(mask):
+    """[(first, last)] of the runs of True in a boolean array."""
+    d = np.diff(np.r_[0, mask.astype(np.int8), 0])
+    return list(zip(np.flatnonzero(d == 1), np.flatnonzero(d == -1) - 1))
+
+
+def interval(curve, a, b, apex, fps, s, score):
+    """The interval dict of analysed frames a..b (their video positions), with its apex and kind."""
+    pos, step = curve['pos'], curve['step']
+    start, end = int(pos[a]), int(pos[b]) + step - 1
+    kind = 'micro' if (end - start + 1) / (fps * step) <= s['micro_s'] + 1e-9 else 'macro'
+    return dict(start=start, apex=int(pos[apex]), end=end, kind=kind, score=float(score))
+
+
+def spot(curve, settings=None):
+    """The spotted intervals of a motion curve (motion's result), in video frame positions: dicts with 'start',
+    'apex', 'end' (inclusive), 'kind' (micro | macro) and 'score' (the curve at the apex); and the curve the
+    threshold was applied to with its threshold, for the figure."""
+    s = dict(SPOTTING, **(settings or {}))
+    if s['method'] == 'baseline':
+        return spot_baseline(curve, s)
+    seg, fps = curve['seg'], curve['fps']
+    k = curve['windows'][0]
+    v = two_sided(curve['p'][0], curve['q'], seg, k)
+    thr, med = threshold(v, seg, s)
+    # Where the future is unknown (a segment's last K frames) only the past is compared, which also holds the echo
+    # of an expression that ended less than K before; a run there whose head frames fall inside an interval already
+    # found is that echo.
+    one_sided = np.ones(len(v), bool)
+    one_sided[:max(0, len(v) - k)] = seg[k:] != seg[:len(v) - k] if len(v) > k else one_sided[:0]
+    found = []
+    for a, b in runs(v > thr):
+        if seg[a] < 0:
+            continue
+        if one_sided[a:b + 1].all() and any(fa <= b - k and a - k <= fb for fa, fb, _ in found):
+            continue
+        peak = a + int(np.argmax(v[a:b + 1]))
+        low = med + s['extend'] * (v[peak] - med)
+        while a > 0 and seg[a - 1] == seg[peak] and v[a - 1] > low:
+            a -= 1
+        while b + 1 < len(v) and seg[b + 1] == seg[peak] and v[b + 1] > low:
+            b += 1
+        if found and a <= found[-1][1] and seg[found[-1][0]] == seg[a]:   # widened into the last one: merged
+            pa, pb, pp = found.pop()
+            a, b, peak = pa, max(b, pb), pp if v[pp] >= v[peak] else peak
+        found.append((a, b, peak))
+    out = [interval(curve, a, b, peak, fps, s, v[peak]) for a, b, peak in found
+           if (b - a + 1) / fps >= s['min_s']]
+    return out, dict(v=v, threshold=thr)
+
+
+def spot_baseline(curve, s):
+    """The MEGC 2020 baseline's spotting: per window K (micro, macro), peaks of p above mean + p x (max - mean),
+    at least K apart, each spotted as [peak - K, peak + K] of its kind."""
+    seg, fps = curve['seg'], curve['fps']
+    out, shown = [], None
+    for kind, k, p in zip(('micro', 'macro'), curve['windows'], curve['p']):
+        p = np.where(seg >= 0, p, 0.0)
+        x = p[seg >= 0]
+        if not len(x):
+            continue
+        thr = x.mean() + s['baseline_p'] * (x.max() - x.mean())
+        shown = shown or dict(v=p, threshold=thr)
+        taken = []
+        for t in np.argsort(-p, kind='stable'):
+            if p[t] < thr:
+                break
+            if any(abs(t - u) <= k for u in taken) or (t > 0 and p[t - 1] > p[t]) or (t + 1 < len(p) and p[t + 1] > p[t]):
+                continue
+            a, b = max(0, t - k), min(len(p) - 1, t + k)
+            iv = interval(curve, a, b, t, fps, s, p[t])
+            iv['kind'] = kind
+            out.append(iv)
+            taken.append(t)
+    return sorted(out, key=lambda r: r['start']), shown or dict(v=np.zeros(len(seg)), threshold=np.inf)
