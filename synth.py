@@ -458,3 +458,84 @@ def long_truth(events, fps):
     return [dict(start=e['onset'], apex=e['apex'], end=e['offset'], label=e['label'],
                  kind='micro' if (e['offset'] - e['onset'] + 1) / fps <= 0.5 else 'macro')
             for e in events if e['kind'] in ('micro', 'macro')]
+
+
+def _casme_sq(root, faces, rng, videos, seconds):
+    """CAS(ME)^2's layout: rawpic/s15/15_0101disgustingteeth/img1.jpg and its three-sheet coding workbook."""
+    fps, base = 30.0, root / 'CAS(ME)^2'
+    coding, rule1, rule2 = [], [], []
+    stimuli = ['disgustingteeth', 'anger1', 'happy1', 'surprise2', 'funnyerrors', 'smellingtrash'][:videos]
+    for v, stim in enumerate(stimuli):
+        participant, number, code = v + 1, 15 + v, f'{v + 1:02d}{v + 1:02d}'
+        rule1.append([number, f's{number}', participant])
+        rule2.append([code, stim])
+        n, events = long_script(rng, seconds, fps)
+        folder = base / 'rawpic' / f's{number}' / f'{number}_{code}{stim}'
+        folder.mkdir(parents=True, exist_ok=True)
+        pair = [faces[(2 * v) % len(faces)], faces[(2 * v + 1) % len(faces)]]
+        for i, img in enumerate(long_frames(pair, n, events, rng), 1):
+            cv2.imwrite(str(folder / f'img{i}.jpg'), img, [cv2.IMWRITE_JPEG_QUALITY, 90])
+        for k, t in enumerate(long_truth(events, fps), 1):
+            coding.append([participant, f'{stim}_{k}', t['start'] + 1, t['apex'] + 1, t['end'] + 1,
+                           CASME_AUS[t['label']], CASME_SQ_EMOTION[t['label']], f'{t["kind"]}-expression',
+                           CASME_SQ_EMOTION[t['label']]])
+    wb = openpyxl.Workbook()
+    for title, rows in (('CASMEcode_final', coding), ('naming rule1', rule1), ('naming rule2', rule2)):
+        ws = wb.active if title == 'CASMEcode_final' else wb.create_sheet(title)
+        ws.title = title
+        for r in rows:
+            ws.append(r)
+    wb.save(base / 'CAS(ME)^2code_final.xlsx')
+
+
+def _samm_lv(root, faces, rng, videos, seconds):
+    """SAMM Long Videos' layout: SAMM_longvideos/006_1/006_1_0001.jpg and the release's sheet, notes first."""
+    fps, base = 200.0, root / 'SAMM_LV'
+    wb = openpyxl.Workbook()
+    ws = wb.active
+    ws.title = 'FACS_Movement_Only'
+    ws['A1'] = 'SAMM Long Videos - FACS codes'
+    ws['A3'] = 'Frames counted from 1 at 200 fps'
+    header = ['Subject', 'Filename', 'Inducement Code', 'Onset', 'Apex', 'Offset', 'Duration', 'Type',
+              'Action Units', 'Notes']
+    for c, h in enumerate(header, 1):
+        ws.cell(10, c, h)
+    row = 11
+    for v in range(videos):
+        subject, name = f'{6 + v:03d}', f'{6 + v:03d}_{v + 1}'
+        n, events = long_script(rng, seconds, fps)
+        folder = base / 'SAMM_longvideos' / name
+        folder.mkdir(parents=True, exist_ok=True)
+        pair = [faces[(2 * v + 1) % len(faces)], faces[(2 * v) % len(faces)]]
+        for i, img in enumerate(long_frames(pair, n, events, rng), 1):
+            cv2.imwrite(str(folder / f'{name}_{i:04d}.jpg'), img, [cv2.IMWRITE_JPEG_QUALITY, 90])
+        for k, t in enumerate(long_truth(events, fps), 1):
+            values = [subject, f'{name}_{k}', v + 1, t['start'] + 1, t['apex'] + 1, t['end'] + 1,
+                      t['end'] - t['start'] + 1, 'Micro - 1/2' if t['kind'] == 'micro' else 'Macro',
+                      CASME_AUS[t['label']], None]
+            for c, x in enumerate(values, 1):
+                ws.cell(row, c, x)
+            row += 1
+    wb.save(base / 'SAMM_LongVideos_V3_Release.xlsx')
+
+
+def build_long(root='demo_long', seed=0, casme_videos=2, casme_s=60.0, samm_videos=2, samm_s=20.0, force=False):
+    """Path of the long-video demo (CAS(ME)^2 and SAMM Long Videos layouts), made from `seed`, reused if present."""
+    root = Path(root)
+    params = dict(seed=seed, casme_videos=casme_videos, casme_s=casme_s, samm_videos=samm_videos, samm_s=samm_s,
+                  version=1)
+    stamp = root / 'demo_long.json'
+    if not force and stamp.is_file() and json.loads(stamp.read_text()) == params:
+        return root
+    if root.exists():
+        shutil.rmtree(root)
+    log.info('building the long-video demo in %s (seed %d)', root, seed)
+    rng = np.random.default_rng(seed)
+    pics = photos()
+    faces = [identity(pics[i % len(pics)], rng) for i in range(4)]
+    if casme_videos:
+        _casme_sq(root, faces, rng, casme_videos, casme_s)
+    if samm_videos:
+        _samm_lv(root, faces, rng, samm_videos, samm_s)
+    stamp.write_text(json.dumps(params))
+    return root
