@@ -20,9 +20,9 @@ SPOTTING['window_s'] seconds:
   spot      v(t) = min(p(t), p(t + K)): the face at t differs from the face K frames before AND K frames after,
             which is true inside an expression shorter than K and not in the echo after it (where only the past
             differs); at a segment's end the future is unknown and v = p, so an expression held to the end is
-            found. v above a noise-relative threshold (median + SPOTTING['k'] x the robust spread, at least
-            SPOTTING['floor'] pixels) is a run; a run is widened to where v falls back to SPOTTING['extend'] of its
-            height above the median, and its apex is its highest frame. A run of at most 0.5 s is a micro-expression
+            found. v above a noise-relative threshold (SPOTTING['k'] robust spreads above the median of v's
+            lowest quarter, at least SPOTTING['floor'] pixels) is a run; a run is widened to where v falls back to
+            SPOTTING['extend'] of its height above that median, and its apex is its highest frame. A run of at most 0.5 s is a micro-expression
             (the datasets' definition), a longer one macro.
 
 `SPOTTING['method'] = 'baseline'` is the MEGC 2020 baseline as published instead: p alone with K the half length of
@@ -54,10 +54,6 @@ FLOW = dict(winsize=9)
 # The eyes' boxes in the unit square of the aligned face, around align.TEMPLATE's eye centres: regions that touch
 # them are not read (blinks).
 EYE_BOX = (0.09, 0.07)
-
-
-class NoFace(ValueError):
-    """A video in which the face is never found; the message names the file."""
 
 
 # ----------------------------------------------------------------------------------------------- the face
@@ -141,16 +137,21 @@ def face_centre(m, size):
 
 
 # ----------------------------------------------------------------------------------------------- the stream
+def step(fps, settings=None):
+    """Every how many frames one is analysed: at most SPOTTING['rate'] a second."""
+    return max(1, int(fps // dict(SPOTTING, **(settings or {}))['rate']))
+
+
 def motion(frames, fps, name='video', settings=None, windows=None, progress=None):
-    """The motion curves of a stream of BGR frames: a dict of numpy arrays over the analysed frames, 'pos' (their
+    """The motion curves of a stream of BGR frames (those that are not analysed may be None): a dict of numpy arrays over the analysed frames, 'pos' (their
     positions in the video), 'seg' (the face segment each belongs to, -1 where there is no face), and 'p' (K, n)
     one curve per window K (frames analysed) in 'windows'; with 'step', 'fps' (analysed frames per second),
     'segments' (how many), 'several' (frames analysed with more than one face). Memory: the last max(K) + 1 small
     faces and a few numbers a frame."""
     import flow
     s = dict(SPOTTING, **(settings or {}))
-    step = max(1, int(fps // s['rate']))
-    afps = fps / step
+    every = step(fps, s)
+    afps = fps / every
     if windows is None:
         windows = [max(1, int(round(w * afps))) for w in
                    (s['baseline_s'] if s['method'] == 'baseline' else (s['window_s'],))]
@@ -162,10 +163,11 @@ def motion(frames, fps, name='video', settings=None, windows=None, progress=None
     pos, seg, curves = [], [], [[] for _ in windows]
     m = w = ref = prev_thumb = None
     segment, last_check, confirmed, several, warned_several = -1, -detect_every, -1, 0, False
+    i = -1
     for i, frame in enumerate(frames):
         if progress is not None:
             progress(1)
-        if i % step:
+        if i % every:
             continue
         t = len(pos)
         gray = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY) if frame.ndim == 3 else frame
@@ -229,13 +231,14 @@ def motion(frames, fps, name='video', settings=None, windows=None, progress=None
                 across[t - k] = mdmd(flow.optical_flow(ring[max(0, j)][1], face, method='farneback', **FLOW), cells,
                                      mask)
     if segment < 0 and pos:
-        raise NoFace(f'{name}: no face found by the dlib detector in any of its {len(pos) * step} frames; check '
+        raise align.FaceNotFound(f'{name}: no face found by the dlib detector in any of its {len(pos) * every} frames; check '
                      'that the video shows a frontal face')
     q = np.full(len(pos), np.nan)
     for t, x in (across or {}).items():
         q[t] = x
     return dict(pos=np.array(pos, int), seg=np.array(seg, int), p=np.array(curves, np.float64).reshape(
-        len(windows), -1), q=q, windows=list(windows), step=step, fps=afps, segments=segment + 1, several=several)
+        len(windows), -1), q=q, windows=list(windows), step=every, fps=afps, frames=i + 1,
+                segments=segment + 1, several=several)
 
 
 # ----------------------------------------------------------------------------------------------- intervals
@@ -250,10 +253,13 @@ def two_sided(p, q, seg, k):
 
 
 def threshold(v, seg, s):
-    """(threshold, median) of a curve over its frames with a face: median + k x 1.4826 MAD, at least floor."""
+    """(threshold, base) of a curve over its frames with a face: the median of its lowest quarter (the base) + k x
+    1.4826 x their median absolute deviation, at least floor. Only the lowest quarter is taken for the noise, so
+    that a clip which is mostly expression (a smile held to the end) still has a neutral reference."""
     x = v[seg >= 0]
     if not len(x):
         return np.inf, 0.0
+    x = x[x <= np.percentile(x, 25)]
     med = float(np.median(x))
     spread = 1.4826 * float(np.median(np.abs(x - med)))
     return max(med + s['k'] * spread, s['floor']), med
@@ -267,9 +273,9 @@ def runs(mask):
 
 def interval(curve, a, b, apex, fps, s, score):
     """The interval dict of analysed frames a..b (their video positions), with its apex and kind."""
-    pos, step = curve['pos'], curve['step']
-    start, end = int(pos[a]), int(pos[b]) + step - 1
-    kind = 'micro' if (end - start + 1) / (fps * step) <= s['micro_s'] + 1e-9 else 'macro'
+    pos, every = curve['pos'], curve['step']
+    start, end = int(pos[a]), min(int(pos[b]) + every - 1, curve['frames'] - 1)
+    kind = 'micro' if (end - start + 1) / (fps * every) <= s['micro_s'] + 1e-9 else 'macro'
     return dict(start=start, apex=int(pos[apex]), end=end, kind=kind, score=float(score))
 
 
