@@ -9,8 +9,8 @@
                 notes above a header row: Subject, Filename ('006_1_1': subject, video, expression), Inducement
                 Code, Onset, Apex, Offset, Duration, Type ('Micro - 1/2' | 'Macro'), Action Units, Notes. 200 fps.
 
-(Layouts as the MEGC 2020 spotting baseline and MEAN read them.) A video is a dict: dataset, subject, name, files
-(its frame paths by frame number), fps, truths: intervals as spotscore reads them, in positions of `files` (start,
+(Layouts as the MEGC 2020 spotting baseline and MEAN read them.) A video is a dict: dataset, subject, name, path
+(its folder), files (its frame paths by frame number), n (their count), fps, truths: intervals as spotscore reads them, in positions of `files` (start,
 apex, end inclusive, kind by the sheet, label 0/1/2 where the sheet gives one of the three classes, else None).
 An offset of 0 means none was annotated: the interval is taken to end as far after the apex as it began before
 it, as the baseline's evaluation does. A row whose frames are not in its video, or whose video is not on disk, is
@@ -113,8 +113,8 @@ def load_casme_sq(root):
             except DatasetError:
                 continue
             by_key[(folder.name.lower(), v.name.split('_', 1)[-1][:4])] = len(videos)
-            videos.append(dict(dataset='casme_sq', subject=folder.name, name=v.name, files=files,
-                               fps=CASME_SQ_FPS, truths=[]))
+            videos.append(dict(dataset='casme_sq', subject=folder.name, name=v.name, path=str(v), files=files,
+                               n=len(files), fps=CASME_SQ_FPS, truths=[]))
     for n, r in enumerate(_rows(sheet, 0), 1):
         where = f'{sheet.name} row {n}'
         if len(r) < 8 or _int(r[0]) is None:
@@ -159,8 +159,8 @@ def load_samm_lv(root):
         except DatasetError:
             continue
         by_name[v.name] = len(videos)
-        videos.append(dict(dataset='samm_lv', subject=v.name.split('_')[0], name=v.name, files=files,
-                           fps=SAMM_LV_FPS, truths=[]))
+        videos.append(dict(dataset='samm_lv', subject=v.name.split('_')[0], name=v.name, path=str(v), files=files,
+                           n=len(files), fps=SAMM_LV_FPS, truths=[]))
     for n, r in enumerate(rows[top + 1:], top + 2):
         where = f'{sheet.name} row {n}'
         name = str(r[col['filename']]).strip()

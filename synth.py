@@ -369,7 +369,7 @@ def blink_field(landmarks, shape, amp):
 
 
 def long_script(rng, seconds, fps, n_faces=2, settings=LONG):
-    """The events of one long video: a list of dicts with 'kind' (micro | macro | blink | turn | noface | cut),
+    """(frames, events) of one long video: events is a list of dicts with 'kind' (micro | macro | blink | turn | noface | cut),
     'onset', 'apex', 'hold_end', 'offset' frame indices (0-based, inclusive), 'face' (which identity), and for
     expressions 'label' and 'amp' (pixels at 224 px). Face 0 until a third of the way in; then the face is gone
     (noface) for settings['noface_s'], and a cut brings face 1 (another person) to the end."""
@@ -383,8 +383,10 @@ def long_script(rng, seconds, fps, n_faces=2, settings=LONG):
     # blinks and (in the first) a head turn, separated by quiet gaps.
     for (a, b), face in (((0, gone), 0), ((back, n), 1 % n_faces)):
         t = a + f(rng.uniform(*s['gap_s']))
-        kinds = ['micro', 'macro', 'blink', 'micro', 'blink', 'macro', 'micro'] + ['turn'] * (face == 0)
-        for kind in rng.permutation(kinds):
+        kinds = list(rng.permutation(['micro', 'macro', 'blink', 'micro', 'macro', 'micro']))
+        if face == 0:       # every video has a head turn and a blink, early, whatever its length
+            kinds = ['turn', 'blink'] + kinds
+        for kind in kinds:
             length = f(rng.uniform(*s[f'{kind}_s']))
             if t + length + f(0.5) > b:
                 continue
@@ -460,7 +462,7 @@ def long_truth(events, fps):
             for e in events if e['kind'] in ('micro', 'macro')]
 
 
-def _casme_sq(root, faces, rng, videos, seconds):
+def _casme_sq(root, faces, rng, videos, seconds, scripts):
     """CAS(ME)^2's layout: rawpic/s15/15_0101disgustingteeth/img1.jpg and its three-sheet coding workbook."""
     fps, base = 30.0, root / 'CAS(ME)^2'
     coding, rule1, rule2 = [], [], []
@@ -471,6 +473,7 @@ def _casme_sq(root, faces, rng, videos, seconds):
         rule2.append([code, stim])
         n, events = long_script(rng, seconds, fps)
         folder = base / 'rawpic' / f's{number}' / f'{number}_{code}{stim}'
+        scripts[f'casme_sq/{folder.name}'] = events
         folder.mkdir(parents=True, exist_ok=True)
         pair = [faces[(2 * v) % len(faces)], faces[(2 * v + 1) % len(faces)]]
         for i, img in enumerate(long_frames(pair, n, events, rng), 1):
@@ -488,7 +491,7 @@ def _casme_sq(root, faces, rng, videos, seconds):
     wb.save(base / 'CAS(ME)^2code_final.xlsx')
 
 
-def _samm_lv(root, faces, rng, videos, seconds):
+def _samm_lv(root, faces, rng, videos, seconds, scripts):
     """SAMM Long Videos' layout: SAMM_longvideos/006_1/006_1_0001.jpg and the release's sheet, notes first."""
     fps, base = 200.0, root / 'SAMM_LV'
     wb = openpyxl.Workbook()
@@ -505,6 +508,7 @@ def _samm_lv(root, faces, rng, videos, seconds):
         subject, name = f'{6 + v:03d}', f'{6 + v:03d}_{v + 1}'
         n, events = long_script(rng, seconds, fps)
         folder = base / 'SAMM_longvideos' / name
+        scripts[f'samm_lv/{name}'] = events
         folder.mkdir(parents=True, exist_ok=True)
         pair = [faces[(2 * v + 1) % len(faces)], faces[(2 * v) % len(faces)]]
         for i, img in enumerate(long_frames(pair, n, events, rng), 1):
@@ -523,7 +527,7 @@ def build_long(root='demo_long', seed=0, casme_videos=2, casme_s=60.0, samm_vide
     """Path of the long-video demo (CAS(ME)^2 and SAMM Long Videos layouts), made from `seed`, reused if present."""
     root = Path(root)
     params = dict(seed=seed, casme_videos=casme_videos, casme_s=casme_s, samm_videos=samm_videos, samm_s=samm_s,
-                  version=1)
+                  version=2)
     stamp = root / 'demo_long.json'
     if not force and stamp.is_file() and json.loads(stamp.read_text()) == params:
         return root
@@ -533,9 +537,13 @@ def build_long(root='demo_long', seed=0, casme_videos=2, casme_s=60.0, samm_vide
     rng = np.random.default_rng(seed)
     pics = photos()
     faces = [identity(pics[i % len(pics)], rng) for i in range(4)]
+    scripts = {}
     if casme_videos:
-        _casme_sq(root, faces, rng, casme_videos, casme_s)
+        _casme_sq(root, faces, rng, casme_videos, casme_s, scripts)
     if samm_videos:
-        _samm_lv(root, faces, rng, samm_videos, samm_s)
+        _samm_lv(root, faces, rng, samm_videos, samm_s, scripts)
+    # Every event of every video (blinks, the head turn, the stretch without a face, the cut; frame indices from
+    # 0), beside the releases: what the spotter must not report is checked on it.
+    (root / 'events.json').write_text(json.dumps(scripts))
     stamp.write_text(json.dumps(params))
     return root
