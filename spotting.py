@@ -241,6 +241,31 @@ def motion(frames, fps, name='video', settings=None, windows=None, progress=None
                 segments=segment + 1, several=several)
 
 
+def face_span(frames, fps, settings=None):
+    """How many frames, from the first, show the face the first one shows: counted up to the last check (every
+    SPOTTING['detect_s'] seconds, and at every cut) that still found it where it was. What a clip shows after its
+    face has left (another scene, a cartoon) is not that face's expression."""
+    s = dict(SPOTTING, **(settings or {}))
+    every = max(1, int(round(s['detect_s'] * fps)))
+    prev_thumb = centre = None
+    confirmed, i = 0, -1
+    for i, frame in enumerate(frames):
+        gray = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY) if frame.ndim == 3 else frame
+        thumb = cv2.resize(gray, (32, 24), interpolation=cv2.INTER_AREA).astype(np.float32)
+        cut = prev_thumb is not None and float(np.abs(thumb - prev_thumb).mean()) > s['cut']
+        prev_thumb = thumb
+        if not (i == 0 or cut or i % every == 0):
+            continue
+        faces = align.detect_faces(gray, 1 if min(gray.shape) < 400 else 0)
+        box = largest(faces) if faces else None
+        here = None if box is None else np.array([(box[0] + box[2]) / 2, (box[1] + box[3]) / 2])
+        if i and (box is None or np.hypot(*(here - centre)) > 0.3 * (box[2] - box[0])):
+            return i if cut else confirmed + 1
+        if box is not None:
+            centre, confirmed = here, i
+    return i + 1
+
+
 # ----------------------------------------------------------------------------------------------- intervals
 def two_sided(p, q, seg, k):
     """v(t) = min(p(t), p(t + k)) - q(t) where t + k is in t's segment, else p(t); 0 where there is no face."""

@@ -195,3 +195,31 @@ def test_a_frame_rate_of_zero_in_the_header_is_one_line(tmp_path):
     if cv2.VideoCapture(str(path)).get(cv2.CAP_PROP_FPS) != 0:
         pytest.skip('this OpenCV reads a rate from the patched AVI anyway')
     assert 'frame rate of 0' in _fail([str(path)]) and '--fps' in _fail([str(path)])
+
+
+def cartoon(t):
+    """A drawn face (no face for dlib) whose mouth opens and closes."""
+    img = np.full((240, 320, 3), 230, np.uint8)
+    cv2.circle(img, (160, 120), 90, (40, 180, 240), -1)
+    for x in (125, 195):
+        cv2.circle(img, (x, 95), 12, (0, 0, 0), -1)
+    cv2.ellipse(img, (160, 165), (45, 5 + int(25 * abs(np.sin(t / 4)))), 0, 0, 360, (0, 0, 120), -1)
+    return img
+
+
+def test_predict_looks_for_the_apex_only_while_the_face_is_there(tmp_path, caplog):
+    # The issue's case: a face for 30 frames (a lip-corner pull peaking at 15), then a cartoon that moves far more.
+    import config
+    import predict
+    rng = np.random.default_rng(2)
+    face, lm = synth.identity(synth.photos()[1], rng)
+    clip = synth.render(face, synth.deformation(lm, synth.POS, face.shape[:2], 4.0), synth.profile(30, 5, 15, 25), rng)
+    folder = tmp_path / 'clip'
+    folder.mkdir()
+    for i, img in enumerate(list(clip) + [cartoon(t) for t in range(30)]):
+        cv2.imwrite(str(folder / f'img{i:03d}.png'), img)
+    cfg = config.Config(align_size=64)
+    with caplog.at_level(logging.WARNING):
+        _, _, s = predict.prepare(predict.open_clip(folder, 30.0), cfg)
+    assert 'the face is gone after frame' in caplog.text
+    assert 10 <= s.apex <= 20, s.apex
