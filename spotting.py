@@ -44,10 +44,11 @@ log = logging.getLogger(__name__)
 # every 4th frame: an expression lasts tens of them); detect_s: seconds between checks that the face is still
 # there; cut: mean absolute change of a 32x24 thumbnail, in grey levels, that is a cut; window_s: K in seconds;
 # rois: the face is cut into rois x rois regions; k, floor, extend: the threshold and the widening above; min_s:
-# shorter runs are noise; micro_s: the longest micro-expression; baseline_s, baseline_p: the published baseline's
+# shorter runs are noise; micro_s: the longest micro-expression; blink_ratio: an interval whose eyes' regions move
+# this many times more than the rest of the face is a blink; baseline_s, baseline_p: the published baseline's
 # K (micro, macro) and relative threshold.
 SPOTTING = dict(method='mdmd2', size=64, rate=50.0, detect_s=0.5, cut=20.0, window_s=2.0, rois=8, k=8.0, floor=0.2,
-                extend=0.2, min_s=0.12, micro_s=0.5, baseline_s=(0.2, 0.6), baseline_p=0.3)
+                extend=0.2, min_s=0.12, micro_s=0.5, blink_ratio=1.25, baseline_s=(0.2, 0.6), baseline_p=0.3)
 # Farneback's settings for the small face: a smaller window than flow.py's (made for 224 px), so that the eyes'
 # motion stays in the eyes' regions.
 FLOW = dict(winsize=9)
@@ -57,8 +58,9 @@ EYE_BOX = (0.09, 0.07)
 
 
 # ----------------------------------------------------------------------------------------------- the face
-def regions(size, rois):
-    """[(y0, y1, x0, x1)]: the face's grid of regions, without a one-region border and without the eyes."""
+def regions(size, rois, eyes=False):
+    """[(y0, y1, x0, x1)]: the face's grid of regions, without a one-region border and without the eyes (with
+    eyes=True: the eyes' regions only)."""
     edges = np.linspace(0, size, rois + 1).round().astype(int)
     out = []
     for i in range(1, rois - 1):
@@ -66,7 +68,7 @@ def regions(size, rois):
             y0, y1, x0, x1 = edges[i], edges[i + 1], edges[j], edges[j + 1]
             near_eye = any(abs((x0 + x1) / 2 / size - ex) < EYE_BOX[0] + 0.5 / rois and
                            abs((y0 + y1) / 2 / size - ey) < EYE_BOX[1] + 0.5 / rois for ex, ey in align.TEMPLATE[:2])
-            if not near_eye:
+            if near_eye == eyes:
                 out.append((y0, y1, x0, x1))
     return out
 
@@ -156,6 +158,7 @@ def motion(frames, fps, name='video', settings=None, windows=None, progress=None
         windows = [max(1, int(round(w * afps))) for w in
                    (s['baseline_s'] if s['method'] == 'baseline' else (s['window_s'],))]
     size, cells, mask = s['size'], regions(s['size'], s['rois']), skull_mask(s['size'])
+    eye_cells, eyes = regions(size, s['rois'], eyes=True), []
     detect_every = max(1, int(round(s['detect_s'] * afps)))
     across = None if s['method'] == 'baseline' else {}
     # (analysed index, face) of the current segment: 2K + 1 of them for the across term
@@ -207,7 +210,7 @@ def motion(frames, fps, name='video', settings=None, windows=None, progress=None
         pos.append(i)
         if m is None:
             seg.append(-1)
-            for c in curves:
+            for c in curves + [eyes]:
                 c.append(0.0)
             continue
         face = small_face(gray, m, size)
@@ -219,10 +222,11 @@ def motion(frames, fps, name='video', settings=None, windows=None, progress=None
             face = small_face(gray, stabilise.compose(cv2.invertAffineTransform(w), m), size)
         ring.append((t, face))
         seg.append(segment)
-        for k, c in zip(windows, curves):
-            head = ring[max(0, len(ring) - 1 - k)][1]
-            c.append(mdmd(flow.optical_flow(head, face, method='farneback', **FLOW), cells, mask)
-                     if len(ring) > 1 else 0.0)
+        for n, (k, c) in enumerate(zip(windows, curves)):
+            f = flow.optical_flow(ring[max(0, len(ring) - 1 - k)][1], face, method='farneback', **FLOW)
+            c.append(mdmd(f, cells, mask) if len(ring) > 1 else 0.0)
+            if n == 0:
+                eyes.append(mdmd(f, eye_cells, mask) if len(ring) > 1 else 0.0)
         if across is not None:
             # The head frame 2K back against this one, stored at the frame between them.
             k = windows[0]
@@ -237,7 +241,7 @@ def motion(frames, fps, name='video', settings=None, windows=None, progress=None
     for t, x in (across or {}).items():
         q[t] = x
     return dict(pos=np.array(pos, int), seg=np.array(seg, int), p=np.array(curves, np.float64).reshape(
-        len(windows), -1), q=q, windows=list(windows), step=every, fps=afps, frames=i + 1,
+        len(windows), -1), q=q, eyes=np.array(eyes), windows=list(windows), step=every, fps=afps, frames=i + 1,
                 segments=segment + 1, several=several)
 
 
@@ -336,8 +340,14 @@ def spot(curve, settings=None):
             pa, pb, pp = found.pop()
             a, b, peak = pa, max(b, pb), pp if v[pp] >= v[peak] else peak
         found.append((a, b, peak))
+    # A blink moves the eyes far more than the rest of the face, which the regions above leave out but the flow's
+    # window spreads a little beyond them; an interval whose eyes moved blink_ratio times more is a blink.
+    p, eyes = curve['p'][0], curve['eyes']
+    blinks = [x for x in found if eyes[x[0]:x[1] + 1].max() > s['blink_ratio'] * p[x[0]:x[1] + 1].max()]
+    if blinks:
+        log.info('%d blink%s not counted as expressions', len(blinks), 's' * (len(blinks) > 1))
     out = [interval(curve, a, b, peak, fps, s, v[peak]) for a, b, peak in found
-           if (b - a + 1) / fps >= s['min_s']]
+           if (b - a + 1) / fps >= s['min_s'] and (a, b, peak) not in blinks]
     return out, dict(v=v, threshold=thr)
 
 
