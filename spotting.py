@@ -336,6 +336,12 @@ def spot(curve, settings=None):
             a -= 1
         while b + 1 < len(v) and seg[b + 1] == seg[peak] and v[b + 1] > low:
             b += 1
+        if not one_sided[a] and one_sided[b]:
+            # Running on into the segment's last K frames, where only the past is compared: from K frames after
+            # its start on, the past it is compared with is itself, and the rest is its echo.
+            c = a + int(np.argmax(one_sided[a:b + 1]))
+            b = min(b, max(c, a + k) - 1)
+            peak = min(peak, b)
         if found and a <= found[-1][1] and seg[found[-1][0]] == seg[a]:   # widened into the last one: merged
             pa, pb, pp = found.pop()
             a, b, peak = pa, max(b, pb), pp if v[pp] >= v[peak] else peak

@@ -223,3 +223,54 @@ def test_predict_looks_for_the_apex_only_while_the_face_is_there(tmp_path, caplo
         _, _, s = predict.prepare(predict.open_clip(folder, 30.0), cfg)
     assert 'the face is gone after frame' in caplog.text
     assert 10 <= s.apex <= 20, s.apex
+
+
+def curve_of(face, eyes, k, seg=None, noise=0.01):
+    """A motion curve as spotting.motion returns it, for a face whose state at each frame is `face` (0 neutral, 1
+    an expression) and whose eyes move by `eyes`: p(t) = |face(t) - face(t - k)|, q(t) = |face(t - k) - face(t + k)|
+    (the segment's first frame standing in before it, as motion does), plus a little noise."""
+    n = len(face)
+    seg = np.zeros(n, int) if seg is None else np.asarray(seg)
+    rng = np.random.default_rng(0)
+    back = np.maximum(np.arange(n) - k, 0)
+    p = np.abs(face - face[back]) + noise * rng.random(n)
+    q = np.full(n, np.nan)
+    q[:n - k] = np.abs(face[back[:n - k]] - face[k:]) + noise * rng.random(n - k)
+    e = np.abs(eyes - eyes[back]) + noise * rng.random(n)
+    return dict(pos=np.arange(n), seg=seg, p=p[None], q=q, eyes=e, windows=[k], step=1, fps=30.0, frames=n)
+
+
+def test_two_sided_difference_finds_the_expression_not_its_echo():
+    import spotting
+    face = np.zeros(300)
+    face[100:111] = 1.0          # a micro-expression of 11 frames at 30 fps
+    face[190:250] = -1.0         # a macro-expression of 2 s elsewhere on the face, ending 50 frames before the end
+    found, shown = spotting.spot(curve_of(face, np.zeros(300), 60))
+    assert [(r['start'], r['end'], r['kind']) for r in found] == [(100, 110, 'micro'), (190, 249, 'macro')]
+    # p alone (the baseline's one-sided difference) is as high in each one's echo, K frames later: at 165 (between
+    # the two, less than 2K apart; the two-sided curve is low there) and at 250-280 (in the segment's last K frames,
+    # where only the past is known: the interval is ended where its echo begins)
+    p = curve_of(face, np.zeros(300), 60)['p'][0]
+    assert shown['v'][165] < shown['threshold'] and p[165] > 0.9 and p[280] > 0.9
+
+
+def test_an_expression_held_to_the_end_is_found_and_an_echo_at_the_end_is_not():
+    import spotting
+    held = np.r_[np.zeros(20), np.ones(52)]                   # the real clip's case: a smile from 20 to the end
+    found, _ = spotting.spot(curve_of(held, np.zeros(72), 60))
+    assert [(r['start'], r['end'], r['kind']) for r in found] == [(20, 71, 'macro')]
+    echo = np.zeros(200)
+    echo[150:160] = 1.0                                        # 40 frames before the end: its echo reaches it
+    found, _ = spotting.spot(curve_of(echo, np.zeros(200), 60))
+    assert [(r['start'], r['end']) for r in found] == [(150, 159)]
+
+
+def test_a_blink_is_not_an_expression():
+    import spotting
+    face, eyes = np.zeros(300), np.zeros(300)
+    face[100:107] = 0.3                                        # what the flow's window spreads beyond the eyes
+    eyes[100:107] = 1.0
+    face[200:210] = 1.0                                        # an expression that moves the eyes' regions too
+    eyes[200:210] = 1.0
+    found, _ = spotting.spot(curve_of(face, eyes, 60))
+    assert [(r['start'], r['end']) for r in found] == [(200, 209)]
