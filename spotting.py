@@ -30,6 +30,7 @@ an average micro (0.2 s) and macro (0.6 s) expression, the relative threshold me
 and each peak above it spotted as [peak - K, peak + K]; BENCHMARKS.md measures both.
 """
 import collections
+import functools
 import logging
 
 import cv2
@@ -73,15 +74,27 @@ def regions(size, rois, eyes=False):
     return out
 
 
+@functools.lru_cache(maxsize=4)
+def _grid(h, w):
+    return np.meshgrid(np.arange(w, dtype=np.float64), np.arange(h, dtype=np.float64))
+
+
 def rigid_part(flow, mask):
     """(H, W, 2) the similarity motion that best explains the flow over the mask (the skull's part of the face):
     what stabilisation left of the head's own motion between the two frames."""
     ys, xs = np.nonzero(mask)
     pts = np.stack([xs, ys], 1).astype(np.float64)
     m = align.similarity(pts, pts + flow[ys, xs])
-    h, w = flow.shape[:2]
-    gx, gy = np.meshgrid(np.arange(w, dtype=np.float64), np.arange(h, dtype=np.float64))
+    gx, gy = _grid(*flow.shape[:2])
     return np.stack([m[0, 0] * gx + m[0, 1] * gy + m[0, 2] - gx, m[1, 0] * gx + m[1, 1] * gy + m[1, 2] - gy], -1)
+
+
+def pixels(cells, size):
+    """(cells, pixels per cell) flat indices of each region's pixels in a size x size image (regions of one size)."""
+    out = [(np.arange(y0, y1)[:, None] * size + np.arange(x0, x1)[None]).ravel() for y0, y1, x0, x1 in cells]
+    if len({len(x) for x in out}) != 1:
+        raise ValueError(f'regions of unequal size: the face\'s side ({size}) must be a multiple of SPOTTING["rois"]')
+    return np.stack(out)
 
 
 def skull_mask(size):
@@ -94,20 +107,23 @@ def skull_mask(size):
     return mask
 
 
-def mdmd(flow, cells, mask):
-    """The main directional maximal difference of a flow field over the regions `cells` (see the docstring), its
-    rigid part over `mask` removed first."""
+def mdmd(flow, cell_sets, mask):
+    """The main directional maximal difference of a flow field (see the docstring), its rigid part over `mask`
+    removed first: one value per set of regions (pixels' index arrays) in cell_sets."""
     f = flow - rigid_part(flow, mask)
-    mag = np.hypot(f[..., 0], f[..., 1])
-    quad = ((np.arctan2(f[..., 1], f[..., 0]) + np.pi) // (np.pi / 2)).astype(int) % 4
-    vals = []
-    for y0, y1, x0, x1 in cells:
-        m, q = mag[y0:y1, x0:x1].ravel(), quad[y0:y1, x0:x1].ravel()
-        main = np.bincount(q, minlength=4).argmax()
-        mm = np.sort(m[q == main])[::-1]
-        vals.append(mm[:max(1, len(mm) // 3)].mean())
-    vals = np.sort(vals)[::-1]
-    return float(vals[:max(1, len(vals) // 3)].mean())
+    mag = np.hypot(f[..., 0], f[..., 1]).ravel()
+    quad = (((np.arctan2(f[..., 1], f[..., 0]) + np.pi) // (np.pi / 2)).astype(int) % 4).ravel()
+    out = []
+    for idx in cell_sets:
+        m, q = mag[idx], quad[idx]                                        # (regions, pixels)
+        counts = (q[..., None] == np.arange(4)).sum(1)
+        main = counts.argmax(1)                                           # the quadrant most vectors point into
+        top = np.maximum(1, counts[np.arange(len(idx)), main] // 3)       # its largest third
+        ordered = -np.sort(-np.where(q == main[:, None], m, -np.inf), 1)
+        vals = np.cumsum(np.where(np.isfinite(ordered), ordered, 0), 1)[np.arange(len(idx)), top - 1] / top
+        vals = np.sort(vals)[::-1]
+        out.append(float(vals[:max(1, len(vals) // 3)].mean()))
+    return out
 
 
 def largest(faces):
@@ -157,8 +173,8 @@ def motion(frames, fps, name='video', settings=None, windows=None, progress=None
     if windows is None:
         windows = [max(1, int(round(w * afps))) for w in
                    (s['baseline_s'] if s['method'] == 'baseline' else (s['window_s'],))]
-    size, cells, mask = s['size'], regions(s['size'], s['rois']), skull_mask(s['size'])
-    eye_cells, eyes = regions(size, s['rois'], eyes=True), []
+    size, mask, eyes = s['size'], skull_mask(s['size']), []
+    cells, eye_cells = (pixels(regions(size, s['rois'], e), size) for e in (False, True))
     detect_every = max(1, int(round(s['detect_s'] * afps)))
     across = None if s['method'] == 'baseline' else {}
     # (analysed index, face) of the current segment: 2K + 1 of them for the across term
@@ -224,16 +240,19 @@ def motion(frames, fps, name='video', settings=None, windows=None, progress=None
         seg.append(segment)
         for n, (k, c) in enumerate(zip(windows, curves)):
             f = flow.optical_flow(ring[max(0, len(ring) - 1 - k)][1], face, method='farneback', **FLOW)
-            c.append(mdmd(f, cells, mask) if len(ring) > 1 else 0.0)
             if n == 0:
-                eyes.append(mdmd(f, eye_cells, mask) if len(ring) > 1 else 0.0)
+                face_value, eye_value = mdmd(f, (cells, eye_cells), mask) if len(ring) > 1 else (0.0, 0.0)
+                c.append(face_value)
+                eyes.append(eye_value)
+            else:
+                c.append(mdmd(f, (cells,), mask)[0] if len(ring) > 1 else 0.0)
         if across is not None:
             # The head frame 2K back against this one, stored at the frame between them.
             k = windows[0]
             if len(ring) > k + 1:
                 j = len(ring) - 1 - 2 * k
-                across[t - k] = mdmd(flow.optical_flow(ring[max(0, j)][1], face, method='farneback', **FLOW), cells,
-                                     mask)
+                across[t - k] = mdmd(flow.optical_flow(ring[max(0, j)][1], face, method='farneback', **FLOW),
+                                     (cells,), mask)[0]
     if segment < 0 and pos:
         raise align.FaceNotFound(f'{name}: no face found by the dlib detector in any of its {len(pos) * every} frames; check '
                      'that the video shows a frontal face')
