@@ -2,7 +2,7 @@
 
 Beyond the paper, beside it: the method recognises a clip that starts at its onset; a recording is minutes long,
 and this finds the clips in it. Each frame is read once and only a small grey face is kept, for a window of
-SPOTTING['window_s'] seconds:
+2K + 1 analysed frames (K: SPOTTING['window_s'] seconds):
 
   track     the face is found by dlib (the largest, when there are several), aligned once by its landmarks onto
             align.TEMPLATE at SPOTTING['size'] pixels and followed: its rigid motion from the segment's first frame
@@ -12,18 +12,22 @@ SPOTTING['window_s'] seconds:
             check, so what the camera shows after the face has left is never read as expression.
   motion    p(t): the MEGC 2020 baseline's main directional maximal difference (MDMD; Wang et al. 2017, He et al.
             2020) of the Farneback flow from the face K frames earlier (the head frame) to the face at t: the flow
-            less the similarity that best explains it over stabilise.STABLE_BOX (what stabilisation left of the
-            head), cut into a grid of regions; in each region the
-            mean of the largest third of the magnitudes in its main direction (the quadrant most vectors point
-            into); p is the mean of the largest third of the regions. The eyes' regions are left out: a blink, the
-            commonest false spot, moves nothing else.
-  spot      v(t) = min(p(t), p(t + K)): the face at t differs from the face K frames before AND K frames after,
-            which is true inside an expression shorter than K and not in the echo after it (where only the past
-            differs); at a segment's end the future is unknown and v = p, so an expression held to the end is
-            found. v above a noise-relative threshold (SPOTTING['k'] robust spreads above the median of v's
-            lowest quarter, at least SPOTTING['floor'] pixels) is a run; a run is widened to where v falls back to
-            SPOTTING['extend'] of its height above that median, and its apex is its highest frame. A run of at most 0.5 s is a micro-expression
-            (the datasets' definition), a longer one macro.
+            less the similarity that best explains it over the skull's part of the face (what stabilisation left of
+            the head), cut into a grid of regions; in each region the mean of the largest third of the magnitudes
+            in its main direction (the quadrant most vectors point into); p is the mean of the largest third of the
+            regions. The eyes' regions are left out (a blink, the commonest false spot, moves them), and measured
+            apart from the same flow. q(t): the same from the face at t - K to the face at t + K.
+  spot      v(t) = min(p(t), p(t + K)) - q(t): the face at t differs from the face K frames before and K frames
+            after, and those two are alike. That holds inside an expression shorter than K, and neither in its
+            echo (where only the past differs) nor between two expressions less than 2K apart. p(t + K) is the flow
+            from t to t + K, so the curve costs two flows a frame. At a segment's end the future is unknown and
+            v = p, so an expression held to the end is found; an interval there that only echoes one already found
+            is dropped, and one that runs on into it is ended where its echo begins. v above a noise-relative
+            threshold (SPOTTING['k'] robust spreads above the median of v's lowest quarter, at least
+            SPOTTING['floor'] pixels) is a run; a run is widened to where v falls back to SPOTTING['extend'] of its
+            height above that median, and its apex is its highest frame. A run whose eyes moved
+            SPOTTING['blink_ratio'] times more than the rest of the face is a blink. A run of at most 0.5 s is a
+            micro-expression (the datasets' definition), a longer one macro.
 
 `SPOTTING['method'] = 'baseline'` is the MEGC 2020 baseline as published instead: p alone with K the half length of
 an average micro (0.2 s) and macro (0.6 s) expression, the relative threshold mean + p x (max - mean) per video,
