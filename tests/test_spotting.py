@@ -274,3 +274,22 @@ def test_a_blink_is_not_an_expression():
     eyes[200:210] = 1.0
     found, _ = spotting.spot(curve_of(face, eyes, 60))
     assert [(r['start'], r['end']) for r in found] == [(200, 209)]
+
+
+def test_an_offset_of_zero_ends_as_far_after_the_apex_as_it_began_before(long_root, tmp_path):
+    root = tmp_path / 'copy'
+    shutil.copytree(long_root / 'CAS(ME)^2', root / 'CAS(ME)^2')
+    sheet = root / 'CAS(ME)^2' / 'CAS(ME)^2code_final.xlsx'
+    wb = openpyxl.load_workbook(sheet)
+    ws = wb['CASMEcode_final']
+    onset, apex = ws.cell(1, 3).value, ws.cell(1, 4).value
+    ws.cell(1, 5).value = 0                                    # no offset annotated
+    wb.save(sheet)
+    t = longdata.load_casme_sq(root)[0]['truths'][0]
+    assert (t['start'], t['apex'], t['end']) == (onset - 1, apex - 1, 2 * apex - onset - 1)   # img1.jpg is position 0
+
+
+def test_a_folder_without_either_release_is_one_line(tmp_path):
+    (tmp_path / 'empty').mkdir()
+    msg = _fail(['--data', str(tmp_path / 'empty')])
+    assert 'neither CAS(ME)^2' in msg and 'SAMM Long Videos' in msg
