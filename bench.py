@@ -4,6 +4,8 @@
     python bench.py --no-demo    # without the demo LOSO (saves its minutes)
     python bench.py --protocol   # GPU: the paper's full 68-fold protocol at real size, and its ceilings
     python bench.py --spot       # apex spotting's error on the demo set; `mer.py predict`'s time per clip
+    python bench.py --long       # long-video spotting: frames/s at 640x480 30 fps and where the time goes;
+                                 # peak RSS for 1 and 10 minutes of video
 
 (a) preprocessing per stage (alignment, EVM, flow) on a clip of real-dataset size (100 frames at 640x480) and on
     the demo's clips, one thread each, so clips/s is per core; EVM's peak memory on a 200-frame 640x480 clip;
@@ -178,6 +180,76 @@ def evm_memory_child():
     dt = time.perf_counter() - t0
     peak = peak_rss()
     print(json.dumps(dict(seconds=dt, clip_bytes=clip.nbytes, base=base, peak=peak)))
+
+
+# ----------------------------------------------------------------------------------------------- long videos
+def long_frames_640(seconds, fps=30.0, seed=0, scale=2):
+    """A long demo video (synth.long_script) rendered at scale x 320x240, one frame at a time."""
+    import cv2
+
+    import synth
+    rng = np.random.default_rng(seed)
+    pics = synth.photos()
+    faces = [synth.identity(pics[i % 2], rng) for i in range(2)]
+    n, events = synth.long_script(rng, seconds, fps)
+    for f in synth.long_frames(faces, n, events, rng):
+        yield cv2.resize(f, (f.shape[1] * scale, f.shape[0] * scale), interpolation=cv2.INTER_LINEAR) \
+            if scale != 1 else f
+
+
+def long_speed(seconds=30.0, repeats=3):
+    """(frames/s of longvideo.spot_video on a 640x480 30-fps MJPG AVI, median of `repeats`; the seconds per frame
+    of each part from one profiled run)."""
+    import cProfile
+    import pstats
+
+    import cv2
+
+    import longvideo
+    with tempfile.TemporaryDirectory() as d:
+        path = Path(d) / 'long640.avi'
+        w = None
+        for f in long_frames_640(seconds):
+            if w is None:
+                w = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*'MJPG'), 30.0, f.shape[1::-1])
+            w.write(f)
+        w.release()
+        video = longvideo.open_video(path)
+        t = median_time(lambda: longvideo.spot_video(video, quiet=True), repeats, warmup=0)
+        prof = cProfile.Profile()
+        prof.enable()
+        longvideo.spot_video(video, quiet=True)
+        prof.disable()
+    st = pstats.Stats(prof).stats
+    # Built-ins are named '{method 'read' of ...}' or '<method 'read' of ...>' by Python's version: matched by
+    # the words in them.
+    parts = {'decode (cv2 read / grab)': (('VideoCapture', "'read'"), ('VideoCapture', "'grab'")),
+             'face detection (dlib HOG)': (('_dlib_pybind11.run',),),
+             'landmarks (dlib, at each new face)': (('face_transform',),),
+             'Farneback flow (head motion + MDMD)': (('calcOpticalFlowFarneback',),),
+             'MDMD regions (numpy, rigid part removed)': (('mdmd',),),
+             'aligned small face (warp, resize, blur)': (('small_face',),)}
+    out = {}
+    for name, keys in parts.items():
+        total = 0.0
+        for (file, line, fn), (cc, nc, tt, ct, callers) in st.items():
+            if any(all(w in fn for w in key) for key in keys):
+                total += ct
+        out[name] = total / video['n']
+    everything = max(ct for (cc, nc, tt, ct, callers) in st.values())
+    out['everything'] = everything / video['n']
+    return video['n'] / t, out
+
+
+def long_memory_child(seconds):
+    """Run in a child process: peak RSS of spotting.motion over `seconds` of a 640x480 30-fps video generated on
+    the fly (no file: the stream is what is measured)."""
+    import spotting
+    t0 = time.perf_counter()
+    curve = spotting.motion(long_frames_640(float(seconds)), 30.0, 'generated')
+    found, _ = spotting.spot(curve)
+    print(json.dumps(dict(seconds=float(seconds), wall=time.perf_counter() - t0, peak=peak_rss(),
+                          frames=int(curve['frames']), intervals=len(found))))
 
 
 # ----------------------------------------------------------------------------------------------- training
@@ -439,6 +511,8 @@ def main():
     p.add_argument('--spot', action='store_true', help="apex spotting's error on the demo set, and predict's time "
                    'per clip (needs --model)')
     p.add_argument('--model', help='--spot: the model.pt that predict is timed with')
+    p.add_argument('--long', action='store_true', help='long-video spotting: frames/s at 640x480 and where the time '
+                   'goes, peak RSS for 1 and 10 minutes of video')
     p.add_argument('--child', nargs='+', help=argparse.SUPPRESS)
     a = p.parse_args()
     if a.spot:
@@ -453,7 +527,23 @@ def main():
         return 0
     if a.protocol:
         return gpu_protocol(a.epochs, not a.no_sweep)
+    if a.long:
+        print(f'# bench.py --long, {time.strftime("%Y-%m-%d %H:%M")}\nmachine: {machine()}\n')
+        rate, parts = long_speed()
+        print(f'spotting a 30-s 640x480 30-fps MJPG video (longvideo.spot_video, median of 3): {rate:.1f} frames/s\n'
+              '\n| part (one profiled run) | ms per frame |\n|---|---|')
+        for k, v in parts.items():
+            print(f'| {k} | {1000 * v:.2f} |', flush=True)
+        print('\n| video (640x480, 30 fps, generated on the fly) | frames | wall s | peak RSS |\n|---|---|---|---|')
+        for sec in (60, 600):
+            out = subprocess.run([sys.executable, __file__, '--child', 'long', str(sec)], capture_output=True,
+                                 text=True, check=True)
+            m = json.loads(out.stdout.strip().splitlines()[-1])
+            print(f"| {sec / 60:.0f} min | {m['frames']} | {m['wall']:.0f} | {m['peak'] / 2**20:.0f} MiB |", flush=True)
+        return 0
     if a.child:
+        if a.child[0] == 'long':
+            return long_memory_child(a.child[1])
         if a.child[0] == 'evm':
             return evm_memory_child()
         if a.child[0] == 'demo':

@@ -1,4 +1,4 @@
-"""The command lines: `mer.py` (Table I) and `mer.py predict`. Every Config field is a flag of the same name
+"""The command lines: `mer.py` (Table I), `mer.py predict` and `mer.py spot`. Every Config field is a flag of the same name
 (`evm_alpha` -> `--evm-alpha`; a boolean that defaults on -> `--no-emr`, off -> `--stabilise`), with its help
 text, choices and range from config.py, so a new setting needs no line here."""
 import argparse
@@ -153,3 +153,39 @@ def predict_parser():
     p.add_argument('--figure', help='save onset | apex | magnified apex | flow of every clip to this PNG')
     p.add_argument('-q', '--quiet', action='store_true', help='no progress bar, warnings only')
     return p
+
+
+def spot_parser():
+    """`mer.py spot`'s parser."""
+    p = argparse.ArgumentParser(prog='mer.py spot', description='Spot every micro- and macro-expression interval in '
+                                'long videos (and recognise each with --model): prints "path start apex end start_s '
+                                'apex_s end_s kind [label p_negative p_positive p_surprise]" per interval; with '
+                                '--demo or --data, the MEGC spotting scores too.')
+    p.add_argument('paths', nargs='*', metavar='PATH', help='a video (mp4, avi, mov; read with OpenCV) or a folder '
+                   'of numbered frames (give --fps)')
+    p.add_argument('--demo', action='store_true', help='spot and score the long-video demo (built once: CAS(ME)^2 '
+                   'and SAMM Long Videos layouts)')
+    p.add_argument('--demo-root', default='demo_long', help='where the long-video demo is written (default '
+                   '%(default)s)')
+    p.add_argument('--data', help='folder holding CAS(ME)^2 (CAS(ME)^2code_final.xlsx, rawpic/) and/or SAMM Long '
+                   'Videos (SAMM_LongVideos_V3_Release.xlsx, SAMM_longvideos/): spot and score them')
+    p.add_argument('--model', help='model.pt written by mer.py --save-model: each interval gets its class')
+    p.add_argument('--fps', type=ranged(float, above=0), help="frame rate (default: the video's own; required for a "
+                   'folder of frames)')
+    p.add_argument('--method', choices=('mdmd2', 'baseline'), default='mdmd2', help='mdmd2: the two-sided MDMD '
+                   'spotter (default); baseline: the MEGC 2020 baseline as published (docs/spotting.md)')
+    p.add_argument('--json', action='store_true', help='one JSON object per interval (and the scores) instead of '
+                   'lines of text')
+    p.add_argument('--figure', help='save a timeline of every video (motion, threshold, intervals, apex frames, true '
+                   'intervals when known) to this PNG')
+    p.add_argument('-q', '--quiet', action='store_true', help='no progress bar, warnings only')
+    return p
+
+
+def parse_spot(argv):
+    """`mer.py spot`'s namespace, its sources checked."""
+    p = spot_parser()
+    a = p.parse_args(argv)
+    if sum(map(bool, (a.paths, a.demo, a.data))) != 1:
+        p.error('give video paths, --demo, or --data DIR (one of them)')
+    return a

@@ -5,11 +5,12 @@
     python mer.py --demo --table                  # every ablation row of Table I
     python mer.py --demo --save-model             # also one model on every subject: <run folder>/model.pt
     python mer.py predict clip.mp4 --model runs/demo/part_adversarial_emr/model.pt
+    python mer.py spot video.mp4 --figure timeline.png   # every expression interval in a long video
 
 The method: pipeline.py (align.py, emr.py, flow.py: aligned face, EMR, onset->apex TV-L1 flow -> u, v, strain)
 -> model.py (PartNet, gradient reversal, the loss) -> train.py (one training step) -> loso.py (folds, UF1/UAR).
 What runs it: cli.py (these flags, one per config.py field), table.py (the rows), cache.py (features), runs.py
-(run folders), engine.py (CUDA graphs, streams), predict.py. README.md maps the paper to the code.
+(run folders), engine.py (CUDA graphs, streams), predict.py, longvideo.py (spot). README.md maps the paper to the code.
 """
 import logging
 import sys
@@ -21,6 +22,9 @@ def main(argv=None):
     if argv[:1] == ['predict']:
         a = cli.predict_parser().parse_args(argv[1:])
         quiet, work = a.quiet, lambda: __import__('predict').run(a)
+    elif argv[:1] == ['spot']:
+        a = cli.parse_spot(argv[1:])
+        quiet, work = a.quiet, lambda: __import__('longvideo').run(a)
     else:
         a, cfg = cli.parse_args(argv)
         quiet, work = cfg.quiet, lambda: __import__('table').run(a, cfg)

@@ -17,6 +17,7 @@ import numpy as np
 import align
 import config
 import pipeline
+import spotting
 from data import DatasetError, Sample, frame_number, list_frames
 from files import atomic_write
 from frames import read_frames
@@ -140,6 +141,17 @@ def prepare(clip, cfg, onset=None, apex=None, no_face='error', max_frames=1000, 
     if j is None and stop < n:
         log.warning('%s: only frames %d to %d (--max-frames %d) are searched for the apex', clip['path'],
                     clip['numbers'][i], clip['numbers'][stop - 1], max_frames)
+    if j is None:
+        # The apex is looked for only while the onset's face is on screen: after it has left (a cut, another
+        # scene, a cartoon), the onset's transform warps something else and its change would win.
+        span = spotting.face_span(frames(clip, i, stop), clip['fps'])
+        if span < 2:
+            raise DatasetError(f'{clip["path"]}: the face of the onset (frame {clip["numbers"][i]}) is gone by the '
+                               'next frame checked; give an --onset where the face stays, or --apex')
+        if i + span < stop:
+            log.warning('%s: the face is gone after frame %d; the apex is looked for in frames %d to %d',
+                        clip['path'], clip['numbers'][i + span - 1], clip['numbers'][i], clip['numbers'][i + span - 1])
+            stop = i + span
     full, m = pipeline.align_frames(frames(clip, i, stop), cfg, f'{clip["path"]} frame {clip["numbers"][i]}')
     s = Sample('clip', '', Path(clip['path']).name, tuple(clip['numbers'][i:stop]), 0,
                0 if j is None else j - i, -1, float(clip['fps']), domain)

@@ -328,3 +328,222 @@ def build(root='demo_data', seed=0, subjects=6, clips=7, ck_subjects=8, ck_clips
     (root / 'truth.json').write_text(json.dumps({f'{d}/{s}/{c}': t for d, s, c, _, t in rows}))
     stamp.write_text(json.dumps(params))
     return root
+
+
+# ----------------------------------------------------------------------------------------------- long videos
+# The demo's long videos (MEGC's spotting task): minutes of a face in which a few micro- and macro-expressions
+# happen among blinks, a head turn, a stretch where the face is gone (an upside-down face, which moves but is no
+# face) and a cut to another person. Durations in seconds, amplitudes in pixels of a 224-px aligned face; the
+# datasets call an expression micro when it lasts at most 0.5 s. Events are 2-3 s apart: in CAS(ME)^2 they are
+# sparser still (a few a minute), and closer ones would share the spotter's window (spotting.py).
+LONG = dict(micro_s=(0.25, 0.45), macro_s=(1.2, 2.5), blink_s=(0.15, 0.25), turn_s=(0.8, 1.2), gap_s=(2.0, 3.0),
+            micro_amp=(2.5, 3.5), macro_amp=(8.0, 12.0), blink_amp=6.0, turn_deg=6.0, turn_px=10.0, noface_s=2.0)
+# Upper and lower eyelid landmarks: a blink closes each eye by pulling the upper lid down onto the lower.
+EYELIDS = {(37, 38, 43, 44): (0.0, 1.0), (40, 41, 46, 47): (0.0, -0.3)}
+CASME_SQ_EMOTION = {NEG: 'negative', POS: 'positive', SUR: 'surprise'}
+
+
+def hold_profile(n, onset, apex, hold_end, offset):
+    """(n,) intensity: 0 before onset, smooth rise to 1 at apex, held to hold_end, smooth fall to 0 at offset."""
+    t = np.arange(n, dtype=np.float64)
+    rise = np.clip((t - onset) / max(apex - onset, 1), 0, 1)
+    fall = np.clip((offset - t) / max(offset - hold_end, 1), 0, 1)
+    up = 0.5 - 0.5 * np.cos(np.pi * rise)
+    return np.where(t <= hold_end, up, 0.5 - 0.5 * np.cos(np.pi * fall))
+
+
+def blink_field(landmarks, shape, amp):
+    """(H, W, 2) float32 displacement of a closed eye, largest vector `amp` pixels: upper lids down, lower up."""
+    eye = np.linalg.norm(align.anchor_points(landmarks)[1] - align.anchor_points(landmarks)[0])
+    h, w = shape
+    gx, gy = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
+    field = np.zeros((h, w, 2), np.float32)
+    for idx, (dx, dy) in EYELIDS.items():
+        weight = np.zeros((h, w), np.float32)
+        for i in idx:
+            x, y = landmarks[i]
+            weight = np.maximum(weight, (1 - np.minimum(((gx - x) ** 2 + (gy - y) ** 2) / (0.15 * eye) ** 2, 1)) ** 2)
+        field[..., 0] += weight * dx
+        field[..., 1] += weight * dy
+    return field * np.float32(amp / np.abs(field).max())
+
+
+def long_script(rng, seconds, fps, n_faces=2, settings=LONG):
+    """(frames, events) of one long video: events is a list of dicts with 'kind' (micro | macro | blink | turn | noface | cut),
+    'onset', 'apex', 'hold_end', 'offset' frame indices (0-based, inclusive), 'face' (which identity), and for
+    expressions 'label' and 'amp' (pixels at 224 px). Face 0 until a third of the way in; then the face is gone
+    (noface) for settings['noface_s'], and a cut brings face 1 (another person) to the end."""
+    s, n = settings, int(round(seconds * fps))
+    f = lambda sec: int(round(sec * fps))     # noqa: E731  (seconds -> frames)
+    gone = f(seconds / 3)
+    back = gone + f(s['noface_s'])
+    events = [dict(kind='noface', onset=gone, apex=gone, hold_end=back - 1, offset=back - 1, face=None),
+              dict(kind='cut', onset=back, apex=back, hold_end=back, offset=back, face=1 % n_faces)]
+    # Each part of the video with a face gets, in random order, micro and macro expressions of random classes,
+    # blinks and (in the first) a head turn, separated by quiet gaps.
+    for (a, b), face in (((0, gone), 0), ((back, n), 1 % n_faces)):
+        t = a + f(rng.uniform(*s['gap_s']))
+        kinds = list(rng.permutation(['micro', 'macro', 'blink', 'micro', 'macro', 'micro']))
+        if face == 0:       # every video has a head turn and a blink, early, whatever its length
+            kinds = ['turn', 'blink'] + kinds
+        for kind in kinds:
+            length = f(rng.uniform(*s[f'{kind}_s']))
+            if t + length + f(0.5) > b:
+                continue
+            if kind == 'macro':       # rise, hold, fall
+                rise, fall = f(rng.uniform(0.25, 0.4)), f(rng.uniform(0.25, 0.4))
+                ev = dict(onset=t, apex=t + rise, hold_end=t + length - 1 - fall, offset=t + length - 1)
+            else:
+                apex = t + int(round((length - 1) * rng.uniform(0.4, 0.6)))
+                ev = dict(onset=t, apex=apex, hold_end=apex, offset=t + length - 1)
+            ev.update(kind=str(kind), face=face)
+            if kind in ('micro', 'macro'):
+                ev.update(label=int(rng.integers(3)), amp=float(rng.uniform(*s[f'{kind}_amp'])))
+            elif kind == 'turn':
+                ev.update(angle=float(rng.choice([-1, 1]) * s['turn_deg']),
+                          shift=(rng.normal(0, 1, 2) * s['turn_px'] / np.sqrt(2)).tolist())
+            events.append(ev)
+            t += length + f(rng.uniform(*s['gap_s']))
+    return n, sorted(events, key=lambda e: e['onset'])
+
+
+def long_frames(faces, n, events, rng, noise=1.5, settings=LONG):
+    """Yields the n BGR frames of a long video scripted by long_script, one at a time (nothing is held but the
+    faces' fields): the face of the moment warped by its active expressions and blinks, moved by a head turn,
+    with sensor noise; upside down (no face for a detector, but moving) while the script says the face is gone."""
+    h, w = faces[0][0].shape[:2]
+    gx, gy = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
+    to_src = [np.linalg.norm(align.anchor_points(lm)[1] - align.anchor_points(lm)[0]) / EYE_DIST_224
+              for _, lm in faces]
+    fields = []
+    for e in events:
+        if e['kind'] in ('micro', 'macro'):
+            img, lm = faces[e['face']]
+            fields.append(deformation(lm, e['label'], (h, w), float(e['amp'] * to_src[e['face']])))
+        elif e['kind'] == 'blink':
+            fields.append(blink_field(faces[e['face']][1], (h, w), float(settings['blink_amp'] * to_src[e['face']])))
+        else:
+            fields.append(None)
+    profs = [hold_profile(e['offset'] - e['onset'] + 1, 0, e['apex'] - e['onset'], e['hold_end'] - e['onset'],
+                          e['offset'] - e['onset']) for e in events]
+    cv2.setRNGSeed(int(rng.integers(2 ** 31)))
+    buf = np.empty((h, w, 3), np.float32)
+    face = 0
+    for t in range(n):
+        dx, dy, gone, angle, shift = 0, 0, False, 0.0, np.zeros(2)
+        for e, field, prof in zip(events, fields, profs):
+            if e['kind'] == 'cut' and t >= e['onset']:
+                face = e['face']
+            if not e['onset'] <= t <= e['offset']:
+                continue
+            p = np.float32(prof[t - e['onset']])
+            if e['kind'] == 'noface':
+                gone = True
+            elif e['kind'] == 'turn':
+                angle, shift = e['angle'] * p, np.asarray(e['shift']) * p
+            elif field is not None:
+                dx, dy = dx + p * field[..., 0], dy + p * field[..., 1]
+        img = faces[face][0]
+        f = cv2.remap(img, gx - dx, gy - dy, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT) \
+            if np.ndim(dx) else img
+        if angle or shift.any():
+            m = cv2.getRotationMatrix2D(tuple(align.anchor_points(faces[face][1])[2]), angle, 1.0)
+            m[:, 2] += shift
+            f = cv2.warpAffine(f, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+        if gone:      # the camera sees something else that moves: the face upside down, drifting
+            f = np.roll(f[::-1, ::-1], int(3 * np.sin(t / 7)), axis=1)
+        yield cv2.add(f, cv2.randn(buf, 0.0, noise), dtype=cv2.CV_8U)
+
+
+def long_truth(events, fps):
+    """The true intervals of a script: micro and macro expressions as spotscore reads them (frame indices)."""
+    return [dict(start=e['onset'], apex=e['apex'], end=e['offset'], label=e['label'],
+                 kind='micro' if (e['offset'] - e['onset'] + 1) / fps <= 0.5 else 'macro')
+            for e in events if e['kind'] in ('micro', 'macro')]
+
+
+def _casme_sq(root, faces, rng, videos, seconds, scripts):
+    """CAS(ME)^2's layout: rawpic/s15/15_0101disgustingteeth/img1.jpg and its three-sheet coding workbook."""
+    fps, base = 30.0, root / 'CAS(ME)^2'
+    coding, rule1, rule2 = [], [], []
+    stimuli = ['disgustingteeth', 'anger1', 'happy1', 'surprise2', 'funnyerrors', 'smellingtrash'][:videos]
+    for v, stim in enumerate(stimuli):
+        participant, number, code = v + 1, 15 + v, f'{v + 1:02d}{v + 1:02d}'
+        rule1.append([number, f's{number}', participant])
+        rule2.append([code, stim])
+        n, events = long_script(rng, seconds, fps)
+        folder = base / 'rawpic' / f's{number}' / f'{number}_{code}{stim}'
+        scripts[f'casme_sq/{folder.name}'] = events
+        folder.mkdir(parents=True, exist_ok=True)
+        pair = [faces[(2 * v) % len(faces)], faces[(2 * v + 1) % len(faces)]]
+        for i, img in enumerate(long_frames(pair, n, events, rng), 1):
+            cv2.imwrite(str(folder / f'img{i}.jpg'), img, [cv2.IMWRITE_JPEG_QUALITY, 90])
+        for k, t in enumerate(long_truth(events, fps), 1):
+            coding.append([participant, f'{stim}_{k}', t['start'] + 1, t['apex'] + 1, t['end'] + 1,
+                           CASME_AUS[t['label']], CASME_SQ_EMOTION[t['label']], f'{t["kind"]}-expression',
+                           CASME_SQ_EMOTION[t['label']]])
+    wb = openpyxl.Workbook()
+    for title, rows in (('CASMEcode_final', coding), ('naming rule1', rule1), ('naming rule2', rule2)):
+        ws = wb.active if title == 'CASMEcode_final' else wb.create_sheet(title)
+        ws.title = title
+        for r in rows:
+            ws.append(r)
+    wb.save(base / 'CAS(ME)^2code_final.xlsx')
+
+
+def _samm_lv(root, faces, rng, videos, seconds, scripts):
+    """SAMM Long Videos' layout: SAMM_longvideos/006_1/006_1_0001.jpg and the release's sheet, notes first."""
+    fps, base = 200.0, root / 'SAMM_LV'
+    wb = openpyxl.Workbook()
+    ws = wb.active
+    ws.title = 'FACS_Movement_Only'
+    ws['A1'] = 'SAMM Long Videos - FACS codes'
+    ws['A3'] = 'Frames counted from 1 at 200 fps'
+    header = ['Subject', 'Filename', 'Inducement Code', 'Onset', 'Apex', 'Offset', 'Duration', 'Type',
+              'Action Units', 'Notes']
+    for c, h in enumerate(header, 1):
+        ws.cell(10, c, h)
+    row = 11
+    for v in range(videos):
+        subject, name = f'{6 + v:03d}', f'{6 + v:03d}_{v + 1}'
+        n, events = long_script(rng, seconds, fps)
+        folder = base / 'SAMM_longvideos' / name
+        scripts[f'samm_lv/{name}'] = events
+        folder.mkdir(parents=True, exist_ok=True)
+        pair = [faces[(2 * v + 1) % len(faces)], faces[(2 * v) % len(faces)]]
+        for i, img in enumerate(long_frames(pair, n, events, rng), 1):
+            cv2.imwrite(str(folder / f'{name}_{i:04d}.jpg'), img, [cv2.IMWRITE_JPEG_QUALITY, 90])
+        for k, t in enumerate(long_truth(events, fps), 1):
+            values = [subject, f'{name}_{k}', v + 1, t['start'] + 1, t['apex'] + 1, t['end'] + 1,
+                      t['end'] - t['start'] + 1, 'Micro - 1/2' if t['kind'] == 'micro' else 'Macro',
+                      CASME_AUS[t['label']], None]
+            for c, x in enumerate(values, 1):
+                ws.cell(row, c, x)
+            row += 1
+    wb.save(base / 'SAMM_LongVideos_V3_Release.xlsx')
+
+
+def build_long(root='demo_long', seed=0, casme_videos=2, casme_s=60.0, samm_videos=2, samm_s=20.0, force=False):
+    """Path of the long-video demo (CAS(ME)^2 and SAMM Long Videos layouts), made from `seed`, reused if present."""
+    root = Path(root)
+    params = dict(seed=seed, casme_videos=casme_videos, casme_s=casme_s, samm_videos=samm_videos, samm_s=samm_s,
+                  version=2)
+    stamp = root / 'demo_long.json'
+    if not force and stamp.is_file() and json.loads(stamp.read_text()) == params:
+        return root
+    if root.exists():
+        shutil.rmtree(root)
+    log.info('building the long-video demo in %s (seed %d)', root, seed)
+    rng = np.random.default_rng(seed)
+    pics = photos()
+    faces = [identity(pics[i % len(pics)], rng) for i in range(4)]
+    scripts = {}
+    if casme_videos:
+        _casme_sq(root, faces, rng, casme_videos, casme_s, scripts)
+    if samm_videos:
+        _samm_lv(root, faces, rng, samm_videos, samm_s, scripts)
+    # Every event of every video (blinks, the head turn, the stretch without a face, the cut; frame indices from
+    # 0), beside the releases: what the spotter must not report is checked on it.
+    (root / 'events.json').write_text(json.dumps(scripts))
+    stamp.write_text(json.dumps(params))
+    return root
