@@ -122,16 +122,22 @@ def fold_claims(out):
     return claim
 
 
+def one_thread():
+    """Every CPU training process, this one too, trains on one thread: oneDNN splits a convolution's reductions
+    between threads, so a fold trained on two threads ends with other losses and weights than on one (measured,
+    BENCHMARKS.md), and --jobs, shards or a process resumed elsewhere must not change a result."""
+    import torch
+    torch.set_num_threads(1)
+
+
 def _worker(specs, data, n_samples, cfg, device, weights, out, counter, queue):
     """A training process: trains its folds one by one on one thread, sending each result to the parent, and ends
     with 'done', or with 'stopped' and the checkpoints it saved when a stop signal came (from the parent, from the
     job's scheduler, or at the parent's death)."""
-    import torch
-
     from workers import worker_setup
     worker_setup()
     checkpoint.catch_stop_signals(at_once=False)
-    torch.set_num_threads(1)
+    one_thread()
 
     class Count:
         def update(self, n):
@@ -260,6 +266,8 @@ def run(x, meta, cfg, out, weights=None, shard=(1, 1)):
     cuda = device.type == 'cuda'
     if cuda:
         torch.backends.cudnn.benchmark = True     # every fold has the same shapes: choose the kernels once
+    else:
+        one_thread()
     jobs = 1 if cuda else max(1, min(cfg.jobs or os.cpu_count(), len(todo)))
     streams = cfg.streams or engine.CUDA_STREAMS
     log.info('LOSO: %d folds (%d to train here), %d micro + %d macro samples; %s, %s; backbone lr %g, heads lr %g',
@@ -315,6 +323,8 @@ def train_final(x, meta, cfg, weights=None):
     the model that --save-model writes, trained after (or, with --final-only, instead of) the LOSO."""
     from tqdm import tqdm
     device = engine.resolve_device(cfg.device)
+    if device.type == 'cpu':
+        one_thread()
     n_samples = len(meta)
     data = engine.device_data(x, meta, device)
     t0 = time.time()

@@ -4,11 +4,11 @@ would have reached uninterrupted; a killed run, restarted, writes identical fold
 Like test_train.py, this file imports neither cv2, dlib, openpyxl nor scikit-learn.
 """
 import dataclasses
-import os
 import random
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +18,9 @@ import torch
 import checkpoint
 import engine
 import loso
+import runs
+import toy_run
+from test_mer import _children
 from test_train import TOY, _data, needs_cuda
 from toy import learnable
 
@@ -118,3 +121,78 @@ def test_cuda_graphs_read_the_restored_state(tmp_path, monkeypatch):
         assert np.array_equal(again[key][1], whole[key][1]) and np.array_equal(again[key][2], whole[key][2])
         for a, b in zip(again[key][3], whole[key][3]):
             assert a == pytest.approx(b, rel=1e-5, abs=1e-6)
+
+
+# ----------------------------------------------------------------------------------------------- killed runs
+def _start(out, jobs):
+    return subprocess.Popen([sys.executable, str(HERE / 'toy_run.py'), str(out), str(jobs), '2'],
+                            stderr=subprocess.PIPE, text=True)
+
+
+def _wait_for(p, ready):
+    """Polls until ready() or the run has ended; a run that does neither in 10 minutes fails the test."""
+    deadline = time.time() + 600
+    while p.poll() is None and not ready() and time.time() < deadline:
+        time.sleep(0.1)
+    assert time.time() < deadline, 'the run neither checkpointed nor ended'
+
+
+def _running(pid):
+    try:
+        return open(f'/proc/{pid}/stat').read().rsplit(')', 1)[1].split()[0] != 'Z'
+    except OSError:
+        return False
+
+
+def _files(out):
+    return {f.name: f.read_bytes() for f in sorted((out / 'folds').iterdir()) if f.suffix in ('.csv', '.log')}
+
+
+def test_a_run_stopped_killed_and_resumed_with_other_jobs_writes_the_fold_files_of_one_run_in_shards(tmp_path):
+    # The reference: the same toy LOSO (toy_run.py's settings) uninterrupted, in two shards in this process, with
+    # two threads offered to torch: a result must not depend on the threads, the processes or the shards.
+    x, meta = toy_run.data()
+    ref = tmp_path / 'ref'
+    threads = torch.get_num_threads()
+    try:
+        for shard in (1, 2), (2, 2):
+            torch.set_num_threads(2)
+            runs.run(x, meta, toy_run.settings(epochs=2), ref, shard=shard)
+    finally:
+        torch.set_num_threads(threads)
+    out = tmp_path / 'run'
+    # SIGTERM at a random moment once a fold has saved a checkpoint, two training processes.
+    p = _start(out, 2)
+    _wait_for(p, lambda: any((out / 'folds').glob('*.ckpt')))
+    workers = _children(p.pid)
+    time.sleep(random.uniform(0, 1))
+    p.send_signal(signal.SIGTERM)
+    err = p.communicate(timeout=600)[1]
+    last = err.strip().splitlines()[-1]
+    if p.returncode == 0:
+        pytest.skip('the run finished before the signal came (an idle fast machine): nothing was stopped')
+    assert p.returncode == checkpoint.STOPPED and 'Traceback' not in err and 'leaked' not in err, err
+    assert last.startswith('mer.py: stopped by SIGTERM; kept ') and 'run the same command again' in last, last
+    deadline = time.time() + 30            # the resource tracker ends once it reads its pipe's end
+    while time.time() < deadline and any(map(_running, workers)):
+        time.sleep(0.1)
+    assert len(workers) >= 2 and not [w for w in workers if _running(w)], 'orphans'
+    kept = sorted(f.stem for f in (out / 'folds').glob('*.ckpt'))
+    assert kept and all(k in last for k in kept)
+    # Started again with one process, and killed by SIGKILL at a random moment after it has resumed.
+    p = _start(out, 1)
+    seen = ''
+    for line in p.stderr:
+        seen += line
+        if 'resumed at step' in line:
+            break
+    assert 'resumed at step' in seen, seen
+    time.sleep(random.uniform(0, 1))
+    p.kill()
+    p.communicate(timeout=60)
+    # And once more, to the end.
+    p = _start(out, 1)
+    err = p.communicate(timeout=600)[1]
+    assert p.returncode == 0, err
+    assert not list((out / 'folds').glob('*.ckpt'))              # removed once their fold files were written
+    assert _files(out) == _files(ref) and (out / 'metrics.json').read_bytes() == (ref / 'metrics.json').read_bytes()
