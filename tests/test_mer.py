@@ -160,6 +160,15 @@ def test_table_shards_every_row(demo_root, tmp_path, monkeypatch, capsys):
     assert {s for _, s in seen} == {(2, 3)} and 'shard 2/3 done' in capsys.readouterr().out
 
 
+def test_a_folder_given_for_the_landmark_model_is_one_line_before_any_feature(demo_root, tmp_path):
+    with pytest.raises(SystemExit) as e:
+        mer.main(_args(demo_root, tmp_path / 'cache', '--out', str(tmp_path / 'run'), '--landmarks', str(tmp_path)))
+    msg = str(e.value)
+    assert msg.startswith(f'mer.py: error: {tmp_path}: a folder, not the dlib 68-point landmark model') and \
+        '\n' not in msg
+    assert not any((tmp_path / 'cache').iterdir())                      # no feature was computed
+
+
 def test_an_unwritable_run_folder_stops_before_any_work(demo_root, tmp_path):
     blocker = tmp_path / 'file'
     blocker.write_text('not a folder')
