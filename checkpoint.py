@@ -130,6 +130,12 @@ def catch_stop_signals(at_once=True):
         signal.signal(s, _on_signal)
 
 
+def ignore_signals():
+    """Ctrl-C and the stop signals ignored: for the last moments of a run that is ending with its one line."""
+    for s in STOP_SIGNALS + (signal.SIGINT,):
+        signal.signal(s, signal.SIG_IGN)
+
+
 def requested():
     """The name of the stop signal received, or None."""
     return _stop['signal']

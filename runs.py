@@ -162,13 +162,16 @@ def _train_in_processes(specs, data, n_samples, cfg, device, weights, bar, jobs,
     with the workers through shared memory, not copied. A fold's result does not depend on its process.
     """
     import torch.multiprocessing as tmp
+
+    from workers import starting
     ctx = tmp.get_context('spawn')
-    counter, queue = ctx.Value('q', 0), ctx.Queue()
-    data = tuple(t.share_memory_() for t in data)
-    procs = [ctx.Process(target=_worker, args=(specs[j::jobs], data, n_samples, cfg, device, weights, out, counter,
-                                               queue), daemon=True) for j in range(jobs)]
-    for p in procs:
-        p.start()
+    with starting():              # the resource tracker and the workers are born with Ctrl-C blocked
+        counter, queue = ctx.Value('q', 0), ctx.Queue()
+        data = tuple(t.share_memory_() for t in data)
+        procs = [ctx.Process(target=_worker, args=(specs[j::jobs], data, n_samples, cfg, device, weights, out,
+                                                   counter, queue), daemon=True) for j in range(jobs)]
+        for p in procs:
+            p.start()
     kept, stopping = [], False
     try:
         left = jobs                  # each worker ends with 'done' or 'stopped' (it may skip folds another holds)
