@@ -186,9 +186,12 @@ def _train_in_processes(specs, data, n_samples, cfg, device, weights, bar, jobs,
             except Exception:     # queue.Empty: show progress, and notice a worker that died without a word
                 bar.update(counter.value - bar.n)
                 if not any(p.is_alive() for p in procs) and queue.empty():
-                    if stopping:
+                    if stopping or checkpoint.requested():    # killed while starting, before their handler
+                        stopping = True
                         break
-                    raise RuntimeError('a training process ended without its results (out of memory?)') from None
+                    codes = ', '.join(str(p.exitcode) for p in procs)
+                    raise RuntimeError(f'a training process ended without its results (exit codes {codes}; a '
+                                       'negative one is the signal that killed it; out of memory?)') from None
                 continue
             if kind == 'error':
                 raise RuntimeError(f'a training process failed: {res}')

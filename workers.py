@@ -34,19 +34,25 @@ def worker_setup():
 
 @contextlib.contextmanager
 def starting():
-    """A region where processes are started: they are born ignoring Ctrl-C. A terminal's Ctrl-C goes to every
-    process of the foreground group, and a spawned child still importing (seconds, before worker_setup) would raise
-    KeyboardInterrupt and print its own traceback beside the parent's one line. An ignored signal stays ignored
-    across exec, where a blocked one does not (subprocess unblocks every signal in the child). Meanwhile the parent
-    holds a Ctrl-C back and takes it as it leaves; only a thread other than the main one could take it and drop it,
-    within the milliseconds that starting takes."""
+    """A region where processes are started: they are born ignoring Ctrl-C and SIGUSR1. A terminal's Ctrl-C goes to
+    every process of the foreground group, and a spawned child still importing (seconds, before worker_setup)
+    would raise KeyboardInterrupt and print its own traceback beside the parent's one line; SLURM's --signal USR1
+    goes to every process of the job, and would kill multiprocessing's resource tracker, whose successor then
+    prints tracebacks. An ignored signal stays ignored across exec, where a blocked one does not (subprocess
+    unblocks every signal in the child). Meanwhile the parent holds these signals back and takes them as it
+    leaves; only a thread other than the main one could take one and drop it, within the milliseconds that
+    starting takes. The training processes install their own SIGUSR1 handler (runs._worker)."""
+    import multiprocessing.resource_tracker
+    held = (signal.SIGINT, signal.SIGUSR1) if hasattr(signal, 'SIGUSR1') else (signal.SIGINT,)
     mask = getattr(signal, 'pthread_sigmask', None)        # not on Windows: there worker_setup's ignore alone
-    old_mask = mask(signal.SIG_BLOCK, {signal.SIGINT}) if mask else None
-    handler = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    old_mask = mask(signal.SIG_BLOCK, held) if mask else None
+    handlers = {s: signal.signal(s, signal.SIG_IGN) for s in held}
     try:
+        multiprocessing.resource_tracker.ensure_running()
         yield
     finally:
-        signal.signal(signal.SIGINT, handler)
+        for s, h in handlers.items():
+            signal.signal(s, h)
         if mask:
             mask(signal.SIG_SETMASK, old_mask)
 

@@ -283,7 +283,7 @@ def test_training_workers_die_with_a_killed_parent(demo_root, tmp_path, cache):
     assert not alive, f'training processes {alive} outlived their killed parent'
 
 
-def test_worker_processes_are_born_ignoring_ctrl_c():
+def test_worker_processes_are_born_ignoring_ctrl_c_and_sigusr1():
     # A child that could take a Ctrl-C before worker_setup ignores it prints its own traceback (seconds of imports
     # under spawn): every pool and training process is started inside workers.starting().
     import multiprocessing
@@ -294,4 +294,5 @@ def test_worker_processes_are_born_ignoring_ctrl_c():
         pool = multiprocessing.get_context('spawn').Pool(1)
     with pool:
         assert pool.apply(signal.getsignal, (signal.SIGINT,)) == signal.SIG_IGN
+        assert pool.apply(signal.getsignal, (signal.SIGUSR1,)) == signal.SIG_IGN    # SLURM's --signal, to all
     assert signal.getsignal(signal.SIGINT) is before                          # the parent's Ctrl-C is back
