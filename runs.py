@@ -138,6 +138,9 @@ def _worker(specs, data, n_samples, cfg, device, weights, out, counter, queue):
     worker_setup()
     checkpoint.catch_stop_signals(at_once=False)
     one_thread()
+    # A spawned process starts without the parent's logging: its warnings and 'resumed at step' lines, as mer.py's.
+    logging.basicConfig(level=logging.WARNING if cfg.quiet else logging.INFO,
+                        format='%(asctime)s %(name)s: %(message)s', datefmt='%H:%M:%S')
 
     class Count:
         def update(self, n):

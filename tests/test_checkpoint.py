@@ -4,6 +4,7 @@ would have reached uninterrupted; a killed run, restarted, writes identical fold
 Like test_train.py, this file imports neither cv2, dlib, openpyxl nor scikit-learn.
 """
 import dataclasses
+import os
 import random
 import signal
 import subprocess
@@ -126,7 +127,16 @@ def test_cuda_graphs_read_the_restored_state(tmp_path, monkeypatch):
 # ----------------------------------------------------------------------------------------------- killed runs
 def _start(out, jobs):
     return subprocess.Popen([sys.executable, str(HERE / 'toy_run.py'), str(out), str(jobs), '2'],
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+
+
+def _until_resumed(p):
+    seen = ''
+    for line in p.stderr:
+        seen += line
+        if 'resumed at step' in line:
+            return seen
+    raise AssertionError(f'the run did not resume a fold:\n{seen}')
 
 
 def _wait_for(p, ready):
@@ -179,14 +189,15 @@ def test_a_run_stopped_killed_and_resumed_with_other_jobs_writes_the_fold_files_
     assert len(workers) >= 2 and not [w for w in workers if _running(w)], 'orphans'
     kept = sorted(f.stem for f in (out / 'folds').glob('*.ckpt'))
     assert kept and all(k in last for k in kept)
+    # Started again, and SIGUSR1 to every process of the run, as SLURM's --signal sends it, once it has resumed.
+    p = _start(out, 2)
+    err = _until_resumed(p)
+    os.killpg(p.pid, signal.SIGUSR1)
+    err += p.communicate(timeout=600)[1]
+    assert p.returncode in (0, checkpoint.STOPPED) and 'Traceback' not in err and 'leaked' not in err, err
     # Started again with one process, and killed by SIGKILL at a random moment after it has resumed.
     p = _start(out, 1)
-    seen = ''
-    for line in p.stderr:
-        seen += line
-        if 'resumed at step' in line:
-            break
-    assert 'resumed at step' in seen, seen
+    _until_resumed(p)
     time.sleep(random.uniform(0, 1))
     p.kill()
     p.communicate(timeout=60)

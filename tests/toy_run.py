@@ -18,9 +18,10 @@ def data():
 
 
 def settings(jobs=1, epochs=3):
-    """Checkpoints at every epoch's end, so that a kill at any moment loses at most one epoch."""
+    """Checkpoints at every epoch's end, so that a kill at any moment loses at most one epoch; not quiet: the
+    tests read the log's lines."""
     return dataclasses.replace(config.PAPER, size=36, epochs=epochs, batch_size=4, init='random', precision='fp32',
-                               device='cpu', quiet=True, jobs=jobs, checkpoint_every=0)
+                               device='cpu', jobs=jobs, checkpoint_every=0)
 
 
 if __name__ == '__main__':
