@@ -24,7 +24,7 @@ import torch
 from files import atomic_write
 
 log = logging.getLogger(__name__)
-STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
+STOP_SIGNALS = tuple(getattr(signal, name) for name in ('SIGTERM', 'SIGUSR1') if hasattr(signal, name))
 # 128 + SIGTERM: what a shell reports for a job ended by SIGTERM, so a requeue rule for terminated jobs fits it.
 STOPPED = 143
 

@@ -122,7 +122,7 @@ def fold_claims(out):
     return claim
 
 
-def one_thread():
+def one_torch_thread():
     """Every CPU training process, this one too, trains on one thread: oneDNN splits a convolution's reductions
     between threads, so a fold trained on two threads ends with other losses and weights than on one (measured,
     BENCHMARKS.md), and --jobs, shards or a process resumed elsewhere must not change a result."""
@@ -137,7 +137,7 @@ def _worker(specs, data, n_samples, cfg, device, weights, out, counter, queue):
     from workers import worker_setup
     worker_setup()
     checkpoint.catch_stop_signals(at_once=False)
-    one_thread()
+    one_torch_thread()
     # A spawned process starts without the parent's logging: its warnings and 'resumed at step' lines, as mer.py's.
     logging.basicConfig(level=logging.WARNING if cfg.quiet else logging.INFO,
                         format='%(asctime)s %(name)s: %(message)s', datefmt='%H:%M:%S')
@@ -168,7 +168,7 @@ def _train_in_processes(specs, data, n_samples, cfg, device, weights, bar, jobs,
 
     from workers import starting
     ctx = tmp.get_context('spawn')
-    with starting():              # the resource tracker and the workers are born with Ctrl-C blocked
+    with starting():              # the resource tracker and the workers are born ignoring Ctrl-C
         counter, queue = ctx.Value('q', 0), ctx.Queue()
         data = tuple(t.share_memory_() for t in data)
         procs = [ctx.Process(target=_worker, args=(specs[j::jobs], data, n_samples, cfg, device, weights, out,
@@ -276,7 +276,7 @@ def run(x, meta, cfg, out, weights=None, shard=(1, 1)):
     if cuda:
         torch.backends.cudnn.benchmark = True     # every fold has the same shapes: choose the kernels once
     else:
-        one_thread()
+        one_torch_thread()
     jobs = 1 if cuda else max(1, min(cfg.jobs or os.cpu_count(), len(todo)))
     streams = cfg.streams or engine.CUDA_STREAMS
     log.info('LOSO: %d folds (%d to train here), %d micro + %d macro samples; %s, %s; backbone lr %g, heads lr %g',
@@ -333,7 +333,7 @@ def train_final(x, meta, cfg, weights=None):
     from tqdm import tqdm
     device = engine.resolve_device(cfg.device)
     if device.type == 'cpu':
-        one_thread()
+        one_torch_thread()
     n_samples = len(meta)
     data = engine.device_data(x, meta, device)
     t0 = time.time()

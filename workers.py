@@ -15,7 +15,6 @@ def worker_setup():
     PR_SET_PDEATHSIG; elsewhere only the rest holds)."""
     import ctypes
     import multiprocessing
-    import signal
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
         __import__('numpy')           # loads its BLAS, which threadpoolctl can limit only once loaded
