@@ -41,6 +41,9 @@ def landmark_model_path(path=None):
             raise FileNotFoundError('dlib 68-point landmark model not found: pip install face-recognition-models '
                                     '(or pass the .dat file with --landmarks PATH)')
         p = Path(spec.submodule_search_locations[0]) / 'models' / 'shape_predictor_68_face_landmarks.dat'
+    if p.is_dir():
+        raise FileNotFoundError(f'{p}: a folder, not the dlib 68-point landmark model; pass the .dat file itself '
+                                'with --landmarks PATH')
     if not p.is_file():
         raise FileNotFoundError(f'{p}: dlib 68-point landmark model missing; reinstall face-recognition-models '
                                 'or pass the .dat file with --landmarks PATH')

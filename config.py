@@ -76,6 +76,9 @@ class Config:
                            min=1, volatile=True)
     workers: int = setting(0, 'preprocessing processes (default one per core)', min=1, volatile=True)
     quiet: bool = setting(False, 'no progress bars, warnings only', volatile=True)
+    checkpoint_every: float = setting(3.0, 'minutes between checkpoints of the folds in training, written at epoch '
+                                      'ends (0: every epoch); a stop signal writes them at once', min=0,
+                                      volatile=True)
 
     def backbone_lr(self):
         """The trunk's learning rate: lr_backbone if set, else lr_pretrained on ImageNet weights, else lr_heads."""

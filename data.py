@@ -96,6 +96,29 @@ def list_frames(folder):
     return tuple(str(p) for p in sorted(files, key=lambda p: (frame_number(p), p.name)))
 
 
+def _not_a_folder(path):
+    return 'a file, not a folder' if path.exists() else 'folder not found'
+
+
+_padded = set()
+
+
+def subject_folder(parent, name):
+    """parent/name, or else the one folder in parent whose name differs from it only in the zero padding of its
+    number (a csv that writes sub1 where the release has sub01), logged once a subject."""
+    path = parent / name
+    m = re.fullmatch(r'(\D*?)0*(\d+)', name)
+    if path.is_dir() or not m or not parent.is_dir():
+        return path
+    hits = [p for p in parent.iterdir() if p.is_dir() and re.fullmatch(rf'{re.escape(m[1])}0*{m[2]}', p.name)]
+    if len(hits) != 1:
+        return path
+    if hits[0] not in _padded:
+        _padded.add(hits[0])
+        log.info('subject %s is folder %s in %s (its number padded otherwise)', name, hits[0].name, parent)
+    return hits[0]
+
+
 def find(root, piece, depth=SEARCH_DEPTH):
     """The shallowest path within `depth` levels under root that is the named piece (see PIECES), or DatasetError."""
     what, name, patterns, child = PIECES[piece]
@@ -232,12 +255,12 @@ def _clip(dataset, subject, clip, pieces, sheets):
         m = re.fullmatch(r'sub(\d+)', subject)
         if not m:
             raise DatasetError(f'subject {subject!r} is not a CASME II subject like sub01')
-        frames = list_frames(pieces['casme2_frames'] / subject / clip)
+        frames = list_frames(subject_folder(pieces['casme2_frames'], subject) / clip)
         return (frames, *_sheet_frames(sheets[dataset], (int(m[1]), clip)), None)
     if dataset == 'samm':
         if not subject.isdigit():
             raise DatasetError(f'subject {subject!r} is not a SAMM subject number like 6')
-        frames = list_frames(pieces['samm_frames'] / f'{int(subject):03d}' / clip)
+        frames = list_frames(subject_folder(pieces['samm_frames'], f'{int(subject):03d}') / clip)
         return (frames, *_sheet_frames(sheets[dataset], (int(subject), clip)), None)
     # SMIC-HS: the csv pads the subject (s01_ne_01), the release does not (s1/micro/negative/s1_ne_01).
     m = re.fullmatch(r's0*(\d+)(_[a-z]+_\d+)', clip)
@@ -262,7 +285,7 @@ def load_megc(root, *, strict=False, skip_bad=False):
     """The MEGC2019 composite samples, in csv order, from the official csv and the release folders under root."""
     root = Path(root)
     if not root.is_dir():
-        raise DatasetError(f'{root}: folder not found; pass the folder holding combined_3class_gt.csv and the '
+        raise DatasetError(f'{root}: {_not_a_folder(root)}; pass the folder holding combined_3class_gt.csv and the '
                            f'CASME II, SAMM and SMIC releases')
     csv_path = find(root, 'csv')
     rows = _read_csv(csv_path)
@@ -316,7 +339,7 @@ def load_ckplus(root, *, skip_bad=False):
     """CK+ samples (macro, 30 fps) with an emotion label: onset = first frame, apex = last (peak) frame."""
     root = Path(root)
     if not root.is_dir():
-        raise DatasetError(f'{root}: folder not found; pass the folder holding cohn-kanade-images and Emotion')
+        raise DatasetError(f'{root}: {_not_a_folder(root)}; pass the folder holding cohn-kanade-images and Emotion')
     images, emotion = find(root, 'ck_images'), find(root, 'ck_emotion')
     files = sorted(p for p in emotion.glob('*/*/*_emotion.txt')
                    if not any(part.startswith('.') for part in p.relative_to(emotion).parts))
@@ -356,7 +379,8 @@ def load_index(csv_path, *, strict=False, skip_bad=False):
     """Samples, in file order, from a csv of your own clips (columns in the module docstring)."""
     csv_path = Path(csv_path)
     if not csv_path.is_file():
-        raise DatasetError(f'{csv_path}: index file not found')
+        raise DatasetError(f'{csv_path}: ' + ('a folder, not an index file; pass the csv that lists your clips (its '
+                                              'columns: docs/data.md)' if csv_path.is_dir() else 'index file not found'))
     rows = _read_csv(csv_path)
     header = [h.strip().lower() for h in rows[0]] if rows else []
     missing = [c for c in INDEX_COLUMNS if c not in header]

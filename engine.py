@@ -8,13 +8,16 @@ never synchronises with the host and never changes shape, and:
   - on CPU it runs eagerly, one fold after another in each of `jobs` processes (runs.py);
   - on CUDA it is captured once per fold as a CUDA graph and replayed (a 32-sample ResNet18 step is launch-bound:
     replay removes the launches), with the graphs of several folds replayed on their own CUDA streams at once.
-A fold's result therefore depends on its seed and settings alone, not on which folds train beside it.
+A fold's result therefore depends on its seed and settings alone, not on which folds train beside it, and a fold
+stopped after any step and restored from its checkpoint (checkpoint.py) goes on exactly as if never stopped.
 """
+import time
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
+import checkpoint
 import model
 import stats
 import train
@@ -192,12 +195,14 @@ def train_all(train_idx, data, n_samples, cfg, device, weights=None, progress=No
 
 
 def train_folds(specs, data, n_samples, cfg, device, weights=None, streams=1, graphs=None, progress=None,
-                claim=None):
+                claim=None, keep=None):
     """Trains every fold of `specs` [(key, train_idx, test_idx)]; yields (key, honest, selected, log) per fold.
 
     `data` is (x, y, domain) on the device; `n_samples` the number of micro + macro samples, which sets the epoch.
     `claim(key)`, asked just before a fold would train, may say False: then another process has it, and it is
-    skipped here.
+    skipped here. `keep`, a folder, holds the folds' checkpoints (checkpoint.py): a fold goes on from its own,
+    saves it at epoch ends at most every cfg.checkpoint_every minutes, and when a stop signal arrives saves it at
+    the next step and raises checkpoint.Stopped.
 
     On CUDA (graphs=None or True) folds go in waves of `streams`: each fold's step is captured as a CUDA graph and
     the graphs of a wave are replayed on their own streams, step by step. Elsewhere folds train eagerly, one by one.
@@ -219,18 +224,36 @@ def train_folds(specs, data, n_samples, cfg, device, weights=None, streams=1, gr
             ss = [torch.cuda.Stream() for _ in folds]
             for fold in folds:
                 capture(fold, data, cfg)
+        taken = [checkpoint.restore(keep, fold) if keep else 0 for fold in folds]    # after capture: in place
+        if graphs:
             torch.cuda.synchronize()
+        if progress is not None and any(taken):
+            progress.update(sum(taken))
+        saved = time.monotonic()
         for epoch in range(cfg.epochs):
-            for _ in range(steps):
-                step_all(folds, data, cfg, ss if graphs else None)
+            for k in range(epoch * steps, (epoch + 1) * steps):
+                if keep and checkpoint.requested():
+                    checkpoint.stop(keep, folds)
+                live = [j for j, n in enumerate(taken) if n <= k]      # a resumed fold waits for its step
+                if not live:
+                    continue
+                step_all([folds[j] for j in live], data, cfg, [ss[j] for j in live] if graphs else None)
                 if progress is not None:
-                    progress.update(len(folds))
+                    progress.update(len(live))
             for j, fold in enumerate(folds):       # every epoch, for the protocol audit's epoch chosen on test
+                if taken[j] >= (epoch + 1) * steps:     # restored after this epoch: its predictions too
+                    continue
                 if graphs:
                     with torch.cuda.stream(ss[j]):
                         evaluate(fold, data, cfg, epoch)
                 else:
                     evaluate(fold, data, cfg, epoch)
+            if keep and epoch < cfg.epochs - 1 and time.monotonic() - saved >= cfg.checkpoint_every * 60:
+                if graphs:
+                    torch.cuda.synchronize()
+                for fold in folds:
+                    checkpoint.save(keep, fold)
+                saved = time.monotonic()
         if graphs:
             torch.cuda.synchronize()
         for fold in folds:

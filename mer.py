@@ -43,7 +43,15 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
+    import checkpoint
+    checkpoint.catch_stop_signals()
     try:
         sys.exit(main())
     except KeyboardInterrupt:
+        checkpoint.ignore_signals()       # a second Ctrl-C must not interrupt the exit with a traceback
         sys.exit('mer.py: interrupted; run the same command again to resume')
+    except checkpoint.Stopped as e:
+        # SIGTERM or SIGUSR1 (a scheduler pre-empting the job): what was kept, and a status to requeue on.
+        checkpoint.ignore_signals()
+        print(checkpoint.message(e), file=sys.stderr)
+        sys.exit(checkpoint.STOPPED)

@@ -6,6 +6,7 @@ A fold's predictions go to folds/<key>.csv as soon as it finishes, so a run stop
 was, and `--folds i/n` shards of one run folder (a cluster job array) merge into the same result as a single run.
 The metrics come from the predictions in memory, with the fold files of folds trained elsewhere read back.
 """
+import contextlib
 import csv
 import json
 import logging
@@ -15,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+import checkpoint
 import engine
 import loso
 import report
@@ -38,6 +40,7 @@ def write_fold(out, key, rows, epochs=None):
         atomic_write(out / 'folds' / f'{key}.log', report.train_log_csv([(key, epochs)]))
     lines = [','.join(FOLD_COLUMNS)] + [','.join(str(r[c]) for c in FOLD_COLUMNS) for r in rows]
     atomic_write(out / 'folds' / f'{key}.csv', '\n'.join(lines) + '\n')
+    checkpoint.remove(out / 'folds', key)
 
 
 def check_fold_file(path, expected):
@@ -119,13 +122,25 @@ def fold_claims(out):
     return claim
 
 
-def _worker(specs, data, n_samples, cfg, device, weights, out, counter, queue):
-    """A training process: trains its folds one by one on one thread, sending each result to the parent."""
+def one_torch_thread():
+    """Every CPU training process, this one too, trains on one thread: oneDNN splits a convolution's reductions
+    between threads, so a fold trained on two threads ends with other losses and weights than on one (measured,
+    BENCHMARKS.md), and --jobs, shards or a process resumed elsewhere must not change a result."""
     import torch
+    torch.set_num_threads(1)
 
+
+def _worker(specs, data, n_samples, cfg, device, weights, out, counter, queue):
+    """A training process: trains its folds one by one on one thread, sending each result to the parent, and ends
+    with 'done', or with 'stopped' and the checkpoints it saved when a stop signal came (from the parent, from the
+    job's scheduler, or at the parent's death)."""
     from workers import worker_setup
     worker_setup()
-    torch.set_num_threads(1)
+    checkpoint.catch_stop_signals(at_once=False)
+    one_torch_thread()
+    # A spawned process starts without the parent's logging: its warnings and 'resumed at step' lines, as mer.py's.
+    logging.basicConfig(level=logging.WARNING if cfg.quiet else logging.INFO,
+                        format='%(asctime)s %(name)s: %(message)s', datefmt='%H:%M:%S')
 
     class Count:
         def update(self, n):
@@ -133,9 +148,11 @@ def _worker(specs, data, n_samples, cfg, device, weights, out, counter, queue):
                 counter.value += n
     try:
         for res in engine.train_folds(specs, data, n_samples, cfg, device, weights, progress=Count(),
-                                      claim=fold_claims(out)):
+                                      claim=fold_claims(out), keep=out / 'folds'):
             queue.put(('fold', res))
         queue.put(('done', None))
+    except checkpoint.Stopped as e:
+        queue.put(('stopped', e.args[1]))
     except BaseException as e:     # the parent re-raises it with the fold's context
         queue.put(('error', f'{type(e).__name__}: {e}'))
 
@@ -148,27 +165,42 @@ def _train_in_processes(specs, data, n_samples, cfg, device, weights, bar, jobs,
     with the workers through shared memory, not copied. A fold's result does not depend on its process.
     """
     import torch.multiprocessing as tmp
+
+    from workers import starting
     ctx = tmp.get_context('spawn')
-    counter, queue = ctx.Value('q', 0), ctx.Queue()
-    data = tuple(t.share_memory_() for t in data)
-    procs = [ctx.Process(target=_worker, args=(specs[j::jobs], data, n_samples, cfg, device, weights, out, counter,
-                                               queue), daemon=True) for j in range(jobs)]
-    for p in procs:
-        p.start()
+    with starting():              # the resource tracker and the workers are born ignoring Ctrl-C
+        counter, queue = ctx.Value('q', 0), ctx.Queue()
+        data = tuple(t.share_memory_() for t in data)
+        procs = [ctx.Process(target=_worker, args=(specs[j::jobs], data, n_samples, cfg, device, weights, out,
+                                                   counter, queue), daemon=True) for j in range(jobs)]
+        for p in procs:
+            p.start()
+    kept, stopping = [], False
     try:
-        left = jobs                  # each worker ends with 'done' (it may skip folds another process holds)
+        left = jobs                  # each worker ends with 'done' or 'stopped' (it may skip folds another holds)
         while left:
+            if checkpoint.requested() and not stopping:
+                stopping = True       # each worker saves its fold at its next step; their results still come
+                for p in procs:
+                    if p.is_alive():
+                        p.terminate()
             try:
                 kind, res = queue.get(timeout=0.25)
             except Exception:     # queue.Empty: show progress, and notice a worker that died without a word
                 bar.update(counter.value - bar.n)
                 if not any(p.is_alive() for p in procs) and queue.empty():
-                    raise RuntimeError('a training process ended without its results (out of memory?)') from None
+                    if stopping or checkpoint.requested():    # killed while starting, before their handler
+                        stopping = True
+                        break
+                    codes = ', '.join(str(p.exitcode) for p in procs)
+                    raise RuntimeError(f'a training process ended without its results (exit codes {codes}; a '
+                                       'negative one is the signal that killed it; out of memory?)') from None
                 continue
             if kind == 'error':
                 raise RuntimeError(f'a training process failed: {res}')
-            if kind == 'done':
+            if kind in ('done', 'stopped'):
                 left -= 1
+                kept += res or []
                 continue
             yield res
         bar.update(counter.value - bar.n)
@@ -177,6 +209,8 @@ def _train_in_processes(specs, data, n_samples, cfg, device, weights, bar, jobs,
             if p.is_alive():
                 p.terminate()
             p.join()
+    if stopping:
+        raise checkpoint.Stopped(checkpoint.requested(), kept, None, None)
 
 
 def _prepare(out, meta, shard, protocol):
@@ -185,6 +219,8 @@ def _prepare(out, meta, shard, protocol):
     specs = loso.PROTOCOLS[protocol](meta)
     for key, _, test in specs:         # a damaged fold file is trained again, never merged short
         path = out / 'folds' / f'{key}.csv'
+        if path.is_file():             # killed between the fold file and its checkpoint's removal
+            checkpoint.remove(out / 'folds', key)
         why = path.is_file() and check_fold_file(path, {(meta[i].dataset, meta[i].subject, meta[i].clip):
                                                           meta[i].label for i in test})
         if why:
@@ -217,6 +253,16 @@ def _finish(out, specs, done, protocol, n_boot):
     return dict(report.write_run(out, rows, logs, protocol, n_boot), rows=rows)
 
 
+@contextlib.contextmanager
+def _stopped_in(out, specs):
+    """checkpoint.Stopped, on its way up, told the run folder and how many of its folds are finished."""
+    try:
+        yield
+    except checkpoint.Stopped as e:
+        finished = sum((out / 'folds' / f'{key}.csv').is_file() for key, _, _ in specs)
+        raise checkpoint.Stopped(e.args[0], e.args[1], out, finished) from None
+
+
 def run(x, meta, cfg, out, weights=None, shard=(1, 1), protocol='loso', n_boot=1000):
     """The folds of `protocol` (loso.PROTOCOLS) over the micro samples in `meta`; writes the run folder; returns
     _finish's metrics and rows, or None if folds remain. n_boot: bootstrap draws of the intervals."""
@@ -231,6 +277,8 @@ def run(x, meta, cfg, out, weights=None, shard=(1, 1), protocol='loso', n_boot=1
     cuda = device.type == 'cuda'
     if cuda:
         torch.backends.cudnn.benchmark = True     # every fold has the same shapes: choose the kernels once
+    else:
+        one_torch_thread()
     jobs = 1 if cuda else max(1, min(cfg.jobs or os.cpu_count(), len(todo)))
     streams = cfg.streams or engine.CUDA_STREAMS
     log.info('%s: %d folds (%d to train here), %d micro + %d macro samples; %s, %s; backbone lr %g, heads lr %g',
@@ -242,10 +290,12 @@ def run(x, meta, cfg, out, weights=None, shard=(1, 1), protocol='loso', n_boot=1
     by_key = {k: te for k, _, te in specs}
     t0 = time.time()
     done = {}
-    with tqdm(total=steps * len(todo), unit='fold-step', disable=cfg.quiet) as bar:
+    # A stop signal here only asks training to stop at its next step, where every fold's state is whole.
+    with tqdm(total=steps * len(todo), unit='fold-step', disable=cfg.quiet) as bar, _stopped_in(out, specs), \
+            checkpoint.deferred():
         if jobs == 1:
             results = engine.train_folds(todo, data, n_samples, cfg, device, weights, streams, progress=bar,
-                                         claim=fold_claims(out))
+                                         claim=fold_claims(out), keep=out / 'folds')
         else:
             results = _train_in_processes(todo, data, n_samples, cfg, device, weights, bar, jobs, out)
         for key, pred, sel, epochs in results:
@@ -284,6 +334,8 @@ def train_final(x, meta, cfg, weights=None):
     the model that --save-model writes, trained after (or, with --final-only, instead of) the LOSO."""
     from tqdm import tqdm
     device = engine.resolve_device(cfg.device)
+    if device.type == 'cpu':
+        one_torch_thread()
     n_samples = len(meta)
     data = engine.device_data(x, meta, device)
     t0 = time.time()

@@ -169,6 +169,8 @@ def run(a, cfg):
     base = Path(a.out or f"runs/{stem}{'_hde' * (a.protocol == 'hde')}")
     check_writable(base, '--out')
     check_writable(a.cache, '--cache')
+    if cfg.landmarks:             # checked once here, not once per sample in the feature stage
+        __import__('align').landmark_model_path(cfg.landmarks)
     feats, results, unfinished = {}, [], []
     out = base
     if baseline:

@@ -59,6 +59,9 @@ def imagenet_weights(path=None, download=False):
                 return None
             download_imagenet_weights()
     path = Path(path)
+    if path.is_dir():
+        raise FileNotFoundError(f'{path}: a folder, not a weights file; pass the .pth file itself (torchvision\'s '
+                                'resnet18-f37072fd.pth), or --init random to train from scratch')
     if not path.is_file():
         raise FileNotFoundError(f'ImageNet weights not found at {path}: check the path, or pass --init random to '
                                 'train from scratch')

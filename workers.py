@@ -4,23 +4,24 @@ One process per core, each with one BLAS and one OpenCV thread, so that the proc
 than nesting thread pools; Ctrl-C is left to the parent, which reports it in one line; a worker ends when its
 parent dies, even by SIGKILL.
 """
+import contextlib
 import os
+import signal
 from multiprocessing import get_context
 
 
 def worker_setup():
-    """In a worker process: one BLAS thread, Ctrl-C ignored, and an end with the parent (Linux's
+    """In a worker process: Ctrl-C ignored, one BLAS thread, and an end with the parent (Linux's
     PR_SET_PDEATHSIG; elsewhere only the rest holds)."""
     import ctypes
     import multiprocessing
-    import signal
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
         __import__('numpy')           # loads its BLAS, which threadpoolctl can limit only once loaded
         from threadpoolctl import threadpool_limits
         threadpool_limits(1)
     except ImportError:
         pass
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
         ctypes.CDLL(None).prctl(1, signal.SIGTERM)      # 1 = PR_SET_PDEATHSIG
     except (OSError, AttributeError):
@@ -28,6 +29,31 @@ def worker_setup():
     parent = multiprocessing.parent_process()
     if parent is not None and os.getppid() != parent.pid:
         os._exit(1)                                     # the parent died before the line above took effect
+
+
+@contextlib.contextmanager
+def starting():
+    """A region where processes are started: they are born ignoring Ctrl-C and SIGUSR1. A terminal's Ctrl-C goes to
+    every process of the foreground group, and a spawned child still importing (seconds, before worker_setup)
+    would raise KeyboardInterrupt and print its own traceback beside the parent's one line; SLURM's --signal USR1
+    goes to every process of the job, and would kill multiprocessing's resource tracker, whose successor then
+    prints tracebacks. An ignored signal stays ignored across exec, where a blocked one does not (subprocess
+    unblocks every signal in the child). Meanwhile the parent holds these signals back and takes them as it
+    leaves; only a thread other than the main one could take one and drop it, within the milliseconds that
+    starting takes. The training processes install their own SIGUSR1 handler (runs._worker)."""
+    import multiprocessing.resource_tracker
+    held = (signal.SIGINT, signal.SIGUSR1) if hasattr(signal, 'SIGUSR1') else (signal.SIGINT,)
+    mask = getattr(signal, 'pthread_sigmask', None)        # not on Windows: there worker_setup's ignore alone
+    old_mask = mask(signal.SIG_BLOCK, held) if mask else None
+    handlers = {s: signal.signal(s, signal.SIG_IGN) for s in held}
+    try:
+        multiprocessing.resource_tracker.ensure_running()
+        yield
+    finally:
+        for s, h in handlers.items():
+            signal.signal(s, h)
+        if mask:
+            mask(signal.SIG_SETMASK, old_mask)
 
 
 def one_thread(fn, job):
@@ -46,6 +72,8 @@ def imap(fn, jobs, workers=1, desc=None, unit='clip', quiet=False):
     jobs = list(jobs)
     bar = dict(total=len(jobs), unit=unit, desc=desc, disable=quiet or not jobs)
     if workers > 1 and len(jobs) > 1:
-        with get_context('spawn').Pool(min(workers, len(jobs)), worker_setup) as pool:
+        with starting():
+            pool = get_context('spawn').Pool(min(workers, len(jobs)), worker_setup)
+        with pool:
             return list(tqdm(pool.imap(functools.partial(one_thread, fn), jobs, chunksize=2), **bar))
     return [one_thread(fn, j) for j in tqdm(jobs, **bar)]

@@ -97,6 +97,8 @@ def test_unreadable_frame_names_the_file(tmp_path):
 def test_missing_landmark_model_says_what_to_do(tmp_path):
     with pytest.raises(FileNotFoundError, match='landmark model missing'):
         align.landmark_model_path(tmp_path / 'none.dat')
+    with pytest.raises(FileNotFoundError, match=r'a folder, not the dlib 68-point landmark model; pass the \.dat'):
+        align.landmark_model_path(tmp_path)
 
 
 @pytest.mark.parametrize('ext,keep', [('.jpg', 0.6), ('.png', 0.7), ('.bmp', 0.8)])

@@ -202,6 +202,30 @@ def test_missing_sheet_names_what_was_searched_where(tiny):
                             f'or pass the folder that holds it')
 
 
+def test_a_subject_padded_otherwise_than_its_folder_is_matched_and_logged(tiny, caplog):
+    caplog.set_level(logging.INFO, 'data')
+    casme = tiny / 'CASME2' / 'CASME2_RAW_selected'
+    (casme / 'sub01').rename(casme / 'sub1')                    # the release's folder unpadded, the csv's sub01
+    (tiny / 'SAMM' / '006').rename(tiny / 'SAMM' / '6')           # SAMM's 006 unpadded
+    samples = data.load_megc(tiny)
+    assert samples[0].frames[0] == str(casme / 'sub1' / 'EP02_01f' / 'img45.jpg')
+    assert samples[2].frames[0] == str(tiny / 'SAMM' / '6' / '006_1_2' / '006_05560.jpg')
+    assert 'subject sub01 is folder sub1' in caplog.text and 'subject 006 is folder 6' in caplog.text
+    (casme / 'sub1').rename(casme / 'sub001')                     # two candidates: neither is taken
+    shutil.copytree(casme / 'sub001', casme / 'sub0001')
+    assert data.subject_folder(casme, 'sub01') == casme / 'sub01'
+
+
+def test_a_file_where_a_folder_is_expected_and_the_reverse_are_named_as_such(tiny, tmp_path):
+    csv_file = tiny / 'combined_3class_gt.csv'
+    with pytest.raises(DatasetError, match=r'combined_3class_gt.csv: a file, not a folder; pass the folder'):
+        data.load_megc(csv_file)
+    with pytest.raises(DatasetError, match=r'combined_3class_gt.csv: a file, not a folder; pass the folder'):
+        data.load_ckplus(csv_file)
+    with pytest.raises(DatasetError, match=rf'{tiny}: a folder, not an index file; pass the csv'):
+        data.load_index(tiny)
+
+
 def test_missing_root_and_missing_frames_folder(tiny, tmp_path):
     with pytest.raises(DatasetError, match=r'nowhere: folder not found; pass the folder holding '):
         data.load_megc(tmp_path / 'nowhere')

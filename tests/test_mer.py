@@ -1,6 +1,8 @@
 """The command line end to end on the small demo set: every stage chained, the run folder, resume, clear errors."""
 import json
+import os
 import re
+import signal
 from pathlib import Path
 
 import pytest
@@ -172,6 +174,15 @@ def test_table_shards_every_row(demo_root, tmp_path, monkeypatch, capsys):
     assert {s for _, s in seen} == {(2, 3)} and 'shard 2/3 done' in capsys.readouterr().out
 
 
+def test_a_folder_given_for_the_landmark_model_is_one_line_before_any_feature(demo_root, tmp_path):
+    with pytest.raises(SystemExit) as e:
+        mer.main(_args(demo_root, tmp_path / 'cache', '--out', str(tmp_path / 'run'), '--landmarks', str(tmp_path)))
+    msg = str(e.value)
+    assert msg.startswith(f'mer.py: error: {tmp_path}: a folder, not the dlib 68-point landmark model') and \
+        '\n' not in msg
+    assert not any((tmp_path / 'cache').iterdir())                      # no feature was computed
+
+
 def test_an_unwritable_run_folder_stops_before_any_work(demo_root, tmp_path):
     blocker = tmp_path / 'file'
     blocker.write_text('not a folder')
@@ -189,22 +200,47 @@ def test_figure_creates_its_folder(demo_root, tmp_path, cache):
     assert fig.is_file() and fig.stat().st_size > 1000
 
 
+def _sigint(pid):
+    """'blocked' when a process has SIGINT blocked, 'caught' when Python's SIGINT handler is installed and would
+    raise KeyboardInterrupt, else None (Linux /proc)."""
+    try:
+        status = dict(line.split(':', 1) for line in open(f'/proc/{pid}/status') if ':' in line)
+    except OSError:
+        return None
+    bit = 1 << (signal.SIGINT - 1)
+    return 'blocked' if int(status['SigBlk'], 16) & bit else 'caught' if int(status['SigCgt'], 16) & bit else None
+
+
 def test_ctrl_c_is_one_line(demo_root, tmp_path):
-    import signal
     import subprocess
     import sys
     import time
     cmd = [sys.executable, str(files.ROOT / 'mer.py'), *_args(demo_root, tmp_path / 'cache', '--epochs', '50',
                                                                    '--workers', '2', '--out', str(tmp_path / 'run'))]
-    p = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True)
+    # Ctrl-C in a terminal signals every process of the foreground group: here, the moment the feature stage's
+    # worker processes are starting (Python up, still importing), when each printed its own traceback.
+    p = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True, start_new_session=True)
     try:
-        time.sleep(4.5)                 # in the feature stage or in training, with worker processes
-        p.send_signal(signal.SIGINT)
-        err = p.communicate(timeout=60)[1]
+        deadline = time.time() + 300
+        while p.poll() is None and time.time() < deadline:
+            started = [c for c in _children(p.pid) if b'spawn_main' in _cmdline(c)]
+            states = [_sigint(c) for c in started]
+            if 'caught' in states or states and all(st == 'blocked' for st in states):
+                break
+            time.sleep(0.005)
+        os.killpg(p.pid, signal.SIGINT)
+        err = p.communicate(timeout=120)[1]
     finally:                            # a run that did not stop must not go on loading the rest of the suite
         p.kill()
-    assert p.returncode == 1 and 'Traceback' not in err, err
+    assert p.returncode == 1 and 'Traceback' not in err and 'KeyboardInterrupt' not in err, err
     assert err.strip().splitlines()[-1] == 'mer.py: interrupted; run the same command again to resume'
+
+
+def _cmdline(pid):
+    try:
+        return open(f'/proc/{pid}/cmdline', 'rb').read()
+    except OSError:
+        return b''
 
 
 def _children(pid):
@@ -309,3 +345,18 @@ def test_bad_statistics_flags_stop_at_parse_time(demo_root, tmp_path, capsys):
         mer.main(['--index', str(index), '--protocol', 'hde', '--out', str(tmp_path / 'never'), '-q',
                   '--init', 'random'])
     assert not (tmp_path / 'never').exists()
+
+
+def test_worker_processes_are_born_ignoring_ctrl_c_and_sigusr1():
+    # A child that could take a Ctrl-C before worker_setup ignores it prints its own traceback (seconds of imports
+    # under spawn): every pool and training process is started inside workers.starting().
+    import multiprocessing
+
+    import workers
+    before = signal.getsignal(signal.SIGINT)
+    with workers.starting():
+        pool = multiprocessing.get_context('spawn').Pool(1)
+    with pool:
+        assert pool.apply(signal.getsignal, (signal.SIGINT,)) == signal.SIG_IGN
+        assert pool.apply(signal.getsignal, (signal.SIGUSR1,)) == signal.SIG_IGN    # SLURM's --signal, to all
+    assert signal.getsignal(signal.SIGINT) is before                          # the parent's Ctrl-C is back

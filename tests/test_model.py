@@ -103,6 +103,8 @@ def test_weights_errors_name_the_path(tmp_path):
     missing = tmp_path / 'nope.pth'
     with pytest.raises(FileNotFoundError, match='nope.pth'):
         weights.imagenet_weights(missing)
+    with pytest.raises(FileNotFoundError, match=r': a folder, not a weights file; pass the \.pth file itself'):
+        weights.imagenet_weights(tmp_path)
     garbage = tmp_path / 'garbage.pth'
     garbage.write_bytes(b'not a checkpoint')
     with pytest.raises(ValueError, match='garbage.pth') as e:
