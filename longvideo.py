@@ -18,7 +18,7 @@ import numpy as np
 import config
 import spotscore
 import spotting
-from data import DatasetError, frame_number, list_frames
+from data import DatasetError, frame_number
 from files import atomic_write
 
 log = logging.getLogger(__name__)
@@ -28,33 +28,16 @@ log = logging.getLogger(__name__)
 def open_video(path, fps=None):
     """A video dict (path, name, files (a folder's, else None), n (frames), fps, truths []) of a video file or a
     folder of numbered frames; what cannot be read is a DatasetError naming the file and what to do."""
+    import predict
     p = Path(path)
-    hint = 'give a video file (mp4, avi, mov) or a folder of numbered frames'
-    if not p.exists():
-        raise DatasetError(f'{p}: no such file or folder; {hint}')
-    if p.is_dir():
-        try:
-            files = list_frames(p)
-        except DatasetError:
-            raise DatasetError(f'{p}: no numbered image frames in this folder (names ending in the frame number, '
-                               f'e.g. img046.jpg); {hint}') from None
-        if fps is None:
-            raise DatasetError(f'{p}: a folder of frames gives no frame rate, and micro- and macro-expressions are '
-                               'told apart by their length in seconds; pass --fps N')
-        return dict(path=str(p), name=p.name, files=files, n=len(files), fps=float(fps), truths=[])
-    cap = cv2.VideoCapture(str(p))
-    rate = cap.get(cv2.CAP_PROP_FPS) if cap.isOpened() else 0.0
-    n = 0
-    while cap.isOpened() and cap.grab():        # counted, not decoded: the header's count is not reliable
-        n += 1
-    cap.release()
-    if n == 0:
-        raise DatasetError(f'{p}: OpenCV reads no frames from this file (empty, not a video, or a codec it lacks); '
-                           're-encode it (e.g. ffmpeg -i in -c:v libx264 out.mp4) or give another file')
-    if fps is None and not (rate and rate > 0 and np.isfinite(rate)):
-        raise DatasetError(f'{p}: the video\'s header gives a frame rate of {rate:g}, and micro- and macro-'
-                           'expressions are told apart by their length in seconds; pass --fps N (its real rate)')
-    return dict(path=str(p), name=p.name, files=None, n=n, fps=float(fps or rate), truths=[])
+    files, n, rate = predict.source(p)
+    if fps is None and files is not None:
+        raise DatasetError(f'{p}: a folder of frames gives no frame rate, and micro- and macro-expressions are '
+                           'told apart by their length in seconds; pass --fps N')
+    if fps is None and not rate:
+        raise DatasetError(f'{p}: the video\'s header gives a frame rate of 0 (none usable), and micro- and '
+                           'macro-expressions are told apart by their length in seconds; pass --fps N (its real rate)')
+    return dict(path=str(p), name=p.name, files=files, n=n, fps=float(fps or rate), truths=[])
 
 
 def frames(video, every=1):
@@ -223,23 +206,12 @@ def score_table(scores, strs=None):
 def run(a):
     """`mer.py spot`: spots every video, prints a line (or JSON) per interval, scores and draws where asked."""
     import longdata
-    fig = Path(a.figure) if a.figure else None
-    if fig is not None and fig.suffix.lower() not in ('.png', '.jpg', '.jpeg'):
-        raise DatasetError(f'--figure {fig}: give a .png or .jpg file name')
-    if fig is not None and not fig.parent.is_dir():
-        raise DatasetError(f'--figure {fig}: the folder {fig.parent} does not exist')
+    import predict
+    fig = predict.figure_path(a.figure)
     settings = dict(method=a.method)
     net = cfg = None
     if a.model:
-        import dataclasses
-
-        import files
-        import pipeline
-        import weights
-        fields = set(config.result_settings(config.PAPER))
-        net, d = weights.load_model(a.model, fields, pipeline.constants(), config.CLASSES, files.code_version())
-        cfg = dataclasses.replace(config.Config(), **dict(d['settings'], no_face='error', stabilise=True),
-                                  quiet=a.quiet)
+        net, cfg, _ = predict.load(a.model, stabilise=True, quiet=a.quiet)
     if a.demo:
         import synth
         videos = longdata.load_long(synth.build_long(a.demo_root))

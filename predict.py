@@ -26,9 +26,10 @@ log = logging.getLogger(__name__)
 
 
 # ----------------------------------------------------------------------------------------------- reading clips
-def open_clip(path, fps=None):
-    """{'path', 'kind' ('video' | 'folder'), 'numbers' (frame numbers), 'files' (a folder's), 'fps'} of a clip;
-    a path that is missing, unreadable, empty or shorter than 2 frames is a DatasetError naming it."""
+def source(path):
+    """(files of a folder of numbered frames, or None for a video file; its frame count; the video header's frame
+    rate, 0 for a folder) of a user's clip or long video; a path that is missing, holds no numbered frames, or
+    holds no frame OpenCV can read is a DatasetError naming it and what to do."""
     p = Path(path)
     hint = 'give a video file (mp4, avi, mov) or a folder of numbered frames'
     if not p.exists():
@@ -39,20 +40,31 @@ def open_clip(path, fps=None):
         except DatasetError:
             raise DatasetError(f'{p}: no numbered image frames in this folder (names ending in the frame number, '
                                f'e.g. img046.jpg); {hint}') from None
-        numbers = [frame_number(f) for f in files]
+        return files, len(files), 0.0
+    cap = cv2.VideoCapture(str(p))
+    rate = cap.get(cv2.CAP_PROP_FPS) if cap.isOpened() else 0.0
+    n = 0
+    while cap.isOpened() and cap.grab():        # counted, not decoded: the header's count is not reliable
+        n += 1
+    cap.release()
+    if n == 0:
+        raise DatasetError(f'{p}: OpenCV reads no frames from this file (empty, not a video, or a codec it lacks); '
+                           're-encode it (e.g. ffmpeg -i in -c:v libx264 out.mp4) or give another file')
+    return None, n, rate if rate and rate > 0 and np.isfinite(rate) else 0.0
+
+
+def open_clip(path, fps=None):
+    """{'path', 'kind' ('video' | 'folder'), 'numbers' (frame numbers), 'files' (a folder's), 'fps'} of a clip;
+    a path that is missing, unreadable, empty or shorter than 2 frames is a DatasetError naming it."""
+    p = Path(path)
+    files, n, rate = source(p)
+    if files is not None:
         if fps is None:
             log.info('%s: a folder of frames gives no frame rate; taking %g fps (pass --fps to change it)', p,
                      config.DEFAULT_FPS)
-        clip = dict(path=str(p), kind='folder', numbers=numbers, files=files, fps=fps or config.DEFAULT_FPS)
+        clip = dict(path=str(p), kind='folder', numbers=[frame_number(f) for f in files], files=files,
+                    fps=fps or config.DEFAULT_FPS)
     else:
-        cap = cv2.VideoCapture(str(p))
-        n, rate = 0, cap.get(cv2.CAP_PROP_FPS) if cap.isOpened() else 0
-        while cap.isOpened() and cap.grab():        # counted, not decoded: the header's count is not reliable
-            n += 1
-        cap.release()
-        if n == 0:
-            raise DatasetError(f'{p}: OpenCV reads no frames from this file (not a video, or a codec it lacks); '
-                               f'{hint}')
         clip = dict(path=str(p), kind='video', numbers=list(range(n)), files=None, fps=fps or rate or 30.0)
     if len(clip['numbers']) < 2:
         raise DatasetError(f'{p}: {len(clip["numbers"])} frame; a clip needs at least 2 (an onset and a later '
@@ -193,23 +205,36 @@ def save_figure(path, results):
 
 
 # ----------------------------------------------------------------------------------------------- the command
-def run(a):
-    """`mer.py predict`: loads the model, checks every clip, predicts each, prints a line (or JSON) per clip."""
-    from tqdm import tqdm
-
-    import files
-    import weights
-    fig = Path(a.figure) if a.figure else None
+def figure_path(name):
+    """--figure as a Path (None when not given), checked before any work: a picture's suffix, an existing folder."""
+    fig = Path(name) if name else None
     if fig is not None and fig.suffix.lower() not in ('.png', '.jpg', '.jpeg'):
         raise DatasetError(f'--figure {fig}: give a .png or .jpg file name')
     if fig is not None and not fig.parent.is_dir():
         raise DatasetError(f'--figure {fig}: the folder {fig.parent} does not exist')
+    return fig
+
+
+def load(path, stabilise, quiet):
+    """(net, Config, model.pt's record) of a saved model, with the settings it was trained with, a faceless onset
+    an error, and head motion removed or not."""
+    import files
+    import weights
     fields = set(config.result_settings(config.PAPER))
-    net, d = weights.load_model(a.model, fields, pipeline.constants(), config.CLASSES, files.code_version())
+    net, d = weights.load_model(path, fields, pipeline.constants(), config.CLASSES, files.code_version())
+    cfg = dataclasses.replace(config.Config(), **dict(d['settings'], no_face='error', stabilise=stabilise),
+                              quiet=quiet)
+    return net, cfg, d
+
+
+def run(a):
+    """`mer.py predict`: loads the model, checks every clip, predicts each, prints a line (or JSON) per clip."""
+    from tqdm import tqdm
+
+    fig = figure_path(a.figure)
     # The onset's face is checked by choose_onset; head motion is removed unless asked not to, whatever training
     # did (lab recordings hold the head still; a clip of your own rarely does).
-    cfg = dataclasses.replace(config.Config(), **dict(d['settings'], no_face='error', stabilise=not a.no_stabilise),
-                              quiet=a.quiet)
+    net, cfg, d = load(a.model, stabilise=not a.no_stabilise, quiet=a.quiet)
     log.info('%s: %s, trained on %s; code version %s', a.model, cfg.row(), d['trained_on'], d['code_version'])
     clips = [open_clip(p, a.fps) for p in a.paths]          # every path checked before any long work
     t0 = time.time()

@@ -295,16 +295,22 @@ def _part(job):
     return write(root, faces, np.random.default_rng(seed), per_subject)
 
 
+def _built(stamp, params, force):
+    """True when the folder of `stamp` already holds the set these params make; else it is emptied, to be built."""
+    if not force and stamp.is_file() and json.loads(stamp.read_text()) == params:
+        return True
+    if stamp.parent.exists():
+        shutil.rmtree(stamp.parent)
+    return False
+
+
 def build(root='demo_data', seed=0, subjects=6, clips=7, ck_subjects=8, ck_clips=5, force=False,
           workers=os.cpu_count()):
     """Path of the demo root (megc/ and ck/ inside), generated deterministically from `seed`, reused if present."""
     root = Path(root)
     params = dict(seed=seed, subjects=subjects, clips=clips, ck_subjects=ck_subjects, ck_clips=ck_clips, version=5)
-    stamp = root / 'demo.json'
-    if not force and stamp.is_file() and json.loads(stamp.read_text()) == params:
+    if _built(root / 'demo.json', params, force):
         return root
-    if root.exists():
-        shutil.rmtree(root)
     log.info('building the demo set in %s (seed %d)', root, seed)
     # One seed per part, so the four parts are written in parallel and the result does not depend on `workers`.
     seeds = np.random.SeedSequence(seed).spawn(5)
@@ -326,7 +332,7 @@ def build(root='demo_data', seed=0, subjects=6, clips=7, ck_subjects=8, ck_clips
         f.write(''.join(f'{d},{s},{c},{y}\r\n' for d, s, c, y, _ in rows if d != 'ck+'))
     # Each clip's true motion (synth.displacement reads it), beside the releases: what EMR and flow are checked on.
     (root / 'truth.json').write_text(json.dumps({f'{d}/{s}/{c}': t for d, s, c, _, t in rows}))
-    stamp.write_text(json.dumps(params))
+    (root / 'demo.json').write_text(json.dumps(params))
     return root
 
 
@@ -528,11 +534,8 @@ def build_long(root='demo_long', seed=0, casme_videos=2, casme_s=60.0, samm_vide
     root = Path(root)
     params = dict(seed=seed, casme_videos=casme_videos, casme_s=casme_s, samm_videos=samm_videos, samm_s=samm_s,
                   version=2)
-    stamp = root / 'demo_long.json'
-    if not force and stamp.is_file() and json.loads(stamp.read_text()) == params:
+    if _built(root / 'demo_long.json', params, force):
         return root
-    if root.exists():
-        shutil.rmtree(root)
     log.info('building the long-video demo in %s (seed %d)', root, seed)
     rng = np.random.default_rng(seed)
     pics = photos()
@@ -545,5 +548,5 @@ def build_long(root='demo_long', seed=0, casme_videos=2, casme_s=60.0, samm_vide
     # Every event of every video (blinks, the head turn, the stretch without a face, the cut; frame indices from
     # 0), beside the releases: what the spotter must not report is checked on it.
     (root / 'events.json').write_text(json.dumps(scripts))
-    stamp.write_text(json.dumps(params))
+    (root / 'demo_long.json').write_text(json.dumps(params))
     return root
