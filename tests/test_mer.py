@@ -228,8 +228,15 @@ def test_ctrl_c_is_one_line(demo_root, tmp_path):
             if 'caught' in states or states and all(st == 'blocked' for st in states):
                 break
             time.sleep(0.005)
-        os.killpg(p.pid, signal.SIGINT)
-        err = p.communicate(timeout=120)[1]
+        # A Ctrl-C that lands within the milliseconds in which the parent starts processes can be taken by one
+        # of its other threads and dropped (workers.starting); a user presses again, and so does this test.
+        for _ in range(12):
+            os.killpg(p.pid, signal.SIGINT)
+            try:
+                err = p.communicate(timeout=10)[1]
+                break
+            except subprocess.TimeoutExpired:
+                continue
     finally:                            # a run that did not stop must not go on loading the rest of the suite
         p.kill()
     assert p.returncode == 1 and 'Traceback' not in err and 'KeyboardInterrupt' not in err, err
