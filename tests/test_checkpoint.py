@@ -125,8 +125,13 @@ def test_cuda_graphs_read_the_restored_state(tmp_path, monkeypatch):
 
 
 # ----------------------------------------------------------------------------------------------- killed runs
+# Four epochs: a fold checkpoints at the end of each of its first three, so that a signal sent within a second of
+# its first checkpoint finds it still in training, three epochs from its end, however loaded the machine.
+EPOCHS = 4
+
+
 def _start(out, jobs):
-    return subprocess.Popen([sys.executable, str(HERE / 'toy_run.py'), str(out), str(jobs), '2'],
+    return subprocess.Popen([sys.executable, str(HERE / 'toy_run.py'), str(out), str(jobs), str(EPOCHS)],
                             stderr=subprocess.PIPE, text=True, start_new_session=True)
 
 
@@ -167,7 +172,7 @@ def test_a_run_stopped_killed_and_resumed_with_other_jobs_writes_the_fold_files_
     try:
         for shard in (1, 2), (2, 2):
             torch.set_num_threads(2)
-            runs.run(x, meta, toy_run.settings(epochs=2), ref, shard=shard)
+            runs.run(x, meta, toy_run.settings(epochs=EPOCHS), ref, shard=shard)
     finally:
         torch.set_num_threads(threads)
     out = tmp_path / 'run'
@@ -188,7 +193,8 @@ def test_a_run_stopped_killed_and_resumed_with_other_jobs_writes_the_fold_files_
         time.sleep(0.1)
     assert len(workers) >= 2 and not [w for w in workers if _running(w)], 'orphans'
     kept = sorted(f.stem for f in (out / 'folds').glob('*.ckpt'))
-    assert kept and all(k in last for k in kept)
+    assert kept, f'no fold was in training when the signal came: {last}'
+    assert all(k in last for k in kept), last
     # Started again, and SIGUSR1 to every process of the run, as SLURM's --signal sends it, once it has resumed.
     p = _start(out, 2)
     err = _until_resumed(p)
