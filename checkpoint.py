@@ -3,10 +3,11 @@
 A fold's whole state is its net's weights and BatchNorm statistics, Adam's state, its step counter, its log summed
 on the device and its test predictions (engine.Fold). Everything else a step reads (its batches, its augmentation,
 its rates) is drawn up front from the fold's seed or computed from the step counter, so a fold restored at step t
-and trained on reaches exactly the predictions of a fold never interrupted. engine.train_folds writes that state to
+and trained on reaches exactly the predictions of a fold never interrupted. engine.train_wave writes that state to
 folds/<key>.ckpt (files.atomic_write) at epoch ends, at most every `checkpoint_every` minutes, and at the next step
 when a stop signal arrives; it reads it back into the fold's existing tensors, copied in place, so that a CUDA
-graph captured on them reads the restored values. runs.py removes it once the fold file is written. A checkpoint
+graph captured on them reads the restored values. runs.py removes it once the fold file is written, and
+table.save_final that of the final model (folds/all.ckpt) once model.pt is written. A checkpoint
 that cannot be read, or that does not fit its fold, is ignored with a warning: the fold starts again.
 
 SIGTERM and SIGUSR1 (what SLURM sends before it pre-empts a job, or the signal its --signal names) stop a run: the
@@ -27,6 +28,9 @@ log = logging.getLogger(__name__)
 STOP_SIGNALS = tuple(getattr(signal, name) for name in ('SIGTERM', 'SIGUSR1') if hasattr(signal, name))
 # 128 + SIGTERM: what a shell reports for a job ended by SIGTERM, so a requeue rule for terminated jobs fits it.
 STOPPED = 143
+# The key of the final model that --save-model trains on every sample (engine.train_all): its checkpoint is
+# folds/all.ckpt, and its seed train.fold_seed(seed, 'all').
+FINAL = 'all'
 
 
 class Stopped(BaseException):
@@ -165,9 +169,12 @@ def message(e):
     """The one line a stopped run ends with."""
     name, kept, out, finished = e.args
     what = [f'{finished} finished fold{"s" * (finished != 1)}'] if finished is not None else []
+    final = [f"the final model's checkpoint at step {t} of {n}" for k, t, n in kept if k == FINAL]
+    kept = [c for c in kept if c[0] != FINAL]
     if kept:
         what.append(f'checkpoints of {len(kept)} fold{"s" * (len(kept) > 1)} in training ('
                     + ', '.join(f'{k} at step {t} of {n}' for k, t, n in kept[:4]) + ', …' * (len(kept) > 4) + ')')
+    what += final
     where = f' in {out}' if out is not None else ''
     return (f'mer.py: stopped by {name}; kept {" and ".join(what) or "the finished work"}{where}; run the same '
             f'command again to resume (exit status {STOPPED})')

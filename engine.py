@@ -175,22 +175,12 @@ def step_all(folds, data, cfg, streams=None):
             scheduled_step(fold, data, cfg)
 
 
-def train_all(train_idx, data, n_samples, cfg, device, weights=None, progress=None):
+def train_all(train_idx, data, n_samples, cfg, device, weights=None, progress=None, keep=None):
     """(the PartNet trained on every sample of train_idx, in eval mode, its per-epoch log): the final model, with a
-    fold's schedule and step but no held-out subject, so nothing is evaluated (seed: fold_seed(cfg.seed, 'all'))."""
-    fold = make_fold('all', train_idx, [], cfg, n_samples, device, weights)
-    graphs = device.type == 'cuda'
-    if graphs:
-        capture(fold, data, cfg)
-    streams = [torch.cuda.current_stream()] if graphs else None
-    steps = fold.batches.shape[0] // cfg.epochs
-    for _ in range(cfg.epochs):
-        for _ in range(steps):
-            step_all([fold], data, cfg, streams)
-        if progress is not None:
-            progress.update(steps)
-    if graphs:
-        torch.cuda.synchronize()
+    fold's schedule and step but no held-out subject, so nothing is evaluated (seed: fold_seed(cfg.seed, 'all')).
+    `keep`: as train_folds', for the checkpoint of this one fold."""
+    fold = make_fold(checkpoint.FINAL, train_idx, [], cfg, n_samples, device, weights)
+    train_wave([fold], data, cfg, device.type == 'cuda', progress, keep)
     return fold.net.eval(), results(fold, data[1], cfg)[2]
 
 
@@ -200,9 +190,7 @@ def train_folds(specs, data, n_samples, cfg, device, weights=None, streams=1, gr
 
     `data` is (x, y, domain) on the device; `n_samples` the number of micro + macro samples, which sets the epoch.
     `claim(key)`, asked just before a fold would train, may say False: then another process has it, and it is
-    skipped here. `keep`, a folder, holds the folds' checkpoints (checkpoint.py): a fold goes on from its own,
-    saves it at epoch ends at most every cfg.checkpoint_every minutes, and when a stop signal arrives saves it at
-    the next step and raises checkpoint.Stopped.
+    skipped here. `keep`, a folder, holds the folds' checkpoints (checkpoint.py; train_wave).
 
     On CUDA (graphs=None or True) folds go in waves of `streams`: each fold's step is captured as a CUDA graph and
     the graphs of a wave are replayed on their own streams, step by step. Elsewhere folds train eagerly, one by one.
@@ -219,43 +207,51 @@ def train_folds(specs, data, n_samples, cfg, device, weights=None, streams=1, gr
         if not mine:
             return
         folds = [make_fold(key, tr, te, cfg, n_samples, device, weights) for key, tr, te in mine]
-        steps = folds[0].batches.shape[0] // cfg.epochs
-        if graphs:
-            ss = [torch.cuda.Stream() for _ in folds]
-            for fold in folds:
-                capture(fold, data, cfg)
-        taken = [checkpoint.restore(keep, fold) if keep else 0 for fold in folds]    # after capture: in place
-        if graphs:
-            torch.cuda.synchronize()
-        if progress is not None and any(taken):
-            progress.update(sum(taken))
-        saved = time.monotonic()
-        for epoch in range(cfg.epochs):
-            for k in range(epoch * steps, (epoch + 1) * steps):
-                if keep and checkpoint.requested():
-                    checkpoint.stop(keep, folds)
-                live = [j for j, n in enumerate(taken) if n <= k]      # a resumed fold waits for its step
-                if not live:
-                    continue
-                step_all([folds[j] for j in live], data, cfg, [ss[j] for j in live] if graphs else None)
-                if progress is not None:
-                    progress.update(len(live))
-            for j, fold in enumerate(folds):       # every epoch, for the protocol audit's epoch chosen on test
-                if taken[j] >= (epoch + 1) * steps:     # restored after this epoch: its predictions too
-                    continue
-                if graphs:
-                    with torch.cuda.stream(ss[j]):
-                        evaluate(fold, data, cfg, epoch)
-                else:
-                    evaluate(fold, data, cfg, epoch)
-            if keep and epoch < cfg.epochs - 1 and time.monotonic() - saved >= cfg.checkpoint_every * 60:
-                if graphs:
-                    torch.cuda.synchronize()
-                for fold in folds:
-                    checkpoint.save(keep, fold)
-                saved = time.monotonic()
-        if graphs:
-            torch.cuda.synchronize()
+        train_wave(folds, data, cfg, graphs, progress, keep)
         for fold in folds:
             yield (fold.key,) + results(fold, data[1], cfg)
         del folds
+
+
+def train_wave(folds, data, cfg, graphs, progress=None, keep=None):
+    """Trains `folds` to their last step, together: eagerly one step of each in turn, or (graphs) each captured as
+    a CUDA graph and replayed on its own stream. Each goes on from its checkpoint in the folder `keep`, if any,
+    saves it at epoch ends at most every cfg.checkpoint_every minutes, and on a stop signal saves it at the next
+    step and raises checkpoint.Stopped. The test subject, if the fold has one, is evaluated after every epoch."""
+    steps = folds[0].batches.shape[0] // cfg.epochs
+    if graphs:
+        ss = [torch.cuda.Stream() for _ in folds]
+        for fold in folds:
+            capture(fold, data, cfg)
+    taken = [checkpoint.restore(keep, fold) if keep else 0 for fold in folds]    # after capture: in place
+    if graphs:
+        torch.cuda.synchronize()
+    if progress is not None and any(taken):
+        progress.update(sum(taken))
+    saved = time.monotonic()
+    for epoch in range(cfg.epochs):
+        for k in range(epoch * steps, (epoch + 1) * steps):
+            if keep and checkpoint.requested():
+                checkpoint.stop(keep, folds)
+            live = [j for j, n in enumerate(taken) if n <= k]      # a resumed fold waits for its step
+            if not live:
+                continue
+            step_all([folds[j] for j in live], data, cfg, [ss[j] for j in live] if graphs else None)
+            if progress is not None:
+                progress.update(len(live))
+        for j, fold in enumerate(folds):       # every epoch, for the protocol audit's epoch chosen on test
+            if taken[j] >= (epoch + 1) * steps or not len(fold.test):    # restored after it: its predictions too
+                continue
+            if graphs:
+                with torch.cuda.stream(ss[j]):
+                    evaluate(fold, data, cfg, epoch)
+            else:
+                evaluate(fold, data, cfg, epoch)
+        if keep and epoch < cfg.epochs - 1 and time.monotonic() - saved >= cfg.checkpoint_every * 60:
+            if graphs:
+                torch.cuda.synchronize()
+            for fold in folds:
+                checkpoint.save(keep, fold)
+            saved = time.monotonic()
+    if graphs:
+        torch.cuda.synchronize()

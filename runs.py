@@ -329,9 +329,10 @@ def run_baseline(x, meta, out, predict, shard=(1, 1), protocol='loso', n_boot=10
     return _finish(out, specs, done, protocol, n_boot)
 
 
-def train_final(x, meta, cfg, weights=None):
+def train_final(x, meta, cfg, weights=None, keep=None):
     """(one PartNet trained on every sample of `meta`, micro and macro, with the row's settings; its per-epoch log):
-    the model that --save-model writes, trained after (or, with --final-only, instead of) the LOSO."""
+    the model that --save-model writes, trained after (or, with --final-only, instead of) the LOSO. `keep`: the
+    folder of its checkpoint (engine.train_wave), to be called inside checkpoint.deferred()."""
     from tqdm import tqdm
     device = engine.resolve_device(cfg.device)
     if device.type == 'cpu':
@@ -341,7 +342,8 @@ def train_final(x, meta, cfg, weights=None):
     t0 = time.time()
     with tqdm(total=train.steps_per_epoch(n_samples, cfg.batch_size) * cfg.epochs, unit='step', desc='final model',
               disable=cfg.quiet) as bar:
-        net, epochs = engine.train_all(np.arange(n_samples), data, n_samples, cfg, device, weights, progress=bar)
+        net, epochs = engine.train_all(np.arange(n_samples), data, n_samples, cfg, device, weights, progress=bar,
+                                       keep=keep)
     log.info('final model: %d samples (%d macro), %d epochs in %.1f s; last epoch training accuracy %.3f', n_samples,
              int(data[2].sum()), cfg.epochs, time.time() - t0, epochs[-1]['acc'])
     return net.cpu(), epochs

@@ -81,6 +81,7 @@ def run_row(a, cfg, micro, macro, weights, out, feats):
 
 def save_final(x, samples, cfg, weights, out):
     """Trains one model on every sample with the row's settings and writes out/model.pt (kept if already there)."""
+    import checkpoint
     import files
     import pipeline
     import runs
@@ -89,10 +90,17 @@ def save_final(x, samples, cfg, weights, out):
     if path.is_file():
         log.info('%s is already there (the run folder\'s settings are checked); delete it to train it again', path)
         return
-    net, _ = runs.train_final(x, samples, cfg, weights)
+    keep = out / 'folds'              # folds/all.ckpt while it trains, as a fold's
+    keep.mkdir(parents=True, exist_ok=True)
+    try:
+        with checkpoint.deferred():   # a stop signal saves its checkpoint at the next step
+            net, _ = runs.train_final(x, samples, cfg, weights, keep)
+    except checkpoint.Stopped as e:
+        raise checkpoint.Stopped(e.args[0], e.args[1], out, None) from None
     trained_on = {d: sum(s.dataset == d for s in samples) for d in sorted({s.dataset for s in samples})}
     weight_files.save_model(path, net, config.result_settings(cfg), pipeline.constants(), config.CLASSES,
                             files.code_version(), trained_on)
+    checkpoint.remove(keep, checkpoint.FINAL)
     log.info('model saved to %s: %d samples (%s)', path, len(samples), ', '.join(f'{k} {v}' for k, v in
                                                                                    trained_on.items()))
 

@@ -106,6 +106,29 @@ def test_a_damaged_checkpoint_is_ignored_with_a_warning(tmp_path, caplog):
     assert not checkpoint.path(tmp_path, key).exists()
 
 
+def test_the_final_model_stopped_at_any_step_goes_on_as_if_never_stopped(tmp_path, monkeypatch):
+    specs, data, pool, cfg = _setup()
+    dev = torch.device('cpu')
+    every = np.arange(pool)
+    whole, whole_log = engine.train_all(every, data, pool, cfg, dev)
+    for at in (3, 4):
+        monkeypatch.setitem(checkpoint._stop, 'signal', None)
+        with pytest.raises(checkpoint.Stopped) as e, checkpoint.deferred():
+            engine.train_all(every, data, pool, cfg, dev, progress=StopAt(at), keep=tmp_path)
+        assert e.value.args[:2] == ('SIGTERM', [(checkpoint.FINAL, at, 6)])
+        msg = checkpoint.message(checkpoint.Stopped('SIGTERM', e.value.args[1], tmp_path, None))
+        assert f"kept the final model's checkpoint at step {at} of 6 in {tmp_path}" in msg, msg
+        monkeypatch.setitem(checkpoint._stop, 'signal', None)
+        taken = []
+        again, log = engine.train_all(every, data, pool, cfg, dev, keep=tmp_path,
+                                      progress=type('P', (), {'update': lambda self, n: taken.append(n)})())
+        assert taken[0] == at and sum(taken) == 6
+        assert log == whole_log
+        for (k, a), b in zip(again.state_dict().items(), whole.state_dict().values()):
+            assert torch.equal(a, b), k
+        checkpoint.remove(tmp_path, checkpoint.FINAL)
+
+
 @needs_cuda
 def test_cuda_graphs_read_the_restored_state(tmp_path, monkeypatch):
     torch.backends.cudnn.deterministic = True

@@ -368,3 +368,37 @@ def test_worker_processes_are_born_ignoring_ctrl_c_and_sigusr1():
         assert pool.apply(signal.getsignal, (signal.SIGINT,)) == signal.SIG_IGN
         assert pool.apply(signal.getsignal, (signal.SIGUSR1,)) == signal.SIG_IGN    # SLURM's --signal, to all
     assert signal.getsignal(signal.SIGINT) is before                          # the parent's Ctrl-C is back
+
+
+def test_a_stopped_final_model_resumes_from_its_checkpoint(demo_root, tmp_path, cache, monkeypatch):
+    import torch
+
+    import checkpoint
+    import engine
+
+    def model_state(path):
+        return torch.load(path, weights_only=True)['state_dict']
+    args = _args(demo_root, cache, '--final-only', '--save-model', '--epochs', '2')
+    assert mer.main([*args, '--out', str(tmp_path / 'ref')]) == 0
+    # A SIGTERM (as checkpoint's handler records it while training) after the third step of the final model.
+    step_all, steps = engine.step_all, []
+
+    def stopping(*a, **kw):
+        step_all(*a, **kw)
+        steps.append(1)
+        if len(steps) == 3:
+            checkpoint._on_signal(signal.SIGTERM, None)
+    monkeypatch.setattr(engine, 'step_all', stopping)
+    out = tmp_path / 'run'
+    with pytest.raises(checkpoint.Stopped) as e:
+        mer.main([*args, '--out', str(out)])
+    msg = checkpoint.message(e.value)
+    assert "kept the final model's checkpoint at step 3 of " in msg and str(out) in msg, msg
+    assert (out / 'folds' / 'all.ckpt').is_file() and not (out / 'model.pt').exists()
+    monkeypatch.setattr(engine, 'step_all', step_all)
+    monkeypatch.setitem(checkpoint._stop, 'signal', None)
+    assert mer.main([*args, '--out', str(out)]) == 0
+    assert not (out / 'folds' / 'all.ckpt').exists()            # removed once model.pt was written
+    ref = model_state(tmp_path / 'ref' / 'model.pt')
+    again = model_state(out / 'model.pt')
+    assert ref.keys() == again.keys() and all(torch.equal(ref[k], again[k]) for k in ref)

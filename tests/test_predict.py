@@ -40,13 +40,17 @@ def frames_dir(tmp_path_factory):
     return d
 
 
-def _fail(args, capsys=None):
-    """The one-line message of a `mer.py predict` that must fail."""
+def one_line_error(argv):
+    """The one-line message of a mer.py command that must fail."""
     with pytest.raises(SystemExit) as e:
-        mer.main(['predict', *args, '-q'])
+        mer.main(argv)
     msg = str(e.value)
     assert msg.startswith('mer.py: error: ') and '\n' not in msg, msg
     return msg
+
+
+def _fail(args):
+    return one_line_error(['predict', *args, '-q'])
 
 
 def test_model_file_round_trip_gives_the_same_predictions(tmp_path):

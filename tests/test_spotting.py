@@ -14,6 +14,7 @@ import longdata
 import mer
 import spotscore
 import synth
+from test_predict import one_line_error
 
 REAL = Path(__file__).resolve().parents[2] / 'shared' / 'realclips' / 'single_face.mp4'
 
@@ -39,11 +40,7 @@ def spotted(long_root, tmp_path_factory):
 
 
 def _fail(args):
-    with pytest.raises(SystemExit) as e:
-        mer.main(['spot', *args, '-q'])
-    msg = str(e.value)
-    assert msg.startswith('mer.py: error: ') and '\n' not in msg, msg
-    return msg
+    return one_line_error(['spot', *args, '-q'])
 
 
 def test_the_readers_find_both_layouts_and_their_intervals(long_root):
