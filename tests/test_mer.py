@@ -378,6 +378,7 @@ def test_a_stopped_final_model_resumes_from_its_checkpoint(demo_root, tmp_path, 
 
     def model_state(path):
         return torch.load(path, weights_only=True)['state_dict']
+    monkeypatch.setitem(checkpoint._stop, 'signal', None)      # restored to no signal after the test
     args = _args(demo_root, cache, '--final-only', '--save-model', '--epochs', '2')
     assert mer.main([*args, '--out', str(tmp_path / 'ref')]) == 0
     # A SIGTERM (as checkpoint's handler records it while training) after the third step of the final model.
