@@ -240,7 +240,8 @@ def train_wave(folds, data, cfg, graphs, progress=None, keep=None):
             if progress is not None:
                 progress.update(len(live))
         for j, fold in enumerate(folds):       # every epoch, for the protocol audit's epoch chosen on test
-            if taken[j] >= (epoch + 1) * steps or not len(fold.test):    # restored after it: its predictions too
+            # Restored from after this epoch (its predictions too), or no one to test: the final model.
+            if taken[j] >= (epoch + 1) * steps or not len(fold.test):
                 continue
             if graphs:
                 with torch.cuda.stream(ss[j]):
