@@ -178,7 +178,7 @@ def step_all(folds, data, cfg, streams=None):
 def train_all(train_idx, data, n_samples, cfg, device, weights=None, progress=None, keep=None):
     """(the PartNet trained on every sample of train_idx, in eval mode, its per-epoch log): the final model, with a
     fold's schedule and step but no held-out subject, so nothing is evaluated (seed: fold_seed(cfg.seed, 'all')).
-    `keep`: as train_folds', for the checkpoint of this one fold."""
+    `keep`: the folder of its checkpoint, as train_wave's."""
     fold = make_fold(checkpoint.FINAL, train_idx, [], cfg, n_samples, device, weights)
     train_wave([fold], data, cfg, device.type == 'cuda', progress, keep)
     return fold.net.eval(), results(fold, data[1], cfg)[2]
