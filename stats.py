@@ -91,16 +91,20 @@ def interval(values, level=LEVEL):
     return [round(float(lo), 4), round(float(hi), 4)]
 
 
+def _scopes(keys):
+    """'all', then each dataset among the subjects `keys`: the columns of Table I they fill."""
+    return ['all'] + [ds for ds in DATASETS if any(d == ds for d, _ in keys)]
+
+
 def bootstrap(runs, n=1000, seed=0):
     """{'all' and each dataset: {'uf1': [lo, hi], 'uar': [lo, hi]}}: the 95 % interval of a row's UF1/UAR (the
     mean over its runs, one per seed: lists of prediction rows) over subjects resampled within each dataset."""
     keys, counts = _aligned(runs)
     w = draws(keys, n, seed)
     out = {}
-    for ds in ('all',) + DATASETS:
-        if ds == 'all' or any(d == ds for d, _ in keys):
-            uf1, uar = _drawn_scores(keys, counts, w, ds)
-            out[ds] = {'uf1': interval(uf1), 'uar': interval(uar)}
+    for ds in _scopes(keys):
+        uf1, uar = _drawn_scores(keys, counts, w, ds)
+        out[ds] = {'uf1': interval(uf1), 'uar': interval(uar)}
     return out
 
 
@@ -110,9 +114,7 @@ def paired(runs_a, runs_b, n=1000, seed=0):
     keys, counts = _aligned(list(runs_a) + list(runs_b))
     w = draws(keys, n, seed)
     out = {}
-    for ds in ('all',) + DATASETS:
-        if not (ds == 'all' or any(d == ds for d, _ in keys)):
-            continue
+    for ds in _scopes(keys):
         point = [_drawn_scores(keys, counts[part], np.ones((1, len(keys)), np.int64), ds)
                  for part in (slice(0, len(runs_a)), slice(len(runs_a), None))]
         drawn = [_drawn_scores(keys, counts[part], w, ds)
@@ -149,11 +151,12 @@ def audit(rows, fold=lambda r: (r['dataset'], r['subject'])):
     """{variant: {'uf1', 'uar', 'acc'} (those it defines)} of a run's prediction rows, for every variant of AUDIT.
     `fold` names the fold of a row (LOSO: its subject; the held-out-database protocol: its dataset)."""
     out = {}
+    counts = {column: subject_counts(rows, column)[1] for column in ('pred', 'pred_selected')}
     for key, column in (('megc', 'pred'), ('epoch_on_test', 'pred_selected')):
-        _, counts = subject_counts(rows, column)
-        uf1, uar = scores(counts.sum(0))
-        out[key] = {'uf1': uf1, 'uar': uar, 'acc': np.trace(counts.sum(0)) / counts.sum()}
-    _, counts = subject_counts(rows, 'pred')
+        pooled = counts[column].sum(0)
+        uf1, uar = scores(pooled)
+        out[key] = {'uf1': uf1, 'uar': uar, 'acc': np.trace(pooled) / pooled.sum()}
+    counts = counts['pred']
     uf1, uar = scores(counts)
     acc = np.trace(counts, axis1=1, axis2=2) / counts.sum((1, 2))
     out['per_subject'] = {'uf1': uf1.mean(), 'uar': uar.mean(), 'acc': acc.mean()}
