@@ -254,12 +254,13 @@ def _finish(out, specs, done, protocol, n_boot):
 
 
 @contextlib.contextmanager
-def _stopped_in(out, specs):
-    """checkpoint.Stopped, on its way up, told the run folder and how many of its folds are finished."""
+def stopped_in(out, specs=None):
+    """checkpoint.Stopped, on its way up, told the run folder and how many of the folds `specs` are finished
+    (None, unsaid, without specs: the final model's training)."""
     try:
         yield
     except checkpoint.Stopped as e:
-        finished = sum((out / 'folds' / f'{key}.csv').is_file() for key, _, _ in specs)
+        finished = None if specs is None else sum((out / 'folds' / f'{key}.csv').is_file() for key, _, _ in specs)
         raise checkpoint.Stopped(e.args[0], e.args[1], out, finished) from None
 
 
@@ -291,7 +292,7 @@ def run(x, meta, cfg, out, weights=None, shard=(1, 1), protocol='loso', n_boot=1
     t0 = time.time()
     done = {}
     # A stop signal here only asks training to stop at its next step, where every fold's state is whole.
-    with tqdm(total=steps * len(todo), unit='fold-step', disable=cfg.quiet) as bar, _stopped_in(out, specs), \
+    with tqdm(total=steps * len(todo), unit='fold-step', disable=cfg.quiet) as bar, stopped_in(out, specs), \
             checkpoint.deferred():
         if jobs == 1:
             results = engine.train_folds(todo, data, n_samples, cfg, device, weights, streams, progress=bar,

@@ -92,11 +92,8 @@ def save_final(x, samples, cfg, weights, out):
         return
     keep = out / 'folds'              # folds/all.ckpt while it trains, as a fold's
     keep.mkdir(parents=True, exist_ok=True)
-    try:
-        with checkpoint.deferred():   # a stop signal saves its checkpoint at the next step
-            net, _ = runs.train_final(x, samples, cfg, weights, keep)
-    except checkpoint.Stopped as e:
-        raise checkpoint.Stopped(e.args[0], e.args[1], out, None) from None
+    with runs.stopped_in(out), checkpoint.deferred():     # a stop signal saves its checkpoint at the next step
+        net, _ = runs.train_final(x, samples, cfg, weights, keep)
     trained_on = {d: sum(s.dataset == d for s in samples) for d in sorted({s.dataset for s in samples})}
     weight_files.save_model(path, net, config.result_settings(cfg), pipeline.constants(), config.CLASSES,
                             files.code_version(), trained_on)
