@@ -126,10 +126,9 @@ def warp(frame, m, size):
 
 def align_clip(frames_bgr, size=224, upsample=1, name='clip', no_face='error', landmarks_path=None):
     """((T, size, size, 3) uint8 clip, 2x3 similarity): every frame warped by the one similarity estimated on the
-    first (the onset). The frames may be an iterator, read one at a time."""
-    from frames import same_size
+    first (the onset). The frames (BGR, of one size) may be an iterator, read one at a time."""
     out, m = [], None
-    for f in same_size(frames_bgr, name):
+    for f in frames_bgr:
         if m is None:
             m = face_transform(f, size, upsample, name, no_face, landmarks_path)
         out.append(warp(f, m, size))

@@ -1,6 +1,7 @@
-"""Every setting of the method in one frozen dataclass, with the paper's values as defaults (Liu et al., FG 2019).
+"""Every setting of the method in one frozen dataclass, with the paper's values as defaults (Liu et al., FG 2019),
+and the record of one sample that every stage reads.
 
-Each field carries its help text, and the bounds or choices the command line checks: `cli.py` turns every field
+Each field carries its help text, and the bounds or choices the command line checks: `engine/cli.py` turns every field
 into a flag (`--evm-alpha 2`, `--no-emr`, `--stabilise`), so a new setting is one line here. `PAPER` is the
 paper's protocol; `DEMO` is `dataclasses.replace(PAPER, ...)` for the embedded demo set. Fields marked volatile
 change how a run is carried out, never its result: a resume or a merge may change them, and config.json and
@@ -13,6 +14,20 @@ CLASSES = ('negative', 'positive', 'surprise')
 DATASETS = ('smic', 'casme2', 'samm')            # Table I's column order
 FPS = {'casme2': 200.0, 'samm': 200.0, 'smic': 100.0, 'ck+': 30.0}
 DEFAULT_FPS = 200.0                              # a clip whose rate nothing says: CASME II's and SAMM's
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One clip of a dataset, as the releases' readers (data/) give it and the method reads it."""
+    dataset: str        # 'casme2' | 'samm' | 'smic' | 'ck+'
+    subject: str        # as the official csv writes it: 'sub01', '6', 's01'; CK+ 'S005'
+    clip: str           # 'EP02_01f', '006_1_2', 's01_ne_01'; CK+ 'S005_001'
+    frames: tuple[str, ...]   # paths, sorted by frame number
+    onset: int          # index into frames
+    apex: int           # index into frames
+    label: int          # 0 negative, 1 positive, 2 surprise
+    fps: float          # 200 CASME II and SAMM, 100 SMIC-HS, 30 CK+
+    domain: str         # 'micro' | 'macro'
 
 
 def setting(default, help, *, choices=None, min=None, above=None, max=None, volatile=False):
@@ -72,6 +87,8 @@ class Config:
     # -- how the run is carried out (never changes a result)
     device: str = setting('auto', 'auto | cpu | cuda | cuda:N', volatile=True)
     jobs: int = setting(0, 'CPU: training processes (default one per core)', min=1, volatile=True)
+    graphs: bool = setting(True, 'CUDA: train each fold\'s step as a CUDA graph (off: eagerly, as on CPU); a '
+                           'capture that fails falls back to eager training by itself', volatile=True)
     streams: int = setting(0, 'CUDA: folds trained at once as CUDA graphs on their own streams (default 17)',
                            min=1, volatile=True)
     workers: int = setting(0, 'preprocessing processes (default one per core)', min=1, volatile=True)

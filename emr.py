@@ -8,7 +8,7 @@ share what it learns with micro ones (§III.C). So:
     macro   the apex is replaced by the frame halfway from onset to apex (`middle_frame`).
 
 `magnify` is Eulerian Video Magnification (Wu et al., SIGGRAPH 2012) at the one frame EMR needs, with the
-settings measured faithful to known motion (BENCHMARKS.md, fidelity.py): a linear EVM magnifies the band-passed
+settings measured faithful to known motion (BENCHMARKS.md, tools/fidelity.py): a linear EVM magnifies the band-passed
 change of each pyramid level; with the band taken as the apex's change since the onset, the magnified apex depends
 on those two frames alone, whatever the frame rate or the clip's length. Like MIT's code it works in YIQ (I and Q
 change by `chroma` of the luma's gain) and leaves the residual, the illumination, alone. Where alignment enlarged

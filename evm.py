@@ -17,7 +17,7 @@ Where this differs from the reference, on purpose:
 - Two limits the reference refuses are allowed: r1 = 1, r2 = 0 makes the band the change since the first frame
   (`onset_change`), and lambda_c = 0 gives alpha to every band but the residual; with both, the last frame is
   exactly emr.magnify of the first and the last.
-Why EMR does not use MIT's settings, measured against the demo set's known motion (fidelity.py, BENCHMARKS.md):
+Why EMR does not use MIT's settings, measured against the demo set's known motion (tools/fidelity.py, BENCHMARKS.md):
 the IIR band at the apex holds only part of the onset->apex change, and a part that depends on the rise's length
 in frames (0.65 for 8 frames, 0.50 for 26, 0.23 for 65: so on fps and clip length), while alpha = 10 on 0.5-2 px
 micro motions is far past the linear approximation's bound (1 + alpha) delta < lambda / 8, and the attenuated fine

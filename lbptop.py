@@ -93,15 +93,12 @@ def lbptop(vol, blocks=BLOCKS, points=POINTS):
     return np.concatenate(out)
 
 
-def clip_features(s, align_size=128, no_face='error', landmarks=''):
-    """LBP-TOP of one sample: its clip from onset to the last frame, aligned, grey, TIM to 10 frames."""
+def clip_features(frames, align_size=128, no_face='error', landmarks='', name='clip'):
+    """LBP-TOP of one sample from its frames (BGR), onset to the last: aligned, grey, TIM to 10 frames."""
     import cv2
 
     import align
-    from frames import read_frames
-    paths = s.frames[s.onset:]
-    clip, _ = align.align_clip(read_frames(paths), align_size, name=str(paths[0]), no_face=no_face,
-                            landmarks_path=landmarks or None)
+    clip, _ = align.align_clip(frames, align_size, name=name, no_face=no_face, landmarks_path=landmarks or None)
     grey = np.stack([cv2.cvtColor(f, cv2.COLOR_BGR2GRAY) for f in clip])
     return lbptop(tim(grey))
 

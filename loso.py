@@ -5,8 +5,8 @@ Each micro-expression subject (of each dataset) is held out once: its fold train
 and on every macro sample (CK+), which enters training only, never a test set (`plan_folds`). The predictions of
 every fold are pooled and scored as MEGC2019 defines it (`uf1_uar`): per class TP, FP and FN summed over all
 folds, F1 and recall per class, averaged over the classes; overall and per dataset, Table I's columns (`metrics`).
-`plan_heldout` (--protocol hde) holds out a whole dataset instead. stats.py says how uncertain the scores are.
-runs.py trains the folds and keeps the run folder.
+`plan_heldout` (--protocol hde) holds out a whole dataset instead. results/stats.py says how uncertain the scores are.
+engine/runfolder.py trains the folds and keeps the run folder.
 """
 import numpy as np
 
@@ -52,22 +52,35 @@ def fold_of(protocol):
     return (lambda r: r['dataset']) if protocol == 'hde' else (lambda r: (r['dataset'], r['subject']))
 
 
+def confusion(labels, preds, n_classes=3):
+    """(n_classes, n_classes) int counts, rows = ground truth, columns = prediction."""
+    m = np.zeros((n_classes, n_classes), np.int64)
+    np.add.at(m, (np.asarray(labels, int), np.asarray(preds, int)), 1)
+    return m
+
+
+def scores(conf):
+    """(UF1, UAR) of confusion counts (..., C, C) as MEGC2019 defines them: per class of the ground truth
+    F1 = 2 TP / (2 TP + FP + FN) and recall TP / (TP + FN), each averaged over the classes present in it (MEGC's
+    sets have all three). Batched: any leading shape (results/stats.py scores thousands of resampled tables at once)."""
+    conf = np.asarray(conf, np.float64)
+    tp = np.diagonal(conf, axis1=-2, axis2=-1)
+    truth, predicted = conf.sum(-1), conf.sum(-2)      # TP + FN, TP + FP
+    present = truth > 0
+    with np.errstate(invalid='ignore', divide='ignore'):
+        f1 = np.where(present, 2 * tp / (truth + predicted), 0)
+        recall = np.where(present, tp / truth, 0)
+    n = present.sum(-1)
+    return f1.sum(-1) / n, recall.sum(-1) / n
+
+
 def uf1_uar(labels, preds, n_classes=3):
-    """(UF1, UAR) as MEGC2019 defines them: per-class TP/FP/FN over all folds pooled, averaged over classes."""
-    labels, preds = np.asarray(labels), np.asarray(preds)
-    f1s, recalls = [], []
-    for c in range(n_classes):
-        n_c = np.sum(labels == c)
-        if n_c == 0:      # a class absent from the ground truth has no recall; MEGC's sets have all three
-            continue
-        tp = np.sum((labels == c) & (preds == c))
-        fp = np.sum((labels != c) & (preds == c))
-        fn = n_c - tp
-        f1s.append(2 * tp / (2 * tp + fp + fn))
-        recalls.append(tp / n_c)
-    if not f1s:
+    """(UF1, UAR) of predictions pooled over every fold: the per-class TP, FP and FN of all folds summed, then
+    `scores`."""
+    if not len(labels):
         raise ValueError('uf1_uar: no labels to score')
-    return float(np.mean(f1s)), float(np.mean(recalls))
+    uf1, uar = scores(confusion(labels, preds, n_classes))
+    return float(uf1), float(uar)
 
 
 def metrics(rows, column='pred'):

@@ -7,43 +7,51 @@
     python mer.py predict clip.mp4 --model runs/demo/part_adversarial_emr/model.pt
     python mer.py spot video.mp4 --figure timeline.png   # every expression interval in a long video
 
-The method: pipeline.py (align.py, emr.py, flow.py: aligned face, EMR, onset->apex TV-L1 flow -> u, v, strain)
--> model.py (PartNet, gradient reversal, the loss) -> train.py (one training step) -> loso.py (folds, UF1/UAR).
-What runs it: cli.py (these flags, one per config.py field), table.py (the rows), cache.py (features), runs.py
-(run folders), engine.py (CUDA graphs, streams), predict.py, longvideo.py (spot). README.md maps the paper to the code.
+The method, in the order a sample meets it (README.md maps each to the paper):
+    align.py     §III.A  the face aligned: dlib's detector, 68 landmarks, one similarity transform per clip
+    emr.py       §III.C  EMR: the micro apex magnified (evm.py: MIT's magnifier, as settings), the macro apex
+                         replaced by the onset-apex middle frame
+    flow.py      §III.A  onset -> apex TV-L1 flow as u, v and optical strain
+    pipeline.py          the chain of one sample: align -> (apex spotting, spot.py) -> EMR -> flow
+    model.py     §III.B  PartNet: ResNet18, eye and mouth part heads, gradient reversal, discriminator; the loss
+    train.py     §IV     a fold: its schedule, its step, the epoch loop, its result after the last epoch
+    loso.py      §IV     folds by subject; UF1 and UAR as MEGC2019 defines them
+    lbptop.py            Table I's baseline: TIM, LBP-TOP, linear SVM
+The folders beside them run it and never enter it: engine/ (the command line, run folders, CUDA graphs, the
+feature cache), data/ (the releases' readers, the demo sets), results/ (Table I, intervals over subjects), video/
+(predict, spot), tools/ (bench, fidelity).
 """
+import importlib
 import logging
 import sys
+
+import align
+from data import frames, releases
+from engine import checkpoint, cli, weights
 
 
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
-    import cli
     if argv[:1] == ['predict']:
         a = cli.predict_parser().parse_args(argv[1:])
-        quiet, work = a.quiet, lambda: __import__('predict').run(a)
+        quiet, work = a.quiet, lambda: importlib.import_module('video.predict').run(a)
     elif argv[:1] == ['spot']:
         a = cli.parse_spot(argv[1:])
-        quiet, work = a.quiet, lambda: __import__('longvideo').run(a)
+        quiet, work = a.quiet, lambda: importlib.import_module('video.longvideo').run(a)
     else:
-        a, cfg = cli.parse_args(argv)
-        quiet, work = cfg.quiet, lambda: __import__('table').run(a, cfg)
+        a, cfg = cli.parse_args(argv, __doc__)
+        quiet, work = cfg.quiet, lambda: importlib.import_module('engine.experiment').run(a, cfg)
     logging.basicConfig(level=logging.WARNING if quiet else logging.INFO,
                         format='%(asctime)s %(name)s: %(message)s', datefmt='%H:%M:%S')
-    import align
-    import data
-    import frames
-    import weights
     try:
         return work()
-    except (data.DatasetError, align.FaceNotFound, frames.FrameError, weights.ModelFileError, FileNotFoundError,
+    except (releases.DatasetError, align.FaceNotFound, frames.FrameError, weights.ModelFileError, FileNotFoundError,
             NotADirectoryError) as e:
         # Problems with the user's data or files: one line that names the file and what to do, no traceback.
         raise SystemExit(f'mer.py: error: {e}') from None
 
 
 if __name__ == '__main__':
-    import checkpoint
     checkpoint.catch_stop_signals()
     try:
         sys.exit(main())

@@ -2,10 +2,8 @@
 and the adversarial domain head behind a gradient reversal layer; the loss L = Lt + Lb + Lc - lambda Ladv.
 
 To follow it: `PartNet.forward` (with `split_rows` for the parts), `grad_reverse` and `dann_coeff`, `losses`.
-Nothing in the forward pass or the losses synchronises with the host or depends on the data's values, so a whole
-training step can be captured as a CUDA graph (engine.py).
+Nothing in the forward pass or the losses reads a value back to the host or changes shape with the data.
 """
-import math
 from collections import OrderedDict
 
 import torch
@@ -52,12 +50,9 @@ def grad_reverse(x, coeff=1.0):
 
 
 def dann_coeff(progress, gamma=10.0):
-    """DANN's reversal-strength schedule 2/(1+exp(-gamma p)) - 1 for training progress p in [0, 1] (§III.B).
-
-    p may be a float or a tensor (a device tensor inside a captured training step)."""
-    if torch.is_tensor(progress):
-        return 2.0 / (1.0 + torch.exp(-gamma * progress)) - 1.0
-    return 2.0 / (1.0 + math.exp(-gamma * progress)) - 1.0
+    """DANN's reversal-strength schedule 2/(1+exp(-gamma p)) - 1 for training progress p in [0, 1] (§III.B), a
+    tensor (a 0-d one for a number)."""
+    return 2.0 / (1.0 + torch.exp(-gamma * torch.as_tensor(progress))) - 1.0
 
 
 def head(d_in, hidden, d_out):
@@ -80,7 +75,7 @@ class PartNet(nn.Module):
         if parts:
             # Each part: Linear(512, hidden) -> ReLU -> Linear(hidden, n_classes), as in the authors' code.
             self.top, self.bottom = head(512, hidden, n_classes), head(512, hidden, n_classes)
-            # The joint classifier is a single layer on the two concatenated hidden vectors (128 -> 3).
+            # The joint classifier is a single layer on the two concatenated hidden vectors (2 hidden -> n_classes).
             self.joint = nn.Linear(2 * hidden, n_classes)
             feat = 2 * hidden
         else:

@@ -3,9 +3,9 @@
     frames --align--> aligned clip --(spot the apex)--> onset, apex --EMR--> the apex the flow sees
            --TV-L1--> onset->apex flow --encode--> (3, size, size) u, v, strain
 
-`run` does it for a sample of a dataset (its frames read from disk), `from_clip` for a clip already aligned from
-its onset (`mer.py predict`'s video, read as a stream). Both return `Steps`; the LOSO run takes `.x`, the figure
-and the fidelity study the images, `predict` all of them.
+`run` does it for a sample of a dataset (its frames read by the caller's `read`), `from_clip` for a clip already
+aligned from its onset (`mer.py predict`'s video, read as a stream). Both return `Steps`; the LOSO run takes
+`.x`, the figure and the fidelity study the images, `predict` all of them.
 """
 import dataclasses
 from typing import NamedTuple
@@ -19,24 +19,25 @@ import evm
 import flow
 import spot
 import stabilise
-from frames import read_frames
+from config import Sample
 
 
 class Steps(NamedTuple):
-    sample: object       # the Sample, its apex spotted where cfg.apex is 'spot'
+    sample: Sample       # its apex spotted where cfg.apex is 'spot'
     transform: np.ndarray  # 2x3 similarity taking the onset frame to the aligned face
     clip: np.ndarray     # (T, align_size, align_size, 3) uint8: the aligned frames EMR needs, onset first
     onset: np.ndarray    # the aligned onset frame
     apex: np.ndarray     # the aligned apex frame (for a macro sample under EMR: the onset-apex middle frame)
-    seen: np.ndarray     # the apex the flow is taken to: magnified for a micro sample under EMR
-    flow: np.ndarray     # (align_size, align_size, 2) float32 onset -> seen
+    flow_to: np.ndarray  # the frame the flow goes to from the onset: the apex, magnified for a micro sample by EMR
+    flow: np.ndarray     # (align_size, align_size, 2) float32 onset -> flow_to
     x: np.ndarray        # (3, size, size) float32 network input: u, v, strain
 
 
 def needed(s, cfg):
     """(indices into s.frames the sample needs, position of its apex among them): EMR's two roles (§III.C)."""
-    if cfg.emr and s.domain == 'micro' and not evm.onset_change(cfg.evm_r1, cfg.evm_r2):
-        return list(range(s.onset, s.apex + 1)), s.apex - s.onset       # MIT's temporal filter: onset..apex
+    # MIT's magnifier (Config.mit_evm) whose temporal band is not the change since the onset filters the whole rise.
+    if cfg.emr and s.domain == 'micro' and cfg.mit_evm() and not evm.onset_change(cfg.evm_r1, cfg.evm_r2):
+        return list(range(s.onset, s.apex + 1)), s.apex - s.onset
     apex = emr.middle_frame(s.onset, s.apex) if cfg.emr and s.domain == 'macro' else s.apex
     return [s.onset, apex], 1
 
@@ -53,32 +54,34 @@ def spotted(full, s):
     return dataclasses.replace(s, apex=s.onset + spot.apex(full, s.fps))
 
 
-def run(s, cfg):
-    """Every step of one sample: its frames read and aligned, its apex spotted under cfg.apex 'spot', EMR, flow."""
+def run(s, cfg, read):
+    """Every step of one sample, `read(paths)` giving the BGR frames of some of s.frames (data/frames.py's
+    read_frames): aligned, its apex spotted under cfg.apex 'spot', EMR, flow."""
     if cfg.apex == 'spot':        # the whole clip from the onset is aligned, for the spotter to choose from
-        full, m = align_frames(read_frames(s.frames[s.onset:]), cfg, str(s.frames[s.onset]))
+        full, m = align_frames(read(s.frames[s.onset:]), cfg, str(s.frames[s.onset]))
         return from_clip(full, m, spotted(full, s), cfg)
     idx, _ = needed(s, cfg)
-    return steps(*align_frames(read_frames([s.frames[i] for i in idx]), cfg, str(s.frames[idx[0]])), s, cfg)
+    return from_frames(*align_frames(read([s.frames[i] for i in idx]), cfg, str(s.frames[idx[0]])), s, cfg)
 
 
 def from_clip(full, m, s, cfg):
     """Every step of a sample whose clip, aligned from its onset on by the similarity m, is `full` (its apex
     within it)."""
     idx, _ = needed(s, cfg)
-    return steps(full[[i - s.onset for i in idx]], m, s, cfg)
+    return from_frames(full[[i - s.onset for i in idx]], m, s, cfg)
 
 
-def steps(clip, m, s, cfg):
+def from_frames(clip, m, s, cfg):
     """EMR, flow and the network input of a sample from the aligned frames `needed` names."""
     _, apex = needed(s, cfg)
-    seen = emr_apex(clip, apex, scale(m), s, cfg)
-    f = flow.optical_flow(*(cv2.cvtColor(img, cv2.COLOR_BGR2GRAY) for img in (clip[0], seen)), method=cfg.flow)
-    return Steps(s, m, clip, clip[0], clip[apex], seen, f, flow.encode(f, cfg.size))
+    to = emr_apex(clip, apex, scale(m), s, cfg)
+    f = flow.optical_flow(*(cv2.cvtColor(img, cv2.COLOR_BGR2GRAY) for img in (clip[0], to)), method=cfg.flow)
+    return Steps(s, m, clip, clip[0], clip[apex], to, f, flow.encode(f, cfg.size))
 
 
 def emr_apex(clip, apex, scale, s, cfg):
-    """The apex image the flow is taken to: a micro sample's apex magnified under EMR (§III.A), else the apex."""
+    """The apex image the flow is taken to: a micro sample's apex magnified under EMR (§III.A), else the apex;
+    EMR's equation (emr.magnify), or MIT's magnifier (evm.py) where the settings ask for it (Config.mit_evm)."""
     if not (cfg.emr and s.domain == 'micro'):
         return clip[apex]
     if cfg.mit_evm():

@@ -54,9 +54,8 @@ def head_motion(ref_gray, gray, mask, init=None, iterations=HEAD_ITERATIONS):
 def align_clip(frames_bgr, size=224, upsample=1, name='clip', no_face='error', landmarks_path=None):
     """align.align_clip (the clip, the onset's similarity) with each frame's rigid head motion relative to the first
     (head_motion over the aligned face's STABLE_BOX) removed in the same warp. The frames may be an iterator."""
-    from frames import same_size
     out, m, mask, ref_gray, w = [], None, stable_mask(size), None, None
-    for f in same_size(frames_bgr, name):
+    for f in frames_bgr:
         if m is None:
             m = align.face_transform(f, size, upsample, name, no_face, landmarks_path)
             out.append(align.warp(f, m, size))

@@ -1,15 +1,25 @@
-"""One LOSO fold's training (paper §III.B, §IV, with the authors' code's schedule): Adam on L = Lt + Lb + Lc -
-lambda Ladv, heads at lr_heads halved every lr_step epochs, the trunk at its own rate, gradients clipped per fold,
-batches of the fold's training pool (every other micro subject and every macro sample) augmented as flow.
+"""One LOSO fold's training and its result (paper §III.B, §IV, with the authors' code's schedule).
 
-To follow it: `step` is one optimisation step; `optimiser`, `heads_lr` and `model.dann_coeff` its rates;
-`batch_schedule`, `augment_params` and `augment` what it is fed; `predict` the evaluation after the last epoch.
-Every random choice of a fold (its batches, its augmentation) is drawn up front from the fold's own seed
-(`fold_seed`), so a fold's result depends on its seed and settings alone. engine.py runs the steps: eagerly on CPU,
-captured once per fold as a CUDA graph and replayed on GPU, reading the schedule from device tensors.
+A fold trains a fresh PartNet on its training pool (every other micro subject and every macro sample) for
+`epochs` epochs of Adam on L = Lt + Lb + Lc - lambda Ladv: the heads at lr_heads halved every lr_step epochs, the
+trunk at its own rate, gradients clipped to grad_clip, batches augmented as flow (the vectors turn with the
+content). After every epoch its held-out subject is predicted; the fold's result is its prediction after the
+last epoch, nothing chosen on the test subject.
+
+To follow it, top to bottom:
+    new_fold    the fold: its net, its Adam, and its whole schedule drawn up front from its own seed (its batches,
+                their augmentation), so a fold's result depends on its seed and settings alone
+    fold_step   one step t of the schedule: the batch, the epoch's learning rate, the DANN progress p = t / T,
+                then `step`: L = Lt + Lb + Lc - lambda Ladv, clipping, Adam
+    train       the epoch loop: every step of every epoch, the test subject predicted after each epoch
+    results     the rule: the fold's predictions after its last epoch, and its per-epoch log
+The schedule lives in tensors indexed by the step counter, so a step reads nothing from the host and never
+changes shape: the engine (engine/graphs.py) can record it once and run it again on the GPU, and a fold stopped
+after any step goes on from its saved tensors exactly as if never stopped.
 """
 import contextlib
 import math
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -19,56 +29,19 @@ import model
 
 # The terms of the loss, as the paper names them: top (eyes), bottom (mouth), joint classifier, adversarial.
 LOSSES = ('lt', 'lb', 'lc', 'ladv')
+# The columns of a fold's per-epoch sums: the loss terms, then its correct predictions and its samples.
+SUMS = LOSSES + ('correct', 'samples')
 
 
-def step(net, opt, x, y, domain, coeff, cfg, amp=contextlib.nullcontext()):
-    """One optimisation step on a batch: L = Lt + Lb + Lc - lambda Ladv (§III.B), its gradient clipped to norm
-    grad_clip, Adam. `domain` None leaves the adversarial term out; `coeff` is the reversal's strength; `amp` the
-    precision (engine.autocast). Returns the joint logits and the loss terms."""
-    opt.zero_grad(set_to_none=True)
-    with amp:
-        out = net(x, coeff)
-        total, parts = model.losses(out, y, domain, cfg.lambda_adv)
-    total.backward()
-    torch.nn.utils.clip_grad_norm_(net.parameters(), cfg.grad_clip, foreach=True)
-    opt.step()
-    return out['joint'], parts
-
-
-@torch.no_grad()
-def predict(net, x, amp=contextlib.nullcontext()):
-    """Predicted classes of x by the joint classifier, in eval mode (BatchNorm's running statistics)."""
-    net.eval()
-    with amp:
-        out = net(x.contiguous(memory_format=torch.channels_last), 0.0)
-    net.train()
-    return out['joint'].argmax(-1)
-
-
-def optimiser(net, cfg, lr, capturable=False):
-    """Adam with two groups, the trunk at lr[0] and the heads and discriminator at lr[1] (a tensor, so that a
-    captured step reads the rate of its epoch); fused: one kernel over all parameters."""
-    groups = [{'params': [p for n, p in net.named_parameters() if n.startswith('trunk.')], 'lr': lr[0]},
-              {'params': [p for n, p in net.named_parameters() if not n.startswith('trunk.')], 'lr': lr[1]}]
-    return torch.optim.Adam(groups, weight_decay=cfg.weight_decay, fused=True, capturable=capturable)
-
-
-def heads_lr(cfg, epoch):
-    """Learning rate of the heads and the discriminator at `epoch` (an int, or a device tensor inside a captured
-    step): lr_heads halved every lr_step epochs."""
-    if torch.is_tensor(epoch):
-        return cfg.lr_heads * torch.pow(0.5, torch.div(epoch, cfg.lr_step, rounding_mode='floor').float())
-    return cfg.lr_heads * 0.5 ** (epoch // cfg.lr_step)
+# ----------------------------------------------------------------------------------------------- the schedule
+def fold_seed(seed, key):
+    """Seed of one fold from the run's seed and the fold's name: independent of order, company and sharding."""
+    return (seed * 1_000_003 + sum((i + 1) * ord(c) for i, c in enumerate(key))) % (2 ** 31)
 
 
 def steps_per_epoch(n_samples, batch_size):
     """Steps in one epoch: the whole training pool (micro + macro) over the batch size, the same for every fold."""
     return max(1, math.ceil(n_samples / batch_size))
-
-
-def fold_seed(seed, key):
-    """Seed of one fold from the run's seed and the fold's name: independent of order, company and sharding."""
-    return (seed * 1_000_003 + sum((i + 1) * ord(c) for i, c in enumerate(key))) % (2 ** 31)
 
 
 def batch_schedule(train_idx, n_steps, batch_size, gen):
@@ -107,3 +80,173 @@ def augment(x, p):
     t = torch.stack([torch.stack([cos * sign, -sin], -1), torch.stack([sin * sign, cos], -1)], -2) / s[:, None, None]
     uv = torch.einsum('bij,bjhw->bihw', t.to(x.dtype), out[:, :2])
     return torch.cat([uv, out[:, 2:]], 1)
+
+
+def heads_lr(cfg, epoch):
+    """Learning rate of the heads and the discriminator at `epoch` (an int or a tensor): lr_heads halved every
+    lr_step epochs."""
+    return cfg.lr_heads * 0.5 ** (epoch // cfg.lr_step)
+
+
+def optimiser(net, cfg, lr):
+    """Adam with two groups, the trunk at lr[0] and the heads and discriminator at lr[1] (a tensor, which each step
+    sets to its epoch's rate); fused: one kernel over all parameters."""
+    groups = [{'params': [p for n, p in net.named_parameters() if n.startswith('trunk.')], 'lr': lr[0]},
+              {'params': [p for n, p in net.named_parameters() if not n.startswith('trunk.')], 'lr': lr[1]}]
+    return torch.optim.Adam(groups, weight_decay=cfg.weight_decay, fused=True)
+
+
+# ----------------------------------------------------------------------------------------------- precision
+def bf16(cfg, device):
+    """Whether convolutions and matmuls run in bf16: 'auto' = where the hardware has fast bf16 (CUDA sm80+, CPUs
+    with AVX-512 or AMX); on other CPUs oneDNN falls back to a convolution ~20x slower than fp32."""
+    if cfg.precision != 'auto':
+        return cfg.precision == 'bf16'
+    if device.type == 'cuda':
+        return torch.cuda.is_bf16_supported()
+    return device.type == 'cpu' and torch.ops.mkldnn._is_mkldnn_bf16_supported()
+
+
+def autocast(cfg, device):
+    """bf16 autocast of convolutions and matmuls (BatchNorm and the losses stay fp32), or nothing for fp32."""
+    # cache_enabled=False: the weights are cast afresh at every step, never taken from an earlier step's copy.
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16(cfg, device), cache_enabled=False)
+
+
+# ----------------------------------------------------------------------------------------------- one fold
+@dataclass
+class Fold:
+    """One fold's model, optimiser and every tensor its steps read or write."""
+    key: str
+    net: torch.nn.Module
+    opt: torch.optim.Optimizer
+    batches: torch.Tensor     # (steps, B) long: sample indices of every step
+    aug: torch.Tensor         # (steps, B, 5): augmentation parameters of every sample of every step
+    test: torch.Tensor        # (n_test,) long: the held-out subject's samples
+    t: torch.Tensor           # () long: the step counter
+    lr: torch.Tensor          # (2,): trunk and heads learning rates, read by Adam
+    sums: torch.Tensor        # (epochs, len(SUMS)): per epoch the loss terms, correct predictions, samples
+    preds: torch.Tensor       # (epochs, n_test) long: test predictions after each epoch
+
+
+def fold_data(x, meta, device):
+    """(inputs, labels, domains 0 micro / 1 macro) of the samples in `meta`, as tensors on the device."""
+    return (torch.as_tensor(x, device=device), torch.as_tensor([m.label for m in meta], device=device),
+            torch.as_tensor([int(m.domain == 'macro') for m in meta], device=device))
+
+
+def new_fold(key, train_idx, test_idx, cfg, n_samples, device, weights=None):
+    """A fold ready to train: its net, its Adam, and its whole schedule drawn from fold_seed(cfg.seed, key)."""
+    seed = fold_seed(cfg.seed, key)
+    torch.manual_seed(seed)
+    net = model.PartNet(parts=cfg.parts, hidden=cfg.hidden, weights=weights).to(device)
+    net = net.to(memory_format=torch.channels_last)
+    lr = torch.tensor([cfg.backbone_lr(), heads_lr(cfg, 0)], dtype=torch.float32, device=device)
+    opt = optimiser(net, cfg, lr)
+    gen = torch.Generator().manual_seed(seed)
+    n_steps = steps_per_epoch(n_samples, cfg.batch_size) * cfg.epochs
+    batches = batch_schedule(train_idx, n_steps, cfg.batch_size, gen)
+    aug = augment_params(n_steps * cfg.batch_size, gen, cfg.rotate, cfg.zoom).view(n_steps, cfg.batch_size, 5)
+    test = torch.as_tensor(np.asarray(test_idx), dtype=torch.long)
+    return Fold(key, net, opt, batches.to(device), aug.to(device), test.to(device),
+                torch.zeros((), dtype=torch.long, device=device), lr,
+                torch.zeros(cfg.epochs, len(SUMS), device=device),
+                torch.zeros(cfg.epochs, len(test), dtype=torch.long, device=device))
+
+
+def step(net, opt, x, y, domain, coeff, cfg, amp=contextlib.nullcontext()):
+    """One optimisation step on a batch: L = Lt + Lb + Lc - lambda Ladv (§III.B), its gradient clipped to norm
+    grad_clip, Adam. `domain` None leaves the adversarial term out; `coeff` is the reversal's strength; `amp` the
+    precision (autocast). Returns the joint logits and the loss terms."""
+    opt.zero_grad(set_to_none=True)
+    with amp:
+        out = net(x, coeff)
+        total, parts = model.losses(out, y, domain, cfg.lambda_adv)
+    total.backward()
+    torch.nn.utils.clip_grad_norm_(net.parameters(), cfg.grad_clip, foreach=True)
+    opt.step()
+    return out['joint'], parts
+
+
+def fold_step(fold, data, cfg):
+    """Step t of the fold's schedule (t its step counter, which then advances): the scheduled batch, augmented;
+    the heads' rate of its epoch; the DANN coefficient at progress p = t / T (§III.B); `step`; its losses and
+    correct predictions added to the epoch's sums. Tensor operations only, indexed by the counter on the device."""
+    x, y, dom = data
+    n_steps = fold.batches.shape[0]
+    t = fold.t
+    idx = fold.batches.index_select(0, t.view(1))[0]
+    xb = x.index_select(0, idx)
+    if cfg.augment:
+        xb = augment(xb, fold.aug.index_select(0, t.view(1))[0])
+    xb = xb.contiguous(memory_format=torch.channels_last)
+    yb = y.index_select(0, idx)
+    epoch = torch.div(t, n_steps // cfg.epochs, rounding_mode='floor')
+    coeff = model.dann_coeff(t.float() / n_steps, cfg.dann_gamma)
+    fold.lr[1].copy_(heads_lr(cfg, epoch))
+    joint, parts = step(fold.net, fold.opt, xb, yb, dom.index_select(0, idx) if cfg.adv else None, coeff, cfg,
+                        autocast(cfg, x.device))
+    zero = torch.zeros((), device=x.device)
+    correct = (joint.argmax(-1) == yb).sum().float()
+    row = torch.stack([parts.get(k, zero) for k in LOSSES] + [correct, torch.full((), float(len(idx)),
+                                                                                   device=x.device)])
+    fold.sums.index_add_(0, epoch.view(1), row.float()[None])
+    t.add_(1)
+
+
+@torch.no_grad()
+def predict(net, x, amp=contextlib.nullcontext()):
+    """Predicted classes of x by the joint classifier, in eval mode (BatchNorm's running statistics)."""
+    net.eval()
+    with amp:
+        out = net(x.contiguous(memory_format=torch.channels_last), 0.0)
+    net.train()
+    return out['joint'].argmax(-1)
+
+
+def evaluate(fold, data, cfg, epoch):
+    """Stores the fold's test predictions after `epoch`."""
+    x = data[0]
+    fold.preds[epoch].copy_(predict(fold.net, x.index_select(0, fold.test), autocast(cfg, x.device)))
+
+
+def each(fn, folds, *args):
+    """fn(fold, *args) for each of `folds`, in turn: how `train` carries out steps and evaluations unless told
+    otherwise."""
+    for fold in folds:
+        fn(fold, *args)
+
+
+def train(folds, data, cfg, taken=None, run=each, between=lambda k: None):
+    """Trains folds side by side through the epoch loop (§IV): every epoch, each scheduled step of every fold
+    (`fold_step`), then each fold's test subject predicted (`evaluate`).
+
+    `taken`: the steps each fold has taken already (restored from a checkpoint): it waits for them, and its
+    epochs that are over are not evaluated again. `run(fn, folds, *args)` carries out a step or an evaluation of
+    some folds (by default `each`); `between(k)` is called before step k (the engine's progress, checkpoints and
+    stops).
+    """
+    taken = taken or [0] * len(folds)
+    steps = folds[0].batches.shape[0] // cfg.epochs
+    for epoch in range(cfg.epochs):
+        for k in range(epoch * steps, (epoch + 1) * steps):
+            between(k)
+            live = [fold for fold, n in zip(folds, taken) if n <= k]
+            if live:
+                run(fold_step, live, data, cfg)
+        for fold, n in zip(folds, taken):
+            # Restored from after this epoch (its predictions with it), or no one to test: the final model.
+            if n < (epoch + 1) * steps and len(fold.test):
+                run(evaluate, [fold], data, cfg, epoch)
+
+
+def results(fold, cfg):
+    """(the fold's predictions after its last epoch: its result; its predictions after every epoch, (epochs,
+    n_test); its per-epoch log: the mean of each loss term over the epoch's steps and the training accuracy)."""
+    preds = fold.preds.cpu().numpy()
+    sums = dict(zip(SUMS, fold.sums.cpu().numpy().astype(np.float64).T))
+    steps = fold.batches.shape[0] // cfg.epochs
+    acc = sums['correct'] / np.maximum(sums['samples'], 1)
+    log = [dict({k: float(np.round(sums[k][e] / steps, 6)) for k in LOSSES}, acc=float(np.round(acc[e], 6)),
+                epoch=e + 1) for e in range(cfg.epochs)]
+    return preds[-1], preds, log

@@ -19,7 +19,7 @@ def shared_megc():
 @pytest.fixture(scope='session')
 def demo_root(tmp_path_factory):
     """A small demo set (2 subjects a dataset), built once for the whole test session."""
-    import synth
+    from data import synth
     return synth.build(tmp_path_factory.mktemp('demo'), subjects=2, clips=3, ck_subjects=2, ck_clips=3)
 
 

@@ -4,8 +4,8 @@ import pytest
 
 import align
 import stabilise
-from frames import FrameError, read_frames
-import synth
+from data import synth
+from data.frames import FrameError, read_frames
 
 
 @pytest.fixture(scope='module')
@@ -113,10 +113,30 @@ def test_a_truncated_frame_is_an_error_naming_the_file(photos, tmp_path, ext, ke
         read_frames([whole, cut])
 
 
-def test_a_clip_whose_frames_change_size_is_an_error(photos):
-    small = cv2.resize(photos[0], None, fx=0.5, fy=0.5)
-    with pytest.raises(FrameError, match=r'sub01/img1\.jpg: .*differ in size'):
-        align.align_clip([photos[0], small], 64, name='sub01/img1.jpg')
+def test_a_clip_whose_frames_change_size_is_an_error(photos, tmp_path):
+    # One transform per clip needs frames of one size: the reader says so, naming the clip's first file.
+    paths = [tmp_path / 'img1.jpg', tmp_path / 'img2.jpg']
+    cv2.imwrite(str(paths[0]), photos[0])
+    cv2.imwrite(str(paths[1]), cv2.resize(photos[0], None, fx=0.5, fy=0.5))
+    with pytest.raises(FrameError, match=r'img1\.jpg: .*differ in size'):
+        read_frames(paths)
+
+
+def test_alignment_never_reflects_the_face(photos, monkeypatch):
+    # Landmarks whose anchors are the template mirrored left-right (the eyes and mouth corners swapped): the
+    # best similarity with a reflection would map them exactly; alignment keeps a rotation (det > 0) and so
+    # cannot map them exactly.
+    size = 128
+    mirrored = align.TEMPLATE * size
+    mirrored[:, 0] = size - mirrored[:, 0]
+    lm = np.zeros((68, 2))
+    lm[36:42], lm[42:48], lm[30], lm[48], lm[54] = mirrored[0], mirrored[1], mirrored[2], mirrored[3], mirrored[4]
+    monkeypatch.setattr(align, 'detect_landmarks', lambda *a, **kw: lm)
+    clip, m = align.align_clip([photos[0], photos[0]], size)
+    assert np.linalg.det(m[:, :2]) > 0
+    assert clip.shape == (2, size, size, 3)
+    mapped = align.anchor_points(lm) @ m[:, :2].T + m[:, 2]
+    assert np.abs(mapped - align.TEMPLATE * size).max() > 10          # a reflection would have fitted to ~0 px
 
 
 def test_rigid_head_motion_is_removed_from_onset_to_each_frame(photos):

@@ -15,15 +15,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
-import checkpoint
-import engine
-import loso
-import runs
 import toy_run
-from test_mer import _children
 from test_train import TOY, _data, needs_cuda
 from toy import learnable
+
+import loso
+import train
+from engine import checkpoint, graphs, runfolder
 
 HERE = Path(__file__).resolve().parent
 
@@ -54,16 +52,16 @@ def test_a_fold_stopped_at_any_step_goes_on_as_if_never_stopped(tmp_path, monkey
     specs, data, pool, cfg = _setup()
     dev = torch.device('cpu')
     key = specs[0][0]
-    whole = list(engine.train_folds(specs[:1], data, pool, cfg, dev))[0]
+    whole = list(graphs.train_folds(specs[:1], data, pool, cfg, dev))[0]
     for at in (3, 4):                     # 2 steps an epoch: inside an epoch, at an epoch's end
         monkeypatch.setitem(checkpoint._stop, 'signal', None)
         with pytest.raises(checkpoint.Stopped) as e, checkpoint.deferred():
-            list(engine.train_folds(specs[:1], data, pool, cfg, dev, progress=StopAt(at), keep=tmp_path))
+            list(graphs.train_folds(specs[:1], data, pool, cfg, dev, progress=StopAt(at), keep=tmp_path))
         assert e.value.args[:2] == ('SIGTERM', [(key, at, 6)])          # saved at the step it stopped after
         assert int(_weights(key, tmp_path)['t']) == at
         monkeypatch.setitem(checkpoint._stop, 'signal', None)
         taken = []
-        again = list(engine.train_folds(specs[:1], data, pool, cfg, dev, keep=tmp_path,
+        again = list(graphs.train_folds(specs[:1], data, pool, cfg, dev, keep=tmp_path,
                                         progress=type('P', (), {'update': lambda self, n: taken.append(n)})()))[0]
         assert taken[0] == at and sum(taken) == 6                    # it went on from there, not from the start
         assert np.array_equal(again[1], whole[1]) and np.array_equal(again[2], whole[2]) and again[3] == whole[3]
@@ -73,12 +71,12 @@ def test_a_fold_stopped_at_any_step_goes_on_as_if_never_stopped(tmp_path, monkey
 def test_checkpoints_at_epoch_ends_restore_every_tensor_in_place(tmp_path):
     specs, data, pool, cfg = _setup()
     dev = torch.device('cpu')
-    list(engine.train_folds(specs[:1], data, pool, dataclasses.replace(cfg, epochs=2), dev, keep=tmp_path))
+    list(graphs.train_folds(specs[:1], data, pool, dataclasses.replace(cfg, epochs=2), dev, keep=tmp_path))
     key = specs[0][0]
     saved = _weights(key, tmp_path)                                # after epoch 1 of 2 (none after the last)
     assert int(saved['t']) == 2 and saved['sums'][0, -1] == 16 and saved['sums'][1, -1] == 0
     assert {'adam.0.exp_avg', 'adam.0.exp_avg_sq', 'adam.0.step', 'net.trunk.bn1.running_var'} <= set(saved)
-    fold = engine.make_fold(key, specs[0][1], specs[0][2], dataclasses.replace(cfg, epochs=2), pool, dev)
+    fold = train.new_fold(key, specs[0][1], specs[0][2], dataclasses.replace(cfg, epochs=2), pool, dev)
     before = {k: v.data_ptr() for k, v in fold.net.state_dict().items()}
     assert checkpoint.restore(tmp_path, fold) == 2
     assert {k: v.data_ptr() for k, v in fold.net.state_dict().items()} == before      # the same tensors, refilled
@@ -90,19 +88,19 @@ def test_a_damaged_checkpoint_is_ignored_with_a_warning(tmp_path, caplog):
     specs, data, pool, cfg = _setup()
     dev = torch.device('cpu')
     key, tr, te = specs[0]
-    whole = list(engine.train_folds(specs[:1], data, pool, cfg, dev))[0]
-    fold = engine.make_fold(key, tr, te, cfg, pool, dev)
-    engine.scheduled_step(fold, data, cfg)
+    whole = list(graphs.train_folds(specs[:1], data, pool, cfg, dev))[0]
+    fold = train.new_fold(key, tr, te, cfg, pool, dev)
+    train.fold_step(fold, data, cfg)
     checkpoint.save(tmp_path, fold)
     raw = checkpoint.path(tmp_path, key).read_bytes()
     checkpoint.path(tmp_path, key).write_bytes(raw[:len(raw) // 2])            # cut short
-    again = list(engine.train_folds(specs[:1], data, pool, cfg, dev, keep=tmp_path))[0]
+    again = list(graphs.train_folds(specs[:1], data, pool, cfg, dev, keep=tmp_path))[0]
     assert 'unusable checkpoint' in caplog.text and key in caplog.text
     assert np.array_equal(again[1], whole[1]) and again[3] == whole[3]
     # One of another fold (or another schedule) under this fold's name is not used either.
-    other = engine.make_fold(key, tr, te, dataclasses.replace(cfg, epochs=4), pool, dev)
+    other = train.new_fold(key, tr, te, dataclasses.replace(cfg, epochs=4), pool, dev)
     checkpoint.save(tmp_path, other)
-    assert checkpoint.restore(tmp_path, engine.make_fold(key, tr, te, cfg, pool, dev)) == 0
+    assert checkpoint.restore(tmp_path, train.new_fold(key, tr, te, cfg, pool, dev)) == 0
     assert not checkpoint.path(tmp_path, key).exists()
 
 
@@ -110,17 +108,17 @@ def test_the_final_model_stopped_at_any_step_goes_on_as_if_never_stopped(tmp_pat
     specs, data, pool, cfg = _setup()
     dev = torch.device('cpu')
     every = np.arange(pool)
-    whole, whole_log = engine.train_all(every, data, pool, cfg, dev)
+    whole, whole_log = graphs.train_all(every, data, pool, cfg, dev)
     for at in (3, 4):
         monkeypatch.setitem(checkpoint._stop, 'signal', None)
         with pytest.raises(checkpoint.Stopped) as e, checkpoint.deferred():
-            engine.train_all(every, data, pool, cfg, dev, progress=StopAt(at), keep=tmp_path)
+            graphs.train_all(every, data, pool, cfg, dev, progress=StopAt(at), keep=tmp_path)
         assert e.value.args[:2] == ('SIGTERM', [(checkpoint.FINAL, at, 6)])
         msg = checkpoint.message(checkpoint.Stopped('SIGTERM', e.value.args[1], tmp_path, None))
         assert f"kept the final model's checkpoint at step {at} of 6 in {tmp_path}" in msg, msg
         monkeypatch.setitem(checkpoint._stop, 'signal', None)
         taken = []
-        again, log = engine.train_all(every, data, pool, cfg, dev, keep=tmp_path,
+        again, log = graphs.train_all(every, data, pool, cfg, dev, keep=tmp_path,
                                       progress=type('P', (), {'update': lambda self, n: taken.append(n)})())
         assert taken[0] == at and sum(taken) == 6
         assert log == whole_log
@@ -135,12 +133,12 @@ def test_cuda_graphs_read_the_restored_state(tmp_path, monkeypatch):
     monkeypatch.setitem(checkpoint._stop, 'signal', None)
     specs, data, pool, cfg = _setup('cuda')
     dev = torch.device('cuda')
-    whole = {r[0]: r for r in engine.train_folds(specs[:2], data, pool, cfg, dev, streams=2)}
+    whole = {r[0]: r for r in graphs.train_folds(specs[:2], data, pool, cfg, dev, streams=2)}
     with pytest.raises(checkpoint.Stopped), checkpoint.deferred():
-        list(engine.train_folds(specs[:2], data, pool, cfg, dev, streams=2, progress=StopAt(6), keep=tmp_path))
+        list(graphs.train_folds(specs[:2], data, pool, cfg, dev, streams=2, progress=StopAt(6), keep=tmp_path))
     monkeypatch.setitem(checkpoint._stop, 'signal', None)
     checkpoint.remove(tmp_path, specs[1][0])          # one fold of the wave starts again, the other goes on
-    again = {r[0]: r for r in engine.train_folds(specs[:2], data, pool, cfg, dev, streams=2, keep=tmp_path)}
+    again = {r[0]: r for r in graphs.train_folds(specs[:2], data, pool, cfg, dev, streams=2, keep=tmp_path)}
     for key in whole:
         assert np.array_equal(again[key][1], whole[key][1]) and np.array_equal(again[key][2], whole[key][2])
         for a, b in zip(again[key][3], whole[key][3]):
@@ -195,14 +193,14 @@ def test_a_run_stopped_killed_and_resumed_with_other_jobs_writes_the_fold_files_
     try:
         for shard in (1, 2), (2, 2):
             torch.set_num_threads(2)
-            runs.run(x, meta, toy_run.settings(epochs=EPOCHS), ref, shard=shard)
+            runfolder.run(x, meta, toy_run.settings(epochs=EPOCHS), ref, shard=shard)
     finally:
         torch.set_num_threads(threads)
     out = tmp_path / 'run'
     # SIGTERM at a random moment once a fold has saved a checkpoint, two training processes.
     p = _start(out, 2)
     _wait_for(p, lambda: any((out / 'folds').glob('*.ckpt')))
-    workers = _children(p.pid)
+    workers = toy_run.children(p.pid)
     time.sleep(random.uniform(0, 1))
     p.send_signal(signal.SIGTERM)
     err = p.communicate(timeout=600)[1]

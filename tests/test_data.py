@@ -9,8 +9,8 @@ import numpy as np
 import openpyxl
 import pytest
 
-import data
-from data import DatasetError, frame_number
+from data import releases
+from data.releases import DatasetError, frame_number
 
 SHARED = Path(__file__).resolve().parents[2] / 'shared' / 'megc2019'
 JPG = cv2.imencode('.jpg', np.zeros((4, 4, 3), np.uint8))[1].tobytes()
@@ -68,12 +68,12 @@ def real_root(tmp_path_factory):
 
 @pytest.fixture(scope='module')
 def real_samples(real_root):
-    return data.load_megc(real_root)
+    return releases.load_megc(real_root)
 
 
 def test_real_composite_loads_with_the_official_counts(real_root, caplog):
     caplog.set_level(logging.INFO, 'data')
-    samples = data.load_megc(real_root)
+    samples = releases.load_megc(real_root)
     rows = list(csv.reader(open(SHARED / 'combined_3class_gt.csv', newline='')))
     assert [(s.dataset, s.subject, s.clip, s.label) for s in samples] == [(d, s, c, int(y)) for d, s, c, y in rows]
     assert Counter(s.dataset for s in samples) == {'casme2': 145, 'samm': 133, 'smic': 164}
@@ -81,7 +81,7 @@ def test_real_composite_loads_with_the_official_counts(real_root, caplog):
     for ds, counts in (('casme2', (88, 32, 25)), ('samm', (92, 26, 15)), ('smic', (70, 51, 43))):
         labels = Counter(s.label for s in samples if s.dataset == ds)
         assert tuple(labels[k] for k in range(3)) == counts
-    assert data.summary(samples) == ('442 samples, 68 subjects: casme2 145 (88/32/25), smic 164 (70/51/43), '
+    assert releases.summary(samples) == ('442 samples, 68 subjects: casme2 145 (88/32/25), smic 164 (70/51/43), '
                                      'samm 133 (92/26/15) (negative/positive/surprise)')
     assert {(s.dataset, s.fps, s.domain) for s in samples} == {
         ('casme2', 200.0, 'micro'), ('samm', 200.0, 'micro'), ('smic', 100.0, 'micro')}
@@ -100,14 +100,14 @@ def test_real_onset_and_apex_frames(real_samples, dataset, clip, onset, apex):
 
 
 def test_real_samm_apex_not_on_disk_warns_once_and_strict_refuses(real_root, caplog):
-    samples = data.load_megc(real_root)
+    samples = releases.load_megc(real_root)
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert warnings == ["2 annotated frames are not among their clip's files, the nearest frame is used (pass "
                         "--strict to refuse): samm 028_4_1 apex 1113 -> 1111; samm 032_3_1 apex 4930 -> 4928"]
     s = next(s for s in samples if s.clip == '028_4_1')
     assert frame_number(s.frames[s.apex]) == 1111
     with pytest.raises(DatasetError) as e:
-        data.load_megc(real_root, strict=True)
+        releases.load_megc(real_root, strict=True)
     rows = {r[2]: n for n, r in enumerate(csv.reader(open(SHARED / 'combined_3class_gt.csv', newline='')), 1)}
     assert str(e.value) == '\n  '.join([
         HEAD.format('2 problem rows', 'them'),
@@ -170,7 +170,7 @@ def tiny(tmp_path):
 
 
 def test_tiny_composite_in_the_demo_layout(tiny):
-    samples = data.load_megc(tiny)
+    samples = releases.load_megc(tiny)
     assert [(s.clip, s.label, frame_number(s.frames[s.onset]), frame_number(s.frames[s.apex]), s.fps)
             for s in samples] == [('EP02_01f', 1, 46, 59, 200.0), ('EP01_11f', 0, 46, 91, 200.0),
                                   ('006_1_2', 0, 5562, 5588, 200.0), ('007_3_1', 2, 100, 110, 200.0),
@@ -181,7 +181,7 @@ def test_tiny_composite_in_the_demo_layout(tiny):
 
 def test_cropped_casme_and_lowercase_samm_folders(tmp_path):
     root = _tiny(tmp_path / 'megc', casme_dir='Cropped', casme_prefix='reg_img', samm_dir='samm')
-    samples = data.load_megc(tmp_path)      # found two levels down
+    samples = releases.load_megc(tmp_path)      # found two levels down
     assert samples[0].frames[samples[0].onset].endswith('Cropped/sub01/EP02_01f/reg_img46.jpg')
     assert samples[2].frames[0] == str(root / 'samm' / '006' / '006_1_2' / '006_05560.jpg')
 
@@ -189,14 +189,14 @@ def test_cropped_casme_and_lowercase_samm_folders(tmp_path):
 def test_raw_frames_win_over_cropped(tiny):
     shutil.copytree(tiny / 'SMIC' / 'SMIC_all_raw', tiny / 'SMIC' / 'SMIC_all_cropped')
     shutil.copytree(tiny / 'CASME2' / 'CASME2_RAW_selected', tiny / 'CASME2' / 'Cropped')
-    assert data.find(tiny, 'smic_frames') == tiny / 'SMIC' / 'SMIC_all_raw' / 'HS'
-    assert data.find(tiny, 'casme2_frames') == tiny / 'CASME2' / 'CASME2_RAW_selected'
+    assert releases.find(tiny, 'smic_frames') == tiny / 'SMIC' / 'SMIC_all_raw' / 'HS'
+    assert releases.find(tiny, 'casme2_frames') == tiny / 'CASME2' / 'CASME2_RAW_selected'
 
 
 def test_missing_sheet_names_what_was_searched_where(tiny):
     (tiny / 'SAMM' / 'SAMM_Micro_FACS_Codes_v2.xlsx').unlink()
     with pytest.raises(DatasetError) as e:
-        data.load_megc(tiny)
+        releases.load_megc(tiny)
     assert str(e.value) == (f'SAMM coding sheet not found: no SAMM_Micro_FACS_Codes_v2.xlsx (or '
                             f'samm_micro_facs_codes*.xlsx) within 4 levels under {tiny}; unpack the release there '
                             f'or pass the folder that holds it')
@@ -207,31 +207,31 @@ def test_a_subject_padded_otherwise_than_its_folder_is_matched_and_logged(tiny, 
     casme = tiny / 'CASME2' / 'CASME2_RAW_selected'
     (casme / 'sub01').rename(casme / 'sub1')                    # the release's folder unpadded, the csv's sub01
     (tiny / 'SAMM' / '006').rename(tiny / 'SAMM' / '6')           # SAMM's 006 unpadded
-    samples = data.load_megc(tiny)
+    samples = releases.load_megc(tiny)
     assert samples[0].frames[0] == str(casme / 'sub1' / 'EP02_01f' / 'img45.jpg')
     assert samples[2].frames[0] == str(tiny / 'SAMM' / '6' / '006_1_2' / '006_05560.jpg')
     assert 'subject sub01 is folder sub1' in caplog.text and 'subject 006 is folder 6' in caplog.text
     (casme / 'sub1').rename(casme / 'sub001')                     # two candidates: neither is taken
     shutil.copytree(casme / 'sub001', casme / 'sub0001')
-    assert data.subject_folder(casme, 'sub01') == casme / 'sub01'
+    assert releases.subject_folder(casme, 'sub01') == casme / 'sub01'
 
 
 def test_a_file_where_a_folder_is_expected_and_the_reverse_are_named_as_such(tiny, tmp_path):
     csv_file = tiny / 'combined_3class_gt.csv'
     with pytest.raises(DatasetError, match=r'combined_3class_gt.csv: a file, not a folder; pass the folder'):
-        data.load_megc(csv_file)
+        releases.load_megc(csv_file)
     with pytest.raises(DatasetError, match=r'combined_3class_gt.csv: a file, not a folder; pass the folder'):
-        data.load_ckplus(csv_file)
+        releases.load_ckplus(csv_file)
     with pytest.raises(DatasetError, match=rf'{tiny}: a folder, not an index file; pass the csv'):
-        data.load_index(tiny)
+        releases.load_index(tiny)
 
 
 def test_missing_root_and_missing_frames_folder(tiny, tmp_path):
     with pytest.raises(DatasetError, match=r'nowhere: folder not found; pass the folder holding '):
-        data.load_megc(tmp_path / 'nowhere')
+        releases.load_megc(tmp_path / 'nowhere')
     shutil.rmtree(tiny / 'SMIC')
     with pytest.raises(DatasetError) as e:
-        data.load_megc(tiny)
+        releases.load_megc(tiny)
     assert str(e.value).startswith('SMIC-HS frames not found: no HS within 4 levels under ')
 
 
@@ -239,7 +239,7 @@ def test_unreadable_sheet(tiny):
     sheet = tiny / 'CASME2' / 'CASME2-coding-20140508.xlsx'
     sheet.write_bytes(b'not a workbook')
     with pytest.raises(DatasetError) as e:
-        data.load_megc(tiny)
+        releases.load_megc(tiny)
     assert str(e.value) == (f'{sheet}: cannot read the workbook (BadZipFile: File is not a zip file); replace it '
                             f'with the file from the release')
 
@@ -251,7 +251,7 @@ def test_every_problem_row_is_listed_in_one_error(tiny):
     _add_rows(tiny, 'casme2,sub01,EP02_01f,3', '', 'samm,6,006_1_2,0', 'casme2,sub01,EP99_01,1',
               'casme2,sub04,EP12_01f,0', 'smic,s01,s01_ne_01,2', 'casme3,sub01,EP01,0', 'samm,6,006_1_2')
     with pytest.raises(DatasetError) as e:
-        data.load_megc(tiny)
+        releases.load_megc(tiny)
     casme = tiny / 'CASME2' / 'CASME2_RAW_selected'
     assert str(e.value) == '\n  '.join([
         HEAD.format('10 problem rows', 'them'),
@@ -277,7 +277,7 @@ def test_label_and_sheet_row_problems(tiny):
     wb['MICRO_ONLY'].append(['007', '007_3_1', 3, 101, 110, 120])
     wb.save(sheet)
     with pytest.raises(DatasetError) as e:
-        data.load_megc(tiny)
+        releases.load_megc(tiny)
     assert str(e.value) == '\n  '.join([
         HEAD.format('5 problem rows', 'them'),
         "combined_3class_gt.csv:1 casme2 sub01 EP02_01f: unknown label '3' (expected 0 negative, 1 positive, "
@@ -293,7 +293,7 @@ def test_label_and_sheet_row_problems(tiny):
 def test_skip_bad_skips_and_lists_the_rows(tiny, caplog):
     shutil.rmtree(tiny / 'CASME2' / 'CASME2_RAW_selected' / 'sub02' / 'EP01_11f')
     _add_rows(tiny, '', 'smic,s02,s02_sur_01,x')
-    samples = data.load_megc(tiny, skip_bad=True)
+    samples = releases.load_megc(tiny, skip_bad=True)
     assert [s.clip for s in samples] == ['EP02_01f', '006_1_2', '007_3_1', 's01_ne_01', 's02_sur_01']
     folder = tiny / 'CASME2' / 'CASME2_RAW_selected' / 'sub02' / 'EP01_11f'
     assert [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING] == ['\n  '.join([
@@ -306,14 +306,14 @@ def test_skip_bad_skips_and_lists_the_rows(tiny, caplog):
 def test_annotated_frame_missing_takes_the_nearest_or_fails_when_strict(tiny, caplog):
     (tiny / 'SAMM' / '006' / '006_1_2' / '006_05562.jpg').unlink()
     (tiny / 'CASME2' / 'CASME2_RAW_selected' / 'sub01' / 'EP02_01f' / 'img59.jpg').unlink()
-    samples = data.load_megc(tiny)
+    samples = releases.load_megc(tiny)
     assert [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING] == [
         "2 annotated frames are not among their clip's files, the nearest frame is used (pass --strict to "
         "refuse): casme2 EP02_01f apex 59 -> 58; samm 006_1_2 onset 5562 -> 5560"]
     assert frame_number(samples[0].frames[samples[0].apex]) == 58
     assert (samples[2].onset, frame_number(samples[2].frames[samples[2].apex])) == (0, 5588)
     with pytest.raises(DatasetError) as e:
-        data.load_megc(tiny, strict=True)
+        releases.load_megc(tiny, strict=True)
     assert str(e.value) == '\n  '.join([
         HEAD.format('2 problem rows', 'them'),
         "combined_3class_gt.csv:1 casme2 sub01 EP02_01f: annotated apex frame 59 is not among the clip's frames "
@@ -328,14 +328,14 @@ def test_apex_before_onset_is_a_problem_row(tiny):
     wb['MICRO_ONLY']['E16'] = 99
     wb.save(ws_path)
     with pytest.raises(DatasetError) as e:
-        data.load_megc(tiny)
+        releases.load_megc(tiny)
     assert str(e.value) == '\n  '.join([HEAD.format('1 problem row', 'it'),
                                         'combined_3class_gt.csv:4 samm 7 007_3_1: apex frame 99 precedes onset '
                                         'frame 100'])
 
 
 def test_demo_set_from_synth_loads(demo_root):
-    megc, ck = data.load_megc(demo_root / 'megc'), data.load_ckplus(demo_root / 'ck')
+    megc, ck = releases.load_megc(demo_root / 'megc'), releases.load_ckplus(demo_root / 'ck')
     assert Counter(s.dataset for s in megc) == {'casme2': 6, 'samm': 6, 'smic': 6}
     assert all(0 <= s.onset < s.apex < len(s.frames) for s in megc + ck)
     assert len(ck) == 6 and {s.domain for s in ck} == {'macro'}
@@ -357,7 +357,7 @@ def _ck(root, codes):
 
 
 def test_ckplus_maps_all_seven_codes_and_ignores_unlabelled(tmp_path):
-    samples = data.load_ckplus(_ck(tmp_path / 'ck', [1, 2, 3, 4, 5, 6, 7, None]))
+    samples = releases.load_ckplus(_ck(tmp_path / 'ck', [1, 2, 3, 4, 5, 6, 7, None]))
     # anger, contempt, disgust, fear -> negative; happy -> positive; sadness -> negative; surprise -> surprise
     assert [s.label for s in samples] == [0, 0, 0, 0, 1, 0, 2]
     s = samples[0]
@@ -370,17 +370,17 @@ def test_ckplus_problems(tmp_path):
     root = _ck(tmp_path / 'ck', [0, 5, 7])
     shutil.rmtree(root / 'cohn-kanade-images' / 'S005' / '003')
     with pytest.raises(DatasetError) as e:
-        data.load_ckplus(root)
+        releases.load_ckplus(root)
     assert str(e.value) == '\n  '.join([
         'Emotion: 2 problem sequences (pass --skip-bad to skip them):',
         'Emotion/S005/001/S005_001_00000005_emotion.txt: unknown emotion code 0 (expected 1-7: anger, contempt, '
         'disgust, fear, happy, sadness, surprise)',
         f'Emotion/S005/003/S005_003_00000007_emotion.txt: clip folder '
         f'{root / "cohn-kanade-images" / "S005" / "003"} not found'])
-    assert [s.clip for s in data.load_ckplus(root, skip_bad=True)] == ['S005_002']
+    assert [s.clip for s in releases.load_ckplus(root, skip_bad=True)] == ['S005_002']
     shutil.rmtree(root / 'Emotion')
     with pytest.raises(DatasetError, match=r'^CK\+ emotion labels not found: no Emotion within 4'):
-        data.load_ckplus(root)
+        releases.load_ckplus(root)
 
 
 def test_ckplus_emotion_file_with_binary_bytes_is_a_problem_row(tmp_path):
@@ -388,38 +388,38 @@ def test_ckplus_emotion_file_with_binary_bytes_is_a_problem_row(tmp_path):
     bad = root / 'Emotion' / 'S005' / '001' / 'S005_001_00000005_emotion.txt'
     bad.write_bytes(b'\xff\xfe\x00\x81binary')
     with pytest.raises(DatasetError, match=r'Emotion/S005/001/S005_001_00000005_emotion.txt: not a text file'):
-        data.load_ckplus(root)
-    assert [s.clip for s in data.load_ckplus(root, skip_bad=True)] == ['S005_002']
+        releases.load_ckplus(root)
+    assert [s.clip for s in releases.load_ckplus(root, skip_bad=True)] == ['S005_002']
 
 
 def test_trailing_blank_lines_of_the_composite_are_ignored(tiny):
     _add_rows(tiny, '', '  ', '')
-    assert len(data.load_megc(tiny)) == 6
+    assert len(releases.load_megc(tiny)) == 6
     (tiny / 'combined_3class_gt.csv').unlink()
     with pytest.raises(DatasetError, match=r'no combined_3class_gt.csv within 4 levels'):
-        data.load_megc(tiny)
+        releases.load_megc(tiny)
 
 
 # ---------------------------------------------------------------- load_index
 
 def test_index_round_trip(tiny, tmp_path):
-    samples = data.load_megc(tiny) + data.load_ckplus(_ck(tmp_path / 'ck', [5, 6]))
+    samples = releases.load_megc(tiny) + releases.load_ckplus(_ck(tmp_path / 'ck', [5, 6]))
     lines = ['dataset,subject,clip,frames_dir,onset,apex,label,fps,domain']
     for k, s in enumerate(samples):
         folder = Path(s.frames[0]).parent.relative_to(tmp_path)
-        label = data.CLASSES[s.label] if k % 2 else s.label
+        label = releases.CLASSES[s.label] if k % 2 else s.label
         fps, domain = ('', '') if k % 3 else (s.fps, s.domain)
         lines.append(f'{s.dataset},{s.subject},{s.clip},{folder},{frame_number(s.frames[s.onset])},'
                      f'{frame_number(s.frames[s.apex])},{label},{fps},{domain}')
     (tmp_path / 'index.csv').write_text('\n'.join(lines) + '\n')
-    assert data.load_index(tmp_path / 'index.csv') == samples
+    assert releases.load_index(tmp_path / 'index.csv') == samples
 
 
 def test_index_problems(tiny, tmp_path):
     index = tmp_path / 'index.csv'
     index.write_text('dataset,subject,clip,onset,apex,label\n')
     with pytest.raises(DatasetError) as e:
-        data.load_index(index)
+        releases.load_index(index)
     assert str(e.value) == ('index.csv: the header lacks frames_dir; the first row must name the columns '
                             'dataset,subject,clip,frames_dir,onset,apex,label[,fps][,domain]')
     index.write_text('dataset,subject,clip,frames_dir,onset,apex,label,domain\n'
@@ -429,25 +429,25 @@ def test_index_problems(tiny, tmp_path):
                      ',,,,,,,\n'
                      'casme2,sub01,d,megc/CASME2/CASME2_RAW_selected/sub01/EP02_01f,46,59,0,\n')
     with pytest.raises(DatasetError) as e:
-        data.load_index(index)
+        releases.load_index(index)
     assert str(e.value) == '\n  '.join([
         'index.csv: 4 problem rows (pass --skip-bad to skip them):',
         "index.csv:2 casme2 sub01 a: unknown label 'happy' (expected 0 negative, 1 positive, 2 surprise)",
         "index.csv:3 casme2 sub01 b: apex is 'x', not a frame number",
         "index.csv:4 casme2 sub01 c: domain is 'mezzo', expected micro or macro",
         'index.csv:5: blank row'])
-    assert [s.clip for s in data.load_index(index, skip_bad=True)] == ['d']
+    assert [s.clip for s in releases.load_index(index, skip_bad=True)] == ['d']
 
 
 def test_hidden_files_among_frames_and_emotion_files_are_ignored(tmp_path):
     # A copy made on a Mac: '._' resource forks beside each file, numbered like the real ones and sorting first.
     root = _ck(tmp_path / 'ck', [5])
     seq = root / 'cohn-kanade-images' / 'S005' / '001'
-    real = data.list_frames(seq)
+    real = releases.list_frames(seq)
     for f in list(seq.iterdir()):
         (seq / f'._{f.name}').write_bytes(b'\x00\x05\x16\x07 Mac OS X resource fork')
     emo = next((root / 'Emotion' / 'S005' / '001').iterdir())
     (emo.parent / f'._{emo.name}').write_bytes(b'\x00\x05\x16\x07 Mac OS X resource fork')
-    assert data.list_frames(seq) == real
-    samples = data.load_ckplus(root)
+    assert releases.list_frames(seq) == real
+    samples = releases.load_ckplus(root)
     assert len(samples) == 1 and samples[0].frames == real and samples[0].label == 1

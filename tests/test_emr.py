@@ -3,10 +3,10 @@ magnifies a real face's sub-pixel motion by its factor without turning it; the m
 import cv2
 import numpy as np
 import pytest
+from test_evm import grating_clip
 
 import config
 import emr
-from test_evm import grating_clip
 
 
 def test_the_apex_gains_alpha_times_its_change_since_the_onset():
@@ -57,9 +57,9 @@ def face_texture(size=128):
 
 @pytest.mark.parametrize('fps', [100.0, 200.0])
 def test_emr_magnifies_a_subpixel_warp_by_its_factor_and_keeps_its_direction(fps):
-    import fidelity
     import flow
-    import synth
+    from data import synth
+    from tools import fidelity
     face = face_texture()
     yy, xx = np.mgrid[:128, :128].astype(np.float32)
     bump = np.exp(-((xx - 64) ** 2 + (yy - 80) ** 2) / (2 * 14.0 ** 2))

@@ -5,13 +5,13 @@ import numpy as np
 import pytest
 
 import config
-import data
-import fidelity
+from data import releases
+from tools import fidelity
 
 
 @pytest.mark.parametrize('dataset', ['casme2', 'smic'])
 def test_demo_clip_magnified_by_its_factor_in_the_true_direction(demo_root, dataset):
-    samples = [s for s in data.load_megc(demo_root / 'megc') if s.dataset == dataset]
+    samples = [s for s in releases.load_megc(demo_root / 'megc') if s.dataset == dataset]
     truths = json.loads((demo_root / 'truth.json').read_text())
     s = samples[0]
     r = fidelity.clip_fidelity((s, truths[f'{s.dataset}/{s.subject}/{s.clip}'], config.DEMO))

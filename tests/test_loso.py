@@ -6,12 +6,11 @@ import numpy as np
 import pytest
 import torch
 from sklearn.metrics import f1_score, recall_score
+from toy import learnable
 
 import config
 import loso
-import report
-import runs
-from toy import learnable
+from engine import runfolder
 
 
 @pytest.mark.parametrize('seed', range(40))
@@ -34,13 +33,13 @@ def test_uf1_uar_hand_computed():
     assert uf1 == pytest.approx((4 / 5 + 1 / 2 + 2 / 3) / 3)
     assert uar == pytest.approx((2 / 3 + 1 / 2 + 1) / 3)
     assert loso.uf1_uar([2, 2], [2, 2]) == (1.0, 1.0)
-    np.testing.assert_array_equal(report.confusion(y, p), [[2, 1, 0], [0, 1, 1], [0, 0, 1]])
+    np.testing.assert_array_equal(loso.confusion(y, p), [[2, 1, 0], [0, 1, 1], [0, 0, 1]])
 
 
 def test_shards_cover_every_fold_once():
     specs = [(f's{i}', None, None) for i in range(7)]
-    assert [k for k, _, _ in runs.shard_of(specs, (2, 3))] == ['s1', 's4']
-    assert sorted(k for i in (1, 2, 3) for k, _, _ in runs.shard_of(specs, (i, 3))) == [f's{i}' for i in range(7)]
+    assert [k for k, _, _ in runfolder.shard_of(specs, (2, 3))] == ['s1', 's4']
+    assert sorted(k for i in (1, 2, 3) for k, _, _ in runfolder.shard_of(specs, (i, 3))) == [f's{i}' for i in range(7)]
 
 
 CFG = dataclasses.replace(config.PAPER, size=40, epochs=2, batch_size=16, init='random', precision='fp32',
@@ -56,7 +55,7 @@ def full(tmp_path_factory):
     """(data, metrics, run folder) of one uninterrupted run, the reference of the tests below."""
     x, meta = learnable(size=40)
     out = tmp_path_factory.mktemp('full')
-    return (x, meta), runs.run(x, meta, CFG, out), out
+    return (x, meta), runfolder.run(x, meta, CFG, out), out
 
 
 def test_run_writes_the_run_folder(full):
@@ -75,36 +74,36 @@ def test_run_writes_the_run_folder(full):
 def test_resume_after_a_kill_gives_identical_results(full, tmp_path, monkeypatch):
     (x, meta), res, out = full
     written = []
-    real = runs.write_fold
+    real = runfolder.write_fold
 
     def dying(out, key, rows, epochs=None):
         if len(written) == 2:
             raise KeyboardInterrupt('killed')
         written.append(key)
         real(out, key, rows, epochs)
-    monkeypatch.setattr(runs, 'write_fold', dying)
+    monkeypatch.setattr(runfolder, 'write_fold', dying)
     with pytest.raises(KeyboardInterrupt):
-        runs.run(x, meta, CFG, tmp_path / 'resumed')
+        runfolder.run(x, meta, CFG, tmp_path / 'resumed')
     assert len(_folds(tmp_path / 'resumed')) == 2
-    monkeypatch.setattr(runs, 'write_fold', real)
-    assert runs.run(x, meta, CFG, tmp_path / 'resumed') == res       # the same predictions: deterministic too
+    monkeypatch.setattr(runfolder, 'write_fold', real)
+    assert runfolder.run(x, meta, CFG, tmp_path / 'resumed') == res       # the same predictions: deterministic too
     assert _folds(tmp_path / 'resumed') == _folds(out)
 
 
 def test_shards_merged_equal_a_single_run(full, tmp_path):
     (x, meta), res, out = full
-    assert runs.run(x, meta, CFG, tmp_path / 'sharded', shard=(1, 2)) is None
-    assert runs.run(x, meta, CFG, tmp_path / 'sharded', shard=(2, 2)) == res
+    assert runfolder.run(x, meta, CFG, tmp_path / 'sharded', shard=(1, 2)) is None
+    assert runfolder.run(x, meta, CFG, tmp_path / 'sharded', shard=(2, 2)) == res
     assert _folds(tmp_path / 'sharded') == _folds(out)
 
 
 def test_config_mismatch_is_refused_and_volatile_settings_are_not(tmp_path):
-    runs.check_config(tmp_path, config.result_settings(CFG))
+    runfolder.check_config(tmp_path, config.result_settings(CFG))
     saved = json.loads((tmp_path / 'config.json').read_text())
     assert saved['epochs'] == 2 and 'code_version' in saved and 'device' not in saved
-    runs.check_config(tmp_path, config.result_settings(dataclasses.replace(CFG, device='cuda', jobs=3, streams=4)))
+    runfolder.check_config(tmp_path, config.result_settings(dataclasses.replace(CFG, device='cuda', jobs=3, streams=4)))
     with pytest.raises(SystemExit, match='other settings \\(epochs\\)'):
-        runs.check_config(tmp_path, config.result_settings(dataclasses.replace(CFG, epochs=3)))
+        runfolder.check_config(tmp_path, config.result_settings(dataclasses.replace(CFG, epochs=3)))
 
 
 def test_folds_trained_in_worker_processes_match_one_process(tmp_path):
@@ -114,10 +113,10 @@ def test_folds_trained_in_worker_processes_match_one_process(tmp_path):
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        one = runs.run(x, meta, CFG, tmp_path / 'one')
+        one = runfolder.run(x, meta, CFG, tmp_path / 'one')
     finally:
         torch.set_num_threads(threads)
-    two = runs.run(x, meta, dataclasses.replace(CFG, jobs=2), tmp_path / 'two')
+    two = runfolder.run(x, meta, dataclasses.replace(CFG, jobs=2), tmp_path / 'two')
     assert one == two and _folds(tmp_path / 'one') == _folds(tmp_path / 'two')
 
 
@@ -132,7 +131,7 @@ def test_damaged_fold_files_are_trained_again_not_merged_short(full, tmp_path, c
     short.write_text('\n'.join(lines[:2]) + '\n')                               # cut to its header and one row
     lines = garbage.read_text().splitlines()
     garbage.write_text('\n'.join(lines[:2] + ['samm,sub00,???'] + lines[2:]) + '\n')   # a garbage line
-    assert runs.run(x, meta, CFG, copy) == res
+    assert runfolder.run(x, meta, CFG, copy) == res
     for victim in (short, garbage):
         assert f'{victim}: ' in caplog.text
     assert caplog.text.count('the fold will be trained again') == 2
@@ -142,16 +141,16 @@ def test_damaged_fold_files_are_trained_again_not_merged_short(full, tmp_path, c
 def test_a_fold_locked_by_another_process_is_left_to_it(full, tmp_path, caplog):
     import fcntl
     import logging
-    caplog.set_level(logging.INFO, logger='runs')
+    caplog.set_level(logging.INFO, logger='engine.runfolder')
     (x, meta), res, out = full
     run = tmp_path / 'shared'
     (run / 'folds').mkdir(parents=True)
     key = loso.plan_folds(meta)[1][0]
     with open(run / 'folds' / f'{key}.lock', 'a') as other:       # another process is training this fold
         fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        assert runs.run(x, meta, CFG, run) is None
+        assert runfolder.run(x, meta, CFG, run) is None
         assert not (run / 'folds' / f'{key}.csv').exists() and len(_folds(run)) == 3
         assert f'{key}: another process is training this fold' in caplog.text
     # That process died without finishing: its lock went with it, and the next run trains the fold.
-    assert runs.run(x, meta, CFG, run) == res
+    assert runfolder.run(x, meta, CFG, run) == res
     assert _folds(run) == _folds(out)

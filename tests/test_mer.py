@@ -6,12 +6,11 @@ import signal
 from pathlib import Path
 
 import pytest
+from toy_run import children
 
-import cli
 import config
-import files
 import mer
-import table
+from engine import cli, experiment, files
 
 FAST = ['--init', 'random', '--epochs', '1', '--batch-size', '16', '--size', '36', '--align-size', '64',
         '--workers', '1', '--jobs', '1', '-q']
@@ -61,12 +60,12 @@ def test_one_command_runs_every_stage_and_writes_the_run_folder(demo_root, tmp_p
 
 def test_table_runs_every_row_into_its_own_folder(demo_root, tmp_path, cache, capsys):
     # Two subjects of the demo through --index (2 folds a row, so five rows stay quick), with CK+.
-    import data
-    micro = [s for s in data.load_megc(demo_root / 'megc') if s.dataset == 'samm'][:6]
+    from data import releases
+    micro = [s for s in releases.load_megc(demo_root / 'megc') if s.dataset == 'samm'][:6]
     index = tmp_path / 'list.csv'
     index.write_text('dataset,subject,clip,frames_dir,onset,apex,label\n' + ''.join(
-        f'{s.dataset},{s.subject},{s.clip},{Path(s.frames[0]).parent},{data.frame_number(s.frames[s.onset])},'
-        f'{data.frame_number(s.frames[s.apex])},{s.label}\n' for s in micro))
+        f'{s.dataset},{s.subject},{s.clip},{Path(s.frames[0]).parent},{releases.frame_number(s.frames[s.onset])},'
+        f'{releases.frame_number(s.frames[s.apex])},{s.label}\n' for s in micro))
     out = tmp_path / 'table'
     args = [a if a != str(demo_root / 'megc') else str(index) for a in _args(demo_root, cache)]
     args[args.index('--data')] = '--index'
@@ -76,8 +75,8 @@ def test_table_runs_every_row_into_its_own_folder(demo_root, tmp_path, cache, ca
     for parts, adv, emr in config.ROWS:
         name = config.Config(parts=parts, adv=adv, emr=emr).row()
         assert f'| {name} |' in printed
-        assert json.loads((out / table.slug(name) / 'config.json').read_text())['row'] == name
-        assert len(list((out / table.slug(name) / 'folds').glob('*.csv'))) == 2
+        assert json.loads((out / experiment.slug(name) / 'config.json').read_text())['row'] == name
+        assert len(list((out / experiment.slug(name) / 'folds').glob('*.csv'))) == 2
     assert len(list((out / 'lbp-top' / 'folds').glob('*.csv'))) == 2
     assert (out / 'table.md').is_file()
     # Each ablation against the full method, on the same resampled subjects, and every row's audit.
@@ -167,7 +166,7 @@ def test_table_shards_every_row(demo_root, tmp_path, monkeypatch, capsys):
     def shard_of_row(a, cfg, micro, macro, weights, out, feats):
         seen.append((cfg.row(), a.shard))
         return None                                  # this shard's folds are done, others are missing
-    monkeypatch.setattr(table, 'run_row', shard_of_row)
+    monkeypatch.setattr(experiment, 'run_row', shard_of_row)
     assert mer.main(['--data', str(demo_root / 'megc'), '--ckplus', str(demo_root / 'ck'), '--init', 'random', '-q',
                      '--table', '--folds', '2/3', '--out', str(tmp_path)]) == 0
     assert [r for r, _ in seen] == [config.Config(parts=p, adv=a, emr=e).row() for p, a, e in config.ROWS]
@@ -225,7 +224,7 @@ def test_ctrl_c_is_one_line(demo_root, tmp_path):
         # KeyboardInterrupt, unless the worker was born ignoring SIGINT: still importing, before worker_setup.
         deadline, states = time.time() + 300, []
         while p.poll() is None and time.time() < deadline and not {'caught', 'ignored'} & set(states):
-            states = [_sigint(c) for c in _children(p.pid) if b'spawn_main' in _cmdline(c)]
+            states = [_sigint(c) for c in children(p.pid) if b'spawn_main' in _cmdline(c)]
             time.sleep(0.005)
         assert {'caught', 'ignored'} & set(states), 'the feature stage started no worker process'
         assert 'caught' not in states, 'a worker was born catching Ctrl-C: it would print a traceback of its own'
@@ -251,19 +250,6 @@ def _cmdline(pid):
         return b''
 
 
-def _children(pid):
-    """PIDs of the processes whose parent is `pid` (Linux /proc)."""
-    import os
-    out = []
-    for d in os.listdir('/proc'):
-        try:
-            if d.isdigit() and int(open(f'/proc/{d}/stat').read().rsplit(')', 1)[1].split()[1]) == pid:
-                out.append(int(d))
-        except (OSError, IndexError, ValueError):
-            pass
-    return out
-
-
 def test_training_workers_die_with_a_killed_parent(demo_root, tmp_path, cache):
     import os
     import signal
@@ -276,13 +262,13 @@ def test_training_workers_die_with_a_killed_parent(demo_root, tmp_path, cache):
             if a != '-q']
     p = subprocess.Popen([sys.executable, str(files.ROOT / 'mer.py'), *args], stderr=subprocess.PIPE, text=True)
     for line in p.stderr:              # the log's LOSO line comes after the feature stage, before training
-        if ' runs: LOSO: ' in line:
+        if ' engine.runfolder: LOSO: ' in line:
             break
     deadline = time.time() + 60
     workers = []
     while time.time() < deadline and len(workers) < 2:
         time.sleep(0.5)
-        workers = [c for c in _children(p.pid) if b'spawn_main' in open(f'/proc/{c}/cmdline', 'rb').read()]
+        workers = [c for c in children(p.pid) if b'spawn_main' in open(f'/proc/{c}/cmdline', 'rb').read()]
     assert len(workers) == 2, 'the two training processes did not start'
     time.sleep(4)                      # training, not starting up
     p.send_signal(signal.SIGKILL)
@@ -343,12 +329,12 @@ def test_bad_statistics_flags_stop_at_parse_time(demo_root, tmp_path, capsys):
         assert words in capsys.readouterr().err.strip().splitlines()[-1]
     assert not any(tmp_path.iterdir())
     # Held out databases need two: one line before anything is trained or written.
-    import data
-    samm = [s for s in data.load_megc(demo_root / 'megc') if s.dataset == 'samm'][:4]
+    from data import releases
+    samm = [s for s in releases.load_megc(demo_root / 'megc') if s.dataset == 'samm'][:4]
     index = tmp_path / 'samm.csv'
     index.write_text('dataset,subject,clip,frames_dir,onset,apex,label\n' + ''.join(
-        f'{s.dataset},{s.subject},{s.clip},{Path(s.frames[0]).parent},{data.frame_number(s.frames[s.onset])},'
-        f'{data.frame_number(s.frames[s.apex])},{s.label}\n' for s in samm))
+        f'{s.dataset},{s.subject},{s.clip},{Path(s.frames[0]).parent},{releases.frame_number(s.frames[s.onset])},'
+        f'{releases.frame_number(s.frames[s.apex])},{s.label}\n' for s in samm))
     with pytest.raises(SystemExit, match=r'--protocol hde .* come from 1 \(samm\); use --protocol loso'):
         mer.main(['--index', str(index), '--protocol', 'hde', '--out', str(tmp_path / 'never'), '-q',
                   '--init', 'random'])
@@ -360,7 +346,7 @@ def test_worker_processes_are_born_ignoring_ctrl_c_and_sigusr1():
     # under spawn): every pool and training process is started inside workers.starting().
     import multiprocessing
 
-    import workers
+    from engine import workers
     before = signal.getsignal(signal.SIGINT)
     with workers.starting():
         pool = multiprocessing.get_context('spawn').Pool(1)
@@ -373,8 +359,8 @@ def test_worker_processes_are_born_ignoring_ctrl_c_and_sigusr1():
 def test_a_stopped_final_model_resumes_from_its_checkpoint(demo_root, tmp_path, cache, monkeypatch):
     import torch
 
-    import checkpoint
-    import engine
+    import train
+    from engine import checkpoint
 
     def model_state(path):
         return torch.load(path, weights_only=True)['state_dict']
@@ -382,21 +368,21 @@ def test_a_stopped_final_model_resumes_from_its_checkpoint(demo_root, tmp_path, 
     args = _args(demo_root, cache, '--final-only', '--save-model', '--epochs', '2')
     assert mer.main([*args, '--out', str(tmp_path / 'ref')]) == 0
     # A SIGTERM (as checkpoint's handler records it while training) after the third step of the final model.
-    step_all, steps = engine.step_all, []
+    fold_step, steps = train.fold_step, []
 
     def stopping(*a, **kw):
-        step_all(*a, **kw)
+        fold_step(*a, **kw)
         steps.append(1)
         if len(steps) == 3:
             checkpoint._on_signal(signal.SIGTERM, None)
-    monkeypatch.setattr(engine, 'step_all', stopping)
+    monkeypatch.setattr(train, 'fold_step', stopping)
     out = tmp_path / 'run'
     with pytest.raises(checkpoint.Stopped) as e:
         mer.main([*args, '--out', str(out)])
     msg = checkpoint.message(e.value)
     assert "kept the final model's checkpoint at step 3 of " in msg and str(out) in msg, msg
     assert (out / 'folds' / 'all.ckpt').is_file() and not (out / 'model.pt').exists()
-    monkeypatch.setattr(engine, 'step_all', step_all)
+    monkeypatch.setattr(train, 'fold_step', fold_step)
     monkeypatch.setitem(checkpoint._stop, 'signal', None)
     assert mer.main([*args, '--out', str(out)]) == 0
     assert not (out / 'folds' / 'all.ckpt').exists()            # removed once model.pt was written

@@ -6,7 +6,7 @@ import torch.nn.functional as F
 import torchvision
 
 import model
-import weights
+from engine import weights
 
 
 def _capture(net):

@@ -9,12 +9,11 @@ import pytest
 import torch
 
 import config
-import files
-import pipeline
 import mer
 import model
-import weights
-import synth
+import pipeline
+from data import synth
+from engine import files, weights
 
 REAL = Path(__file__).resolve().parents[2] / 'shared' / 'realclips' / 'single_face.mp4'
 FIELDS = {k for k in config.result_settings(config.PAPER)}

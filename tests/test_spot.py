@@ -4,7 +4,7 @@ import pytest
 
 import align
 import spot
-import synth
+from data import synth
 
 
 @pytest.fixture(scope='module')

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-import spotscore
+from video import scoring
 
 
 def iv(start, end, kind='micro', **kw):
@@ -11,26 +11,26 @@ def iv(start, end, kind='micro', **kw):
 
 def reference_counts(spots, truths):
     """The MEGC 2020 baseline's evaluation: a truth is found when any spot reaches IoU 0.5; FP = spots - TP."""
-    tp = sum(any(spotscore.iou((s['start'], s['end']), (t['start'], t['end'])) >= 0.5 for s in spots)
+    tp = sum(any(scoring.iou((s['start'], s['end']), (t['start'], t['end'])) >= 0.5 for s in spots)
              for t in truths)
     return tp, len(spots) - tp, len(truths) - tp
 
 
 def test_iou_counts_frames_inclusively_and_exactly_half_is_a_hit():
-    assert spotscore.iou((0, 9), (0, 9)) == 1.0
-    assert spotscore.iou((0, 9), (10, 19)) == 0.0
-    assert spotscore.iou((0, 0), (0, 0)) == 1.0                  # one frame is one frame, not zero
-    assert spotscore.iou((0, 9), (5, 14)) == 5 / 15
-    assert spotscore.iou((0, 9), (0, 19)) == 0.5                 # 10 of 20 frames: exactly 0.5
-    r = spotscore.score({'v': ([iv(0, 19)], [iv(0, 9)])})
+    assert scoring.iou((0, 9), (0, 9)) == 1.0
+    assert scoring.iou((0, 9), (10, 19)) == 0.0
+    assert scoring.iou((0, 0), (0, 0)) == 1.0                  # one frame is one frame, not zero
+    assert scoring.iou((0, 9), (5, 14)) == 5 / 15
+    assert scoring.iou((0, 9), (0, 19)) == 0.5                 # 10 of 20 frames: exactly 0.5
+    r = scoring.score({'v': ([iv(0, 19)], [iv(0, 9)])})
     assert (r['micro']['tp'], r['micro']['fp'], r['micro']['fn']) == (1, 0, 0)
-    r = spotscore.score({'v': ([iv(0, 20)], [iv(0, 9)])})        # 10 of 21: below 0.5
+    r = scoring.score({'v': ([iv(0, 20)], [iv(0, 9)])})        # 10 of 21: below 0.5
     assert (r['micro']['tp'], r['micro']['fp'], r['micro']['fn']) == (0, 1, 1)
 
 
 def test_one_spot_covering_two_truths_is_one_true_positive():
     spots, truths = [iv(0, 19)], [iv(0, 9), iv(10, 19)]          # IoU exactly 0.5 with each
-    r = spotscore.score({'v': (spots, truths)})
+    r = scoring.score({'v': (spots, truths)})
     assert (r['micro']['tp'], r['micro']['fp'], r['micro']['fn']) == (1, 0, 1)
     assert reference_counts(spots, truths) == (2, -1, 0)           # the reference counts it twice
 
@@ -44,10 +44,10 @@ def test_matches_the_reference_counting_where_no_spot_can_serve_two_truths():
             truths.append(iv(t, t + int(rng.integers(3, 25))))
             t = truths[-1]['end'] + 1
         spots = [iv(int(a), int(a + rng.integers(3, 25))) for a in rng.integers(0, max(t, 1), rng.integers(0, 5))]
-        r = spotscore.score({'v': (spots, truths)})
+        r = scoring.score({'v': (spots, truths)})
         ref = reference_counts(spots, truths)
-        ambiguous = any(sum(spotscore.iou((s['start'], s['end']), (u['start'], u['end'])) >= 0.5 for u in truths) > 1
-                        or sum(spotscore.iou((u['start'], u['end']), (s['start'], s['end'])) >= 0.5 for u in spots) > 1
+        ambiguous = any(sum(scoring.iou((s['start'], s['end']), (u['start'], u['end'])) >= 0.5 for u in truths) > 1
+                        or sum(scoring.iou((u['start'], u['end']), (s['start'], s['end'])) >= 0.5 for u in spots) > 1
                         for s in spots + truths)
         if not ambiguous:
             assert (r['micro']['tp'], r['micro']['fp'], r['micro']['fn']) == ref
@@ -57,7 +57,7 @@ def test_counts_sum_over_videos_and_never_match_across_them():
     # The end of video a and the start of video b both hold a truth; a spot in a at b's frames finds nothing.
     videos = {'a': ([iv(90, 99), iv(0, 9)], [iv(90, 99)]),
               'b': ([], [iv(0, 9)])}
-    r = spotscore.score(videos)
+    r = scoring.score(videos)
     assert (r['micro']['tp'], r['micro']['fp'], r['micro']['fn']) == (1, 1, 1)
     assert [v for v, _, _ in r['pairs']] == ['a']
 
@@ -65,23 +65,23 @@ def test_counts_sum_over_videos_and_never_match_across_them():
 def test_kinds_are_scored_apart_and_overall_sums_their_counts():
     videos = {'a': ([iv(0, 9), iv(100, 160, 'macro'), iv(300, 305)], [iv(0, 9), iv(100, 150, 'macro')]),
               'b': ([iv(10, 80, 'micro')], [iv(10, 80, 'macro')])}     # the right frames, the wrong kind
-    r = spotscore.score(videos)
+    r = scoring.score(videos)
     assert (r['micro']['tp'], r['micro']['fp'], r['micro']['fn']) == (1, 2, 0)
     assert (r['macro']['tp'], r['macro']['fp'], r['macro']['fn']) == (1, 0, 1)
     assert (r['overall']['tp'], r['overall']['fp'], r['overall']['fn']) == (2, 2, 1)
     assert r['overall']['f1'] == pytest.approx(4 / 7)
-    assert spotscore.f1(0, 0, 0) == (0.0, 0.0, 0.0)
+    assert scoring.f1(0, 0, 0) == (0.0, 0.0, 0.0)
 
 
 def test_str_scores_the_correctly_spotted_micro_expressions_only():
     videos = {'a': ([iv(0, 9, pred=1), iv(20, 29, pred=0), iv(50, 59, pred=2), iv(70, 130, 'macro', pred=0)],
                     [iv(0, 9, label=1), iv(20, 29, label=2), iv(80, 90, label=0), iv(70, 130, 'macro')])}
-    r = spotscore.score(videos)
-    s = spotscore.str_score(r)
+    r = scoring.score(videos)
+    s = scoring.str_score(r)
     # two correct micro spots: positive right, surprise called negative; the FP spot's prediction does not count
     assert s['n'] == 2
     assert s['uf1'] == pytest.approx(np.mean([1.0, 0.0]))       # classes present in the truth: positive, surprise
     assert s['uar'] == pytest.approx(0.5)
     assert r['micro']['f1'] == pytest.approx(2 / 3)              # TP 2, FP 1, FN 1
     assert s['str'] == pytest.approx(2 / 3 * 0.5)
-    assert spotscore.str_score(spotscore.score({'a': ([], [iv(0, 9, label=1)])}))['str'] is None
+    assert scoring.str_score(scoring.score({'a': ([], [iv(0, 9, label=1)])}))['str'] is None

@@ -9,12 +9,11 @@ import cv2
 import numpy as np
 import openpyxl
 import pytest
-
-import longdata
-import mer
-import spotscore
-import synth
 from test_predict import one_line_error
+
+import mer
+from data import long_releases, synth
+from video import scoring
 
 REAL = Path(__file__).resolve().parents[2] / 'shared' / 'realclips' / 'single_face.mp4'
 
@@ -44,7 +43,7 @@ def _fail(args):
 
 
 def test_the_readers_find_both_layouts_and_their_intervals(long_root):
-    videos = {v['dataset']: v for v in longdata.load_long(long_root)}
+    videos = {v['dataset']: v for v in long_releases.load_long(long_root)}
     events = json.loads((long_root / 'events.json').read_text())
     assert set(videos) == {'casme_sq', 'samm_lv'}
     for ds, v in videos.items():
@@ -64,12 +63,12 @@ def test_an_annotation_row_outside_its_video_is_skipped_and_counted(long_root, t
     sheet = root / 'SAMM_LV' / 'SAMM_LongVideos_V3_Release.xlsx'
     wb = openpyxl.load_workbook(sheet)
     ws = wb.active
-    n = len(longdata.load_samm_lv(root)[0]['files'])
+    n = len(long_releases.load_samm_lv(root)[0]['files'])
     ws.append(['006', '006_1_99', 1, n + 10, n + 20, n + 30, 21, 'Macro', '12', None])   # beyond the last frame
     ws.append(['099', '099_1_1', 1, 5, 10, 15, 11, 'Micro - 1/2', '12', None])           # a video not on disk
     wb.save(sheet)
     with caplog.at_level(logging.WARNING):
-        videos = longdata.load_samm_lv(root)
+        videos = long_releases.load_samm_lv(root)
     assert '2 annotation rows skipped' in caplog.text and f'frames {n + 10}-{n + 30}' in caplog.text
     assert 'SAMM_longvideos/099_1' in caplog.text
     assert all(t['end'] < n for t in videos[0]['truths'])
@@ -77,7 +76,7 @@ def test_an_annotation_row_outside_its_video_is_skipped_and_counted(long_root, t
 
 def test_the_demo_long_videos_are_spotted_and_scored(spotted, long_root):
     records, scores, _ = spotted
-    videos = longdata.load_long(long_root)
+    videos = long_releases.load_long(long_root)
     truths = sum(len(v['truths']) for v in videos)
     assert scores['overall']['tp'] + scores['overall']['fn'] == truths
     assert scores['overall']['f1'] >= 0.8, scores
@@ -149,13 +148,13 @@ def test_several_faces_the_largest_is_followed_and_a_late_face_is_waited_for(tmp
     folder.mkdir()
     for i, f in enumerate(frames):
         cv2.imwrite(str(folder / f'img{i:04d}.png'), f)
-    import longvideo
+    from video import longvideo
     with caplog.at_level(logging.INFO):
         found, _, curve = longvideo.spot_video(longvideo.open_video(folder, 30.0), quiet=True)
     assert 'following the largest' in caplog.text
     assert (curve['seg'][:18] == -1).all() and (curve['seg'][18:] == 0).all()
     assert len(found) == 1 and found[0]['kind'] == 'micro', found
-    assert spotscore.iou((found[0]['start'], found[0]['end']), (42, 53)) >= 0.5
+    assert scoring.iou((found[0]['start'], found[0]['end']), (42, 53)) >= 0.5
 
 
 def test_bad_videos_are_one_line(tmp_path):
@@ -207,7 +206,7 @@ def cartoon(t):
 def test_predict_looks_for_the_apex_only_while_the_face_is_there(tmp_path, caplog):
     # The issue's case: a face for 30 frames (a lip-corner pull peaking at 15), then a cartoon that moves far more.
     import config
-    import predict
+    from video import predict
     rng = np.random.default_rng(2)
     face, lm = synth.identity(synth.photos()[1], rng)
     clip = synth.render(face, synth.deformation(lm, synth.POS, face.shape[:2], 4.0), synth.profile(30, 5, 15, 25), rng)
@@ -223,7 +222,7 @@ def test_predict_looks_for_the_apex_only_while_the_face_is_there(tmp_path, caplo
 
 
 def curve_of(face, eyes, k, seg=None, noise=0.01):
-    """A motion curve as spotting.motion returns it, for a face whose state at each frame is `face` (0 neutral, 1
+    """A motion curve as intervals.motion returns it, for a face whose state at each frame is `face` (0 neutral, 1
     an expression) and whose eyes move by `eyes`: p(t) = |face(t) - face(t - k)|, q(t) = |face(t - k) - face(t + k)|
     (the segment's first frame standing in before it, as motion does), plus a little noise."""
     n = len(face)
@@ -238,11 +237,11 @@ def curve_of(face, eyes, k, seg=None, noise=0.01):
 
 
 def test_two_sided_difference_finds_the_expression_not_its_echo():
-    import spotting
+    from video import intervals
     face = np.zeros(300)
     face[100:111] = 1.0          # a micro-expression of 11 frames at 30 fps
     face[190:250] = -1.0         # a macro-expression of 2 s elsewhere on the face, ending 50 frames before the end
-    found, shown = spotting.spot(curve_of(face, np.zeros(300), 60))
+    found, shown = intervals.spot(curve_of(face, np.zeros(300), 60))
     assert [(r['start'], r['end'], r['kind']) for r in found] == [(100, 110, 'micro'), (190, 249, 'macro')]
     # p alone (the baseline's one-sided difference) is as high in each one's echo, K frames later: at 165 (between
     # the two, less than 2K apart; the two-sided curve is low there) and at 250-280 (in the segment's last K frames,
@@ -252,24 +251,24 @@ def test_two_sided_difference_finds_the_expression_not_its_echo():
 
 
 def test_an_expression_held_to_the_end_is_found_and_an_echo_at_the_end_is_not():
-    import spotting
+    from video import intervals
     held = np.r_[np.zeros(20), np.ones(52)]                   # the real clip's case: a smile from 20 to the end
-    found, _ = spotting.spot(curve_of(held, np.zeros(72), 60))
+    found, _ = intervals.spot(curve_of(held, np.zeros(72), 60))
     assert [(r['start'], r['end'], r['kind']) for r in found] == [(20, 71, 'macro')]
     echo = np.zeros(200)
     echo[150:160] = 1.0                                        # 40 frames before the end: its echo reaches it
-    found, _ = spotting.spot(curve_of(echo, np.zeros(200), 60))
+    found, _ = intervals.spot(curve_of(echo, np.zeros(200), 60))
     assert [(r['start'], r['end']) for r in found] == [(150, 159)]
 
 
 def test_a_blink_is_not_an_expression():
-    import spotting
+    from video import intervals
     face, eyes = np.zeros(300), np.zeros(300)
     face[100:107] = 0.3                                        # what the flow's window spreads beyond the eyes
     eyes[100:107] = 1.0
     face[200:210] = 1.0                                        # an expression that moves the eyes' regions too
     eyes[200:210] = 1.0
-    found, _ = spotting.spot(curve_of(face, eyes, 60))
+    found, _ = intervals.spot(curve_of(face, eyes, 60))
     assert [(r['start'], r['end']) for r in found] == [(200, 209)]
 
 
@@ -282,7 +281,7 @@ def test_an_offset_of_zero_ends_as_far_after_the_apex_as_it_began_before(long_ro
     onset, apex = ws.cell(1, 3).value, ws.cell(1, 4).value
     ws.cell(1, 5).value = 0                                    # no offset annotated
     wb.save(sheet)
-    t = longdata.load_casme_sq(root)[0]['truths'][0]
+    t = long_releases.load_casme_sq(root)[0]['truths'][0]
     assert (t['start'], t['apex'], t['end']) == (onset - 1, apex - 1, 2 * apex - onset - 1)   # img1.jpg is position 0
 
 

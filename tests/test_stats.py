@@ -3,8 +3,8 @@ import numpy as np
 import pytest
 
 import loso
-import stats
-from data import Sample
+from config import Sample
+from results import stats
 
 
 def _rows(spec):
@@ -32,7 +32,7 @@ def _fixed_accuracy(n_subjects, seed=0):
 def test_scores_from_counts_equal_megc_scores():
     rows = _fixed_accuracy(7)
     _, counts = stats.subject_counts(rows)
-    uf1, uar = stats.scores(counts.sum(0))
+    uf1, uar = loso.scores(counts.sum(0))
     assert (uf1, uar) == pytest.approx(loso.uf1_uar([r['label'] for r in rows], [r['pred'] for r in rows]))
 
 
@@ -139,16 +139,15 @@ def test_no_held_out_fold_trains_on_its_test_database():
 def test_table_summaries_with_seeds_average_and_pair_every_seed():
     import argparse
 
-    import report
-    import table
-
+    from engine import experiment
+    from results import report
     def res(rows):
         return {'honest': report.scored([rows], 200), 'audit': stats.audit(rows), 'rows': rows}
     base = _fixed_accuracy(8, seed=0)
     better = [dict(r, pred=r['label'], pred_selected=r['label']) for r in base]
     a = argparse.Namespace(seed_list=[0, 5], bootstrap=200)
     results = [('LBP-TOP', [res(base)]), ('Full', [res(better), res(base)]), ('Ablation', [res(base), res(base)])]
-    lines, paired, audits = table.summaries(a, results)
+    lines, paired, audits = experiment.summaries(a, results)
     assert [n for n, _ in lines] == ['LBP-TOP', 'Full, seed 0', 'Full, seed 5', 'Full, mean of 2 seeds',
                                      'Ablation, seed 0', 'Ablation, seed 5', 'Ablation, mean of 2 seeds']
     full_mean = dict(lines)['Full, mean of 2 seeds']['all']

@@ -5,7 +5,7 @@ import numpy as np
 import openpyxl
 import pytest
 
-import synth
+from data import synth
 
 
 @pytest.fixture(scope='module')

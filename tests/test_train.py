@@ -8,14 +8,13 @@ import math
 import numpy as np
 import pytest
 import torch
+from toy import learnable
 
 import config
-import engine
 import loso
 import model
-import runs
 import train
-from toy import learnable
+from engine import graphs, runfolder
 
 CUDA = torch.cuda.is_available()
 needs_cuda = pytest.mark.skipif(not CUDA, reason='no CUDA device here: the CUDA-graph path is tested where one is')
@@ -50,7 +49,7 @@ def test_no_fold_trains_on_its_test_subject_and_macro_only_trains():
         assert test_subjects == {tuple(key.split('_', 1))}
         assert not {(meta[i].dataset, meta[i].subject) for i in tr} & test_subjects
         assert macro <= set(tr.tolist()) and not macro & set(te.tolist())
-        f = engine.make_fold(key, tr, te, TOY, len(meta), torch.device('cpu'))
+        f = train.new_fold(key, tr, te, TOY, len(meta), torch.device('cpu'))
         assert not set(f.batches.flatten().tolist()) & set(te.tolist())      # every scheduled batch
     assert sorted(i for _, _, te in specs for i in te) == [i for i, m in enumerate(meta) if m.domain == 'micro']
 
@@ -104,7 +103,7 @@ def _fold(cfg=TOY, **kw):
     x, meta = learnable(n_subjects=3, per=3, macro=3, size=cfg.size)
     key, tr, te = loso.plan_folds(meta)[0]
     cfg = dataclasses.replace(cfg, **kw)
-    return engine.make_fold(key, tr, te, cfg, len(meta), torch.device('cpu')), _data(x, meta), cfg
+    return train.new_fold(key, tr, te, cfg, len(meta), torch.device('cpu')), _data(x, meta), cfg
 
 
 def test_learning_rate_halves_every_lr_step_epochs_and_the_trunk_follows_init():
@@ -113,7 +112,7 @@ def test_learning_rate_halves_every_lr_step_epochs_and_the_trunk_follows_init():
     seen = []
     for _ in range(cfg.epochs):
         for _ in range(steps):
-            engine.scheduled_step(f, data, cfg)
+            train.fold_step(f, data, cfg)
             seen.append(f.lr.tolist())
     per_epoch = [seen[e * steps][1] for e in range(cfg.epochs)]
     assert per_epoch == pytest.approx([1e-3, 1e-3, 5e-4, 5e-4, 2.5e-4])
@@ -130,13 +129,88 @@ def test_dann_coefficient_follows_the_schedule_step_by_step(monkeypatch):
     monkeypatch.setattr(model, 'dann_coeff', lambda p, g: seen.append(float(p)) or real(p, g))
     n = f.batches.shape[0]
     for _ in range(n):
-        engine.scheduled_step(f, data, cfg)
+        train.fold_step(f, data, cfg)
     assert seen == pytest.approx([k / n for k in range(n)])
+
+
+def _trained(cfg=TOY, **kw):
+    """A fold trained to its end through the engine's own loop (graphs.train_wave -> train.train), eagerly."""
+    f, data, cfg = _fold(cfg, **kw)
+    graphs.train_wave([f], data, cfg)
+    return f, data, cfg
+
+
+def test_every_training_step_feeds_the_network_the_dann_coefficient_of_its_progress(monkeypatch):
+    # What reaches the reversal layer in training, step by step: 2 / (1 + exp(-gamma t / T)) - 1 (Ganin &
+    # Lempitsky), from 0 at the first step towards 1; evaluation passes 0.
+    fed = []
+    forward = model.PartNet.forward
+
+    def recording(net, x, grl_coeff=1.0):
+        if net.training:
+            fed.append(float(grl_coeff))
+        return forward(net, x, grl_coeff)
+    monkeypatch.setattr(model.PartNet, 'forward', recording)
+    f, _, cfg = _trained(epochs=3, dann_gamma=10.0)
+    n = f.batches.shape[0]
+    assert len(fed) == n
+    assert fed == pytest.approx([2 / (1 + math.exp(-10.0 * t / n)) - 1 for t in range(n)], abs=1e-6)
+
+
+def test_evaluation_uses_batchnorm_running_statistics_and_leaves_them_alone():
+    # Each training step updates every BatchNorm's statistics once; the evaluations after each epoch (in eval mode)
+    # never do, and the fold's last predictions are the eval-mode predictions of its final weights.
+    f, data, cfg = _trained(epochs=3)
+    bns = [m for m in f.net.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert bns and all(int(m.num_batches_tracked) == f.batches.shape[0] for m in bns)
+    f.net.eval()
+    with torch.no_grad():
+        expected = f.net(data[0][f.test].contiguous(memory_format=torch.channels_last), 0.0)['joint'].argmax(-1)
+    assert torch.equal(f.preds[-1], expected)
+
+
+def test_the_trunk_trains_at_its_own_rate_and_the_heads_at_theirs():
+    # A trunk rate 10^7 times below the heads': the trunk barely moves while the heads learn.
+    f, data, cfg = _fold(epochs=2, lr_backbone=1e-9, lr_heads=1e-2)
+    before = {n: p.detach().clone() for n, p in f.net.named_parameters()}
+    graphs.train_wave([f], data, cfg)
+    moved = {n: float((p.detach() - before[n]).abs().max()) for n, p in f.net.named_parameters()}
+    trunk = [v for n, v in moved.items() if n.startswith('trunk.')]
+    heads = [v for n, v in moved.items() if not n.startswith('trunk.')]
+    assert trunk and max(trunk) < 1e-6, max(trunk)
+    assert min(heads) > 1e-4, min(heads)
+
+
+def test_a_failed_graph_capture_falls_back_to_eager_training_with_one_warning(caplog):
+    # Capture needs CUDA: asked for on this CPU, it fails, and the wave trains eagerly, exactly as without graphs.
+    import logging
+    x, meta = learnable(n_subjects=2, per=3, macro=3, size=40)
+    specs = loso.plan_folds(meta)
+    data = _data(x, meta)
+    dev = torch.device('cpu')
+    eager = list(graphs.train_folds(specs, data, len(meta), TOY, dev, streams=2, use_graphs=False))
+    with caplog.at_level(logging.WARNING, logger='engine.graphs'):
+        tried = list(graphs.train_folds(specs, data, len(meta), TOY, dev, streams=2, use_graphs=True))
+    warnings = [r for r in caplog.records if 'CUDA graphs' in r.getMessage()]
+    assert len(warnings) == 1 and 'training eagerly' in warnings[0].getMessage()
+    assert [k for k, *_ in tried] == [k for k, *_ in eager]
+    for a, b in zip(eager, tried):
+        assert np.array_equal(a[1], b[1]) and np.array_equal(a[2], b[2]) and a[3] == b[3]
+
+
+def test_graphs_are_used_on_cuda_unless_turned_off(monkeypatch):
+    # The decision alone: on a CUDA device graphs unless --no-graphs; never on CPU.
+    asked = []
+    monkeypatch.setattr(graphs, 'wave', lambda specs, *a: asked.append(a[5]) or ([], a[5]))
+    spec = [('k', np.arange(3), np.arange(3, 4))]
+    for device, on in (('cuda', True), ('cuda', False), ('cpu', True)):
+        list(graphs.train_folds(spec, None, 4, dataclasses.replace(TOY, graphs=on), torch.device(device)))
+    assert asked == [True, False, False]
 
 
 def test_gradients_are_clipped_over_the_folds_own_parameters():
     f, data, cfg = _fold(grad_clip=1e-3)
-    engine.scheduled_step(f, data, cfg)
+    train.fold_step(f, data, cfg)
     norm = torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in f.net.parameters()]))
     assert norm == pytest.approx(1e-3, rel=1e-3)
 
@@ -147,10 +221,10 @@ def test_the_epoch_chosen_on_test_is_the_best_fold_f1_last_on_ties():
     wrong = (truth + 1) % 3
     f.preds.copy_(torch.stack([wrong, truth, wrong, truth]))          # epochs 2 and 4 are right: the last wins
     f.preds[1, 0] = wrong[0]                                           # now only epoch 4 is all right
-    honest, best, log = engine.results(f, data[1], cfg)
+    honest, best, log = graphs.results(f, data, cfg)
     assert np.array_equal(honest, truth.numpy()) and np.array_equal(best, truth.numpy())
     f.preds.copy_(torch.stack([truth, wrong, wrong, wrong]))
-    honest, best, _ = engine.results(f, data[1], cfg)
+    honest, best, _ = graphs.results(f, data, cfg)
     assert np.array_equal(best, truth.numpy()) and np.array_equal(honest, wrong.numpy())
     assert [r['epoch'] for r in log] == [1, 2, 3, 4] and set(log[0]) == {'epoch', *train.LOSSES, 'acc'}
 
@@ -161,8 +235,8 @@ def test_a_fold_trains_the_same_alone_or_beside_others():
     data = _data(x, meta)
     dev = torch.device('cpu')
     cfg = dataclasses.replace(TOY, batch_size=8)
-    together = {r[0]: r for r in engine.train_folds(specs, data, len(meta), cfg, dev)}
-    alone = list(engine.train_folds(specs[1:2], data, len(meta), cfg, dev))[0]
+    together = {r[0]: r for r in graphs.train_folds(specs, data, len(meta), cfg, dev)}
+    alone = list(graphs.train_folds(specs[1:2], data, len(meta), cfg, dev))[0]
     assert np.array_equal(alone[1], together[alone[0]][1]) and alone[3] == together[alone[0]][3]
 
 
@@ -173,7 +247,7 @@ def test_training_learns_a_learnable_set():
     specs = loso.plan_folds(meta)
     test_of = {k: te for k, _, te in specs}
     labels, preds = [], []
-    for key, pred, _, log in engine.train_folds(specs, _data(x, meta), len(meta), cfg, torch.device('cpu')):
+    for key, pred, _, log in graphs.train_folds(specs, _data(x, meta), len(meta), cfg, torch.device('cpu')):
         labels += [meta[i].label for i in test_of[key]]
         preds += pred.tolist()
         assert log[-1]['lc'] < log[0]['lc'] and log[-1]['acc'] > 0.9     # the joint loss fell, the batches fit
@@ -194,8 +268,8 @@ def test_cuda_graph_replay_trains_like_eager(precision):
     torch.backends.cudnn.deterministic = True
     specs, data, pool, cfg = _cuda_setup(precision=precision)
     dev = torch.device('cuda')
-    eager = list(engine.train_folds(specs[:1], data, pool, cfg, dev, graphs=False))[0]
-    graph = list(engine.train_folds(specs[:1], data, pool, cfg, dev, graphs=True))[0]
+    eager = list(graphs.train_folds(specs[:1], data, pool, cfg, dev, use_graphs=False))[0]
+    graph = list(graphs.train_folds(specs[:1], data, pool, cfg, dev, use_graphs=True))[0]
     # Same kernels in the same order: the losses agree to rounding, the predictions exactly or nearly.
     for a, b in zip(eager[3], graph[3]):
         for k in train.LOSSES:
@@ -208,8 +282,8 @@ def test_cuda_folds_on_streams_match_folds_alone():
     torch.backends.cudnn.deterministic = True
     specs, data, pool, cfg = _cuda_setup()
     dev = torch.device('cuda')
-    together = {r[0]: r for r in engine.train_folds(specs, data, pool, cfg, dev, streams=3)}
-    alone = list(engine.train_folds(specs[2:3], data, pool, cfg, dev, streams=1))[0]
+    together = {r[0]: r for r in graphs.train_folds(specs, data, pool, cfg, dev, streams=3)}
+    alone = list(graphs.train_folds(specs[2:3], data, pool, cfg, dev, streams=1))[0]
     other = together[alone[0]]
     assert np.array_equal(alone[1], other[1]) and np.array_equal(alone[2], other[2])
     for a, b in zip(alone[3], other[3]):
@@ -218,10 +292,10 @@ def test_cuda_folds_on_streams_match_folds_alone():
 
 @needs_cuda
 def test_cuda_default_run_learns(tmp_path):
-    # The GPU default (bf16, CUDA graphs, folds on streams) through runs.run, as mer.py calls it.
+    # The GPU default (bf16, CUDA graphs, folds on streams) through runfolder.run, as mer.py calls it.
     x, meta = learnable(n_subjects=4, per=4, macro=6, size=64)
     cfg = dataclasses.replace(config.PAPER, size=64, epochs=20, batch_size=8, init='random', device='cuda',
                               quiet=True)
-    res = runs.run(x, meta, cfg, tmp_path)
+    res = runfolder.run(x, meta, cfg, tmp_path)
     assert res['honest']['all']['uf1'] >= 0.9, res
     assert (tmp_path / 'curves.png').is_file() and (tmp_path / 'train_log.csv').is_file()

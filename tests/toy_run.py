@@ -1,4 +1,4 @@
-"""The toy set's LOSO through runs.run, as mer.py runs a row, for the tests that stop and kill runs:
+"""The toy set's LOSO through runfolder.run, as mer.py runs a row, for the tests that stop and kill runs:
 python toy_run.py OUT JOBS [EPOCHS]. It ends as mer.py does on a stop signal (one line, checkpoint.STOPPED)."""
 import dataclasses
 import logging
@@ -7,10 +7,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import checkpoint  # noqa: E402
-import config  # noqa: E402
-import runs  # noqa: E402
 from toy import learnable  # noqa: E402
+
+import config  # noqa: E402
+from engine import checkpoint  # noqa: E402
+from engine import runfolder  # noqa: E402
 
 
 def data():
@@ -24,12 +25,25 @@ def settings(jobs=1, epochs=3):
                                device='cpu', jobs=jobs, checkpoint_every=0)
 
 
+def children(pid):
+    """PIDs of the processes whose parent is `pid` (Linux /proc)."""
+    import os
+    out = []
+    for d in os.listdir('/proc'):
+        try:
+            if d.isdigit() and int(open(f'/proc/{d}/stat').read().rsplit(')', 1)[1].split()[1]) == pid:
+                out.append(int(d))
+        except (OSError, IndexError, ValueError):
+            pass
+    return out
+
+
 if __name__ == '__main__':
     checkpoint.catch_stop_signals()
     logging.basicConfig(level=logging.INFO, format='%(name)s: %(message)s')
     x, meta = data()
     try:
-        runs.run(x, meta, settings(int(sys.argv[2]), int(sys.argv[3]) if len(sys.argv) > 3 else 3), sys.argv[1])
+        runfolder.run(x, meta, settings(int(sys.argv[2]), int(sys.argv[3]) if len(sys.argv) > 3 else 3), sys.argv[1])
     except checkpoint.Stopped as e:
         print(checkpoint.message(e), file=sys.stderr)
         sys.exit(checkpoint.STOPPED)

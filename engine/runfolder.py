@@ -1,6 +1,6 @@
 """The run folder of one row of Table I: config.json, a file per finished fold, resume, shards, locks shared by
 several processes, the training processes on CPU, the final model. It calls the method (loso.plan_folds,
-engine.train_folds, loso.metrics) and keeps what a killed or sharded run needs to go on.
+graphs.train_folds, loso.metrics) and keeps what a killed or sharded run needs to go on.
 
 A fold's predictions go to folds/<key>.csv as soon as it finishes, so a run stopped at any point resumes where it
 was, and `--folds i/n` shards of one run folder (a cluster job array) merge into the same result as a single run.
@@ -16,12 +16,11 @@ from pathlib import Path
 
 import numpy as np
 
-import checkpoint
-import engine
 import loso
-import report
 import train
-from files import atomic_write, code_version
+from engine import checkpoint, graphs
+from engine.files import atomic_write, code_version
+from results import report
 
 log = logging.getLogger(__name__)
 FOLD_COLUMNS = ('dataset', 'subject', 'clip', 'label', 'pred', 'pred_selected')
@@ -97,7 +96,7 @@ def check_config(out, settings):
 
 
 def fold_claims(out):
-    """claim(key) for engine.train_folds: True when this process may train the fold, holding an exclusive lock on
+    """claim(key) for graphs.train_folds: True when this process may train the fold, holding an exclusive lock on
     folds/<key>.lock until it ends, so that several processes given the same run folder share its folds; False
     when another process holds the lock or the fold is already finished. A lock dies with its process."""
     try:
@@ -134,7 +133,7 @@ def _worker(specs, data, n_samples, cfg, device, weights, out, counter, queue):
     """A training process: trains its folds one by one on one thread, sending each result to the parent, and ends
     with 'done', or with 'stopped' and the checkpoints it saved when a stop signal came (from the parent, from the
     job's scheduler, or at the parent's death)."""
-    from workers import worker_setup
+    from engine.workers import worker_setup
     worker_setup()
     checkpoint.catch_stop_signals(at_once=False)
     one_torch_thread()
@@ -147,7 +146,7 @@ def _worker(specs, data, n_samples, cfg, device, weights, out, counter, queue):
             with counter.get_lock():
                 counter.value += n
     try:
-        for res in engine.train_folds(specs, data, n_samples, cfg, device, weights, progress=Count(),
+        for res in graphs.train_folds(specs, data, n_samples, cfg, device, weights, progress=Count(),
                                       claim=fold_claims(out), keep=out / 'folds'):
             queue.put(('fold', res))
         queue.put(('done', None))
@@ -166,7 +165,7 @@ def _train_in_processes(specs, data, n_samples, cfg, device, weights, bar, jobs,
     """
     import torch.multiprocessing as tmp
 
-    from workers import starting
+    from engine.workers import starting
     ctx = tmp.get_context('spawn')
     with starting():              # the resource tracker and the workers are born ignoring Ctrl-C
         counter, queue = ctx.Value('q', 0), ctx.Queue()
@@ -271,21 +270,21 @@ def run(x, meta, cfg, out, weights=None, shard=(1, 1), protocol='loso', n_boot=1
     from tqdm import tqdm
     out = Path(out)
     specs, todo = _prepare(out, meta, shard, protocol)
-    device = engine.resolve_device(cfg.device)
+    device = graphs.resolve_device(cfg.device)
     n_micro = sum(m.domain == 'micro' for m in meta)
     n_samples = len(meta)
-    data = engine.device_data(x, meta, device)
+    data = train.fold_data(x, meta, device)
     cuda = device.type == 'cuda'
     if cuda:
         torch.backends.cudnn.benchmark = True     # every fold has the same shapes: choose the kernels once
     else:
         one_torch_thread()
     jobs = 1 if cuda else max(1, min(cfg.jobs or os.cpu_count(), len(todo)))
-    streams = cfg.streams or engine.CUDA_STREAMS
+    streams = cfg.streams or graphs.CUDA_STREAMS
     log.info('%s: %d folds (%d to train here), %d micro + %d macro samples; %s, %s; backbone lr %g, heads lr %g',
              protocol.upper(), len(specs), len(todo), n_micro, n_samples - n_micro,
              f'{device}, {streams} folds at a time as CUDA graphs on their own streams' if cuda else
-             f'{device}, {jobs} training process{"es" * (jobs > 1)}', 'bf16' if engine.bf16(cfg, device) else 'fp32',
+             f'{device}, {jobs} training process{"es" * (jobs > 1)}', 'bf16' if train.bf16(cfg, device) else 'fp32',
              cfg.backbone_lr(), cfg.lr_heads)
     steps = train.steps_per_epoch(n_samples, cfg.batch_size) * cfg.epochs
     by_key = {k: te for k, _, te in specs}
@@ -295,7 +294,7 @@ def run(x, meta, cfg, out, weights=None, shard=(1, 1), protocol='loso', n_boot=1
     with tqdm(total=steps * len(todo), unit='fold-step', disable=cfg.quiet) as bar, stopped_in(out, specs), \
             checkpoint.deferred():
         if jobs == 1:
-            results = engine.train_folds(todo, data, n_samples, cfg, device, weights, streams, progress=bar,
+            results = graphs.train_folds(todo, data, n_samples, cfg, device, weights, streams, progress=bar,
                                          claim=fold_claims(out), keep=out / 'folds')
         else:
             results = _train_in_processes(todo, data, n_samples, cfg, device, weights, bar, jobs, out)
@@ -333,17 +332,17 @@ def run_baseline(x, meta, out, predict, shard=(1, 1), protocol='loso', n_boot=10
 def train_final(x, meta, cfg, weights=None, keep=None):
     """(one PartNet trained on every sample of `meta`, micro and macro, with the row's settings; its per-epoch log):
     the model that --save-model writes, trained after (or, with --final-only, instead of) the LOSO. `keep`: the
-    folder of its checkpoint (engine.train_wave), to be called inside checkpoint.deferred()."""
+    folder of its checkpoint (graphs.train_wave), to be called inside checkpoint.deferred()."""
     from tqdm import tqdm
-    device = engine.resolve_device(cfg.device)
+    device = graphs.resolve_device(cfg.device)
     if device.type == 'cpu':
         one_torch_thread()
     n_samples = len(meta)
-    data = engine.device_data(x, meta, device)
+    data = train.fold_data(x, meta, device)
     t0 = time.time()
     with tqdm(total=train.steps_per_epoch(n_samples, cfg.batch_size) * cfg.epochs, unit='step', desc='final model',
               disable=cfg.quiet) as bar:
-        net, epochs = engine.train_all(np.arange(n_samples), data, n_samples, cfg, device, weights, progress=bar,
+        net, epochs = graphs.train_all(np.arange(n_samples), data, n_samples, cfg, device, weights, progress=bar,
                                        keep=keep)
     log.info('final model: %d samples (%d macro), %d epochs in %.1f s; last epoch training accuracy %.3f', n_samples,
              int(data[2].sum()), cfg.epochs, time.time() - t0, epochs[-1]['acc'])

@@ -1,15 +1,15 @@
 """Benchmarks, measured in one run on whatever machine this is; the figures go into BENCHMARKS.md.
 
-    python bench.py              # CPU: machine peak, preprocessing, training, a full demo LOSO
-    python bench.py --no-demo    # without the demo LOSO (saves its minutes)
-    python bench.py --protocol   # GPU: the paper's full 68-fold protocol at real size, and its ceilings
-    python bench.py --spot       # apex spotting's error on the demo set; `mer.py predict`'s time per clip
-    python bench.py --long       # long-video spotting: frames/s at 640x480 30 fps and where the time goes;
-                                 # peak RSS for 1 and 10 minutes of video
+    python -m tools.bench              # CPU: machine peak, preprocessing, training, a full demo LOSO
+    python -m tools.bench --no-demo    # without the demo LOSO (saves its minutes)
+    python -m tools.bench --protocol   # GPU: the paper's full 68-fold protocol at real size, and its ceilings
+    python -m tools.bench --spot       # apex spotting's error on the demo set; `mer.py predict`'s time per clip
+    python -m tools.bench --long       # long-video spotting: frames/s at 640x480 30 fps and where the time goes;
+                                       # peak RSS for 1 and 10 minutes of video
 
 (a) preprocessing per stage (alignment, EVM, flow) on a clip of real-dataset size (100 frames at 640x480) and on
     the demo's clips, one thread each, so clips/s is per core; EVM's peak memory on a 200-frame 640x480 clip;
-(b) training samples/s of engine.train_folds itself (augmentation, DANN loss, clipping, fused Adam), at 224 and at
+(b) training samples/s of graphs.train_folds itself (augmentation, DANN loss, clipping, fused Adam), at 224 and at
     the demo size, achieved FLOP/s (torch's FLOP counter on one forward+backward) and MFU against the measured
     matmul peak; one process of all threads against one process per core;
 (c) wall time and peak memory of `mer.py --demo` with a fresh feature cache and run folder;
@@ -37,7 +37,9 @@ import numpy as np
 
 import config
 
-ROOT = Path(__file__).resolve().parent
+ROOT = Path(__file__).resolve().parents[1]
+# The children that measure in a process of their own: this module, run from the repository's root.
+SELF = [sys.executable, '-m', 'tools.bench']
 
 
 def median_time(fn, repeats, warmup=1):
@@ -88,7 +90,7 @@ def real_size_clip(frames=100, h=480, w=640, seed=0):
     """(clip, onset, apex): a synthetic micro-expression of real-dataset size, on a real face photo."""
     import cv2
 
-    import synth
+    from data import synth
     rng = np.random.default_rng(seed)
     face, lm = synth.identity(synth.photos()[1], rng)
     k = h / face.shape[0]
@@ -106,12 +108,11 @@ def bench_preprocessing(repeats):
     import torch
 
     import align
-    import cache
-    import data
     import emr
     import evm
     import flow
-    import synth
+    from data import releases, synth
+    from engine import cache
     cv2.setNumThreads(1)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
@@ -136,7 +137,7 @@ def bench_preprocessing(repeats):
     # The demo's own samples, through the very function the pipeline caches (no cache here).
     root = synth.build(ROOT / 'demo_data', seed=0)
     cfg = config.DEMO
-    micro, macro = data.load_megc(root / 'megc'), data.load_ckplus(root / 'ck')
+    micro, macro = releases.load_megc(root / 'megc'), releases.load_ckplus(root / 'ck')
     picks = micro[::max(1, len(micro) // 12)][:12] + macro[::max(1, len(macro) // 6)][:6]
     times = {True: [], False: []}
     for on in (True, False):
@@ -187,7 +188,7 @@ def long_frames_640(seconds, fps=30.0, seed=0, scale=2):
     """A long demo video (synth.long_script) rendered at scale x 320x240, one frame at a time."""
     import cv2
 
-    import synth
+    from data import synth
     rng = np.random.default_rng(seed)
     pics = synth.photos()
     faces = [synth.identity(pics[i % 2], rng) for i in range(2)]
@@ -205,7 +206,7 @@ def long_speed(seconds=30.0, repeats=3):
 
     import cv2
 
-    import longvideo
+    from video import longvideo
     with tempfile.TemporaryDirectory() as d:
         path = Path(d) / 'long640.avi'
         w = None
@@ -242,12 +243,12 @@ def long_speed(seconds=30.0, repeats=3):
 
 
 def long_memory_child(seconds):
-    """Run in a child process: peak RSS of spotting.motion over `seconds` of a 640x480 30-fps video generated on
+    """Run in a child process: peak RSS of intervals.motion over `seconds` of a 640x480 30-fps video generated on
     the fly (no file: the stream is what is measured)."""
-    import spotting
+    from video import intervals
     t0 = time.perf_counter()
-    curve = spotting.motion(long_frames_640(float(seconds)), 30.0, 'generated')
-    found, _ = spotting.spot(curve)
+    curve = intervals.motion(long_frames_640(float(seconds)), 30.0, 'generated')
+    found, _ = intervals.spot(curve)
     print(json.dumps(dict(seconds=float(seconds), wall=time.perf_counter() - t0, peak=peak_rss(),
                           frames=int(curve['frames']), intervals=len(found))))
 
@@ -269,7 +270,7 @@ def flops_per_sample(size, parts=True, device='cpu'):
 
 
 class _Clock:
-    """Stands in for the progress bar of engine.train_folds: times the steps after `skip` warm-up steps."""
+    """Stands in for the progress bar of graphs.train_folds: times the steps after `skip` warm-up steps."""
 
     def __init__(self, device, total, skip=5):
         self.device, self.total, self.skip, self.n, self.t = device, total, skip, 0, []
@@ -295,19 +296,18 @@ def synthetic_set(n_micro, n_subjects, n_macro, size, seed=0):
     return rng.standard_normal((len(meta), 3, size, size), dtype=np.float32), meta
 
 
-def train_rate(cfg, device, folds=1, steps=40, graphs=None):
-    """Steady samples/s of engine.train_folds on `folds` folds at once (one wave), after 5 warm-up steps."""
-    import torch
-
-    import engine
+def train_rate(cfg, device, folds=1, steps=40, use_graphs=None):
+    """Steady samples/s of graphs.train_folds on `folds` folds at once (one wave), after 5 warm-up steps."""
     import loso
+    import train
+    from engine import graphs
     x, meta = synthetic_set(2 * cfg.batch_size, 2 * folds, 2 * cfg.batch_size, cfg.size)   # 4 steps an epoch
     specs = loso.plan_folds(meta)[:folds]
-    data = (torch.as_tensor(x, device=device), torch.as_tensor([m.label for m in meta], device=device),
-            torch.as_tensor([int(m.domain == 'macro') for m in meta], device=device))
+    data = train.fold_data(x, meta, device)
     cfg = dataclasses.replace(cfg, epochs=max(2, math.ceil(steps / 4)))
     clock = _Clock(device, 4 * cfg.epochs)
-    for _ in engine.train_folds(specs, data, len(meta), cfg, device, streams=folds, graphs=graphs, progress=clock):
+    for _ in graphs.train_folds(specs, data, len(meta), cfg, device, streams=folds, use_graphs=use_graphs,
+                                  progress=clock):
         pass
     return clock.rate(cfg.batch_size * folds)
 
@@ -321,7 +321,7 @@ def train_child(size, bf16, steps, threads):
 
 def concurrent_rate(size, bf16, steps, procs=2):
     """Total samples/s of `procs` processes, one thread each, training one fold each at the same time."""
-    cmd = [sys.executable, __file__, '--child', 'train', str(size), str(int(bf16)), str(steps), '1']
+    cmd = [*SELF, '--child', 'train', str(size), str(int(bf16)), str(steps), '1']
     ps = [subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True) for _ in range(procs)]
     return sum(json.loads(p.communicate()[0].strip().splitlines()[-1])['rate'] for p in ps)
 
@@ -362,7 +362,7 @@ def demo_child():
 
 # ----------------------------------------------------------------------------------------------- the protocol
 class _WaveClock:
-    """Progress stand-in for engine.train_folds: per wave of folds, the seconds of its training steps."""
+    """Progress stand-in for graphs.train_folds: per wave of folds, the seconds of its training steps."""
 
     def __init__(self, device, steps):
         self.device, self.steps, self.n, self.t0, self.train = device, steps, 0, None, 0.0
@@ -380,25 +380,24 @@ class _WaveClock:
 def protocol(device, streams, epochs=10, size=224):
     """The paper's LOSO (68 folds, 224 px, batch 32, `epochs` epochs) on random inputs of the composite's size.
 
-    Returns (wall s, of which training steps s, samples trained, GPU peak bytes); engine.train_folds is the very
-    function runs.run calls."""
+    Returns (wall s, of which training steps s, samples trained, GPU peak bytes); graphs.train_folds is the very
+    function runfolder.run calls."""
     import torch
 
-    import engine
     import loso
     import train
+    from engine import graphs
     x, meta = synthetic_set(442, 68, 327, size)
     cfg = dataclasses.replace(config.PAPER, size=size, epochs=epochs, init='random', device=str(device), quiet=True)
     specs = loso.plan_folds(meta)
-    data = (torch.as_tensor(x, device=device), torch.as_tensor([m.label for m in meta], device=device),
-            torch.as_tensor([int(m.domain == 'macro') for m in meta], device=device))
+    data = train.fold_data(x, meta, device)
     steps = train.steps_per_epoch(len(meta), cfg.batch_size) * epochs
     clock = _WaveClock(device, steps)
     if device.type == 'cuda':
         torch.backends.cudnn.benchmark = True
         torch.cuda.reset_peak_memory_stats()
     t0 = time.perf_counter()
-    for _ in engine.train_folds(specs, data, len(meta), cfg, device, streams=streams, progress=clock):
+    for _ in graphs.train_folds(specs, data, len(meta), cfg, device, streams=streams, progress=clock):
         pass
     wall = time.perf_counter() - t0
     mem = torch.cuda.max_memory_allocated() if device.type == 'cuda' else 0
@@ -406,15 +405,15 @@ def protocol(device, streams, epochs=10, size=224):
 
 
 def gpu_protocol(epochs, sweep=True):
-    """`bench.py --protocol`: folds per wave measured, the protocol timed, and the ceilings, in one run.
+    """`tools/bench.py --protocol`: folds per wave measured, the protocol timed, and the ceilings, in one run.
 
-    sweep=False times the protocol alone with the defaults (engine.CUDA_STREAMS folds per wave)."""
+    sweep=False times the protocol alone with the defaults (graphs.CUDA_STREAMS folds per wave)."""
     import torch
     device = torch.device('cuda' if torch.cuda.is_available() else 'cpu')
     if device.type != 'cuda':
-        raise SystemExit('bench.py --protocol: no CUDA device visible; the protocol is a GPU job (92 h on 2 cores)')
+        raise SystemExit('python -m tools.bench --protocol: no CUDA device visible; the protocol is a GPU job (92 h on 2 cores)')
     torch.backends.cudnn.benchmark = True
-    print(f'# bench.py --protocol, {time.strftime("%Y-%m-%d %H:%M")}\nmachine: {machine()}\n', flush=True)
+    print(f'# python -m tools.bench --protocol, {time.strftime("%Y-%m-%d %H:%M")}\nmachine: {machine()}\n', flush=True)
     peak = matmul_peak(device, torch.bfloat16)
     flop = flops_per_sample(224, device=device)
     print(f'bf16 matmul peak (8192^3): {peak / 1e12:.0f} TFLOP/s; PartNet at 224: {flop / 1e9:.2f} GFLOP per '
@@ -423,21 +422,21 @@ def gpu_protocol(epochs, sweep=True):
           '|---|---|---|---|', flush=True)
     cfg = dataclasses.replace(config.PAPER, init='random')
     rates = {}
-    import engine
-    for name, folds, graphs in () if not sweep else (('eager step, 1 fold', 1, False), ('CUDA graph, 1 fold', 1, True),
+    from engine import graphs
+    for name, folds, use_graphs in () if not sweep else (('eager step, 1 fold', 1, False), ('CUDA graph, 1 fold', 1, True),
                                                      ('CUDA graphs, 4 folds on 4 streams', 4, True),
                                                      ('CUDA graphs, 8 folds on 8 streams', 8, True),
                                                      ('CUDA graphs, 17 folds on 17 streams', 17, True)):
         t0 = time.perf_counter()
         try:
-            r = train_rate(cfg, device, folds, steps=60, graphs=graphs)
+            r = train_rate(cfg, device, folds, steps=60, use_graphs=use_graphs)
         except Exception as e:      # one failing configuration must not lose the other figures
             print(f'| {name} | failed: {type(e).__name__}: {str(e)[:200]} | |', flush=True)
             continue
-        if graphs:
+        if use_graphs:
             rates[folds] = r
         print(f'| {name} | {r:,.0f} | {r * flop / peak:.1%} | {time.perf_counter() - t0:.0f} s |', flush=True)
-    best = max(rates, key=rates.get) if sweep else engine.CUDA_STREAMS
+    best = max(rates, key=rates.get) if sweep else graphs.CUDA_STREAMS
     wall, steps_s, samples, mem = protocol(device, best, epochs)
     setup = wall - steps_s
     full = setup + steps_s * 100 / epochs
@@ -464,14 +463,13 @@ def spot_error(root='demo_data', align_size=config.DEMO.align_size):
     import json
 
     import align
-    import data
     import spot
-    import synth
-    from frames import read_frames
+    from data import releases, synth
+    from data.frames import read_frames
     root = synth.build(root, seed=0)
     truths = json.loads((root / 'truth.json').read_text())
     out = {}
-    for s in data.load_megc(root / 'megc') + data.load_ckplus(root / 'ck'):
+    for s in releases.load_megc(root / 'megc') + releases.load_ckplus(root / 'ck'):
         true = int(np.argmax(truths[f'{s.dataset}/{s.subject}/{s.clip}']['profile'])) - s.onset
         clip, _ = align.align_clip(read_frames(s.frames[s.onset:]), align_size)
         out.setdefault(s.dataset, []).append((abs(spot.apex(clip, s.fps) - true),
@@ -486,8 +484,8 @@ def predict_time(model_path, repeats=3):
     import cv2
     import torch
 
-    import cli
-    import predict
+    from engine import cli
+    from video import predict
     torch.set_num_threads(1)
     cv2.setNumThreads(1)
     clip, _, _ = real_size_clip()
@@ -516,7 +514,7 @@ def main():
     p.add_argument('--child', nargs='+', help=argparse.SUPPRESS)
     a = p.parse_args()
     if a.spot:
-        print(f'# bench.py --spot, {time.strftime("%Y-%m-%d %H:%M")}\nmachine: {machine()}\n')
+        print(f'# python -m tools.bench --spot, {time.strftime("%Y-%m-%d %H:%M")}\nmachine: {machine()}\n')
         print('| dataset (demo) | clips | spotted: mean abs error | median | middle frame: mean | median |\n'
               '|---|---|---|---|---|---|')
         for d, (m, med, mm, mmed, n) in spot_error().items():
@@ -528,7 +526,7 @@ def main():
     if a.protocol:
         return gpu_protocol(a.epochs, not a.no_sweep)
     if a.long:
-        print(f'# bench.py --long, {time.strftime("%Y-%m-%d %H:%M")}\nmachine: {machine()}\n')
+        print(f'# python -m tools.bench --long, {time.strftime("%Y-%m-%d %H:%M")}\nmachine: {machine()}\n')
         rate, parts = long_speed()
         print(f'spotting a 30-s 640x480 30-fps MJPG video (longvideo.spot_video, median of 3): {rate:.1f} frames/s\n'
               '\n| part (one profiled run) | ms per frame |\n|---|---|')
@@ -536,7 +534,7 @@ def main():
             print(f'| {k} | {1000 * v:.2f} |', flush=True)
         print('\n| video (640x480, 30 fps, generated on the fly) | frames | wall s | peak RSS |\n|---|---|---|---|')
         for sec in (60, 600):
-            out = subprocess.run([sys.executable, __file__, '--child', 'long', str(sec)], capture_output=True,
+            out = subprocess.run([*SELF, '--child', 'long', str(sec)], capture_output=True,
                                  text=True, check=True)
             m = json.loads(out.stdout.strip().splitlines()[-1])
             print(f"| {sec / 60:.0f} min | {m['frames']} | {m['wall']:.0f} | {m['peak'] / 2**20:.0f} MiB |", flush=True)
@@ -553,9 +551,9 @@ def main():
 
     import torch
     device = torch.device('cpu')
-    print(f'# bench.py, {time.strftime("%Y-%m-%d %H:%M")}\nmachine: {machine()}\n')
+    print(f'# python -m tools.bench, {time.strftime("%Y-%m-%d %H:%M")}\nmachine: {machine()}\n')
 
-    # bf16 only where the CPU is fast at it (engine.bf16's 'auto'): elsewhere a 2048^3 bf16 matmul takes ~1 minute
+    # bf16 only where the CPU is fast at it (train.bf16's 'auto'): elsewhere a 2048^3 bf16 matmul takes ~1 minute
     # and oneDNN's bf16 convolution is ~8x slower than fp32.
     fast_bf16 = torch.ops.mkldnn._is_mkldnn_bf16_supported()
     peak = {'fp32': matmul_peak(device, torch.float32)}
@@ -570,14 +568,14 @@ def main():
     print('\n| preprocessing stage (one thread) | s per clip | clips/s/core |\n|---|---|---|')
     for name, t in bench_preprocessing(a.repeats):
         print(f'| {name} | {t:.4f} | {1 / t:.2f} |')
-    out = subprocess.run([sys.executable, __file__, '--child', 'evm'], capture_output=True, text=True, check=True)
+    out = subprocess.run([*SELF, '--child', 'evm'], capture_output=True, text=True, check=True)
     m = json.loads(out.stdout.strip().splitlines()[-1])
     extra = m['peak'] - m['base']
     print(f"\nEVM, 200 frames 640x480 (IIR, one thread): {m['seconds']:.1f} s; peak memory beyond the input clip "
           f"{extra / 2**20:.0f} MiB = {extra / m['clip_bytes']:.2f}x the uint8 clip "
           f"({m['clip_bytes'] / 2**20:.0f} MiB), {extra / (4 * m['clip_bytes']):.2f}x a float32 copy")
 
-    print('\n| training (engine.train_folds, batch 32, one fold) | size | samples/s | GFLOP/sample | TFLOP/s | '
+    print('\n| training (graphs.train_folds, batch 32, one fold) | size | samples/s | GFLOP/sample | TFLOP/s | '
           'MFU vs same dtype | MFU vs fp32 |\n|---|---|---|---|---|---|---|')
     flop = {s: flops_per_sample(s) for s in (64, 224)}
     rates = {}
@@ -601,7 +599,7 @@ def main():
           f'samples/s that is {work / best / 3600:.1f} h on this machine')
 
     if not a.no_demo:
-        out = subprocess.run([sys.executable, __file__, '--child', 'demo'], capture_output=True, text=True, check=True)
+        out = subprocess.run([*SELF, '--child', 'demo'], capture_output=True, text=True, check=True)
         m = json.loads(out.stdout.strip().splitlines()[-1])
         print(f"\n`mer.py --demo` (demo set already built, fresh feature cache and run folder): {m['wall']:.0f} s "
               f"wall, peak RSS of the largest process {m['peak'] / 2**30:.2f} GiB\n{m['table']}")

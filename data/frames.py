@@ -1,4 +1,5 @@
-"""Reading frame files: every image of a clip is checked whole before it is decoded, and a bad one is named."""
+"""Reading frame files: every image of a clip is checked whole before it is decoded, and a bad one is named; the
+frames of one clip must have one size (alignment warps them all by the onset's transform)."""
 from pathlib import Path
 
 import cv2
@@ -22,7 +23,8 @@ def truncated(path, data):
 
 
 def read_frames(paths):
-    """List of BGR uint8 frames read from `paths`; an unreadable or cut-short file is an error naming it."""
+    """List of BGR uint8 frames read from `paths`, all of one size; an unreadable or cut-short file, or frames of
+    different sizes, is an error naming the file."""
     frames = []
     for p in paths:
         try:
@@ -38,7 +40,7 @@ def read_frames(paths):
             raise FileNotFoundError(f'{p}: cannot read this frame (missing, empty or not an image); '
                                     'copy the frame again from the release')
         frames.append(img)
-    return frames
+    return list(same_size(frames, str(paths[0]))) if frames else frames
 
 
 def same_size(frames, name):

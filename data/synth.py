@@ -341,7 +341,7 @@ def build(root='demo_data', seed=0, subjects=6, clips=7, ck_subjects=8, ck_clips
 # happen among blinks, a head turn, a stretch where the face is gone (an upside-down face, which moves but is no
 # face) and a cut to another person. Durations in seconds, amplitudes in pixels of a 224-px aligned face; the
 # datasets call an expression micro when it lasts at most 0.5 s. Events are 2-3 s apart: in CAS(ME)^2 they are
-# sparser still (a few a minute), and closer ones would share the spotter's window (spotting.py).
+# sparser still (a few a minute), and closer ones would share the spotter's window (video/intervals.py).
 LONG = dict(micro_s=(0.25, 0.45), macro_s=(1.2, 2.5), blink_s=(0.15, 0.25), turn_s=(0.8, 1.2), gap_s=(2.0, 3.0),
             micro_amp=(2.5, 3.5), macro_amp=(8.0, 12.0), blink_amp=6.0, turn_deg=6.0, turn_px=10.0, noface_s=2.0)
 # Upper and lower eyelid landmarks: a blink closes each eye by pulling the upper lid down onto the lower.

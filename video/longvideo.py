@@ -1,9 +1,9 @@
-"""`mer.py spot`: every expression interval in long videos (spotting.py), recognised by a saved model where one is
-given, scored as MEGC scores it where the truth is known (spotscore.py), drawn as a timeline.
+"""`mer.py spot`: every expression interval in long videos (intervals.py), recognised by a saved model where one is
+given, scored as MEGC scores it where the truth is known (scoring.py), drawn as a timeline.
 
     python mer.py spot video.mp4 [--model model.pt] [--json] [--figure timeline.png]
     python mer.py spot --demo            # the long-video demo (synth.build_long), spotted and scored
-    python mer.py spot --data ./long     # CAS(ME)^2 and/or SAMM Long Videos as they unpack (longdata.py)
+    python mer.py spot --data ./long     # CAS(ME)^2 and/or SAMM Long Videos as they unpack (long_releases.py)
 
 A video (or a folder of numbered frames) is read once, as a stream; only the frames the figure shows are read again.
 """
@@ -16,10 +16,9 @@ import cv2
 import numpy as np
 
 import config
-import spotscore
-import spotting
-from data import DatasetError, frame_number
-from files import atomic_write
+from data.releases import DatasetError, frame_number
+from engine.files import atomic_write
+from video import intervals, scoring
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +27,7 @@ log = logging.getLogger(__name__)
 def open_video(path, fps=None):
     """A video dict (path, name, files (a folder's, else None), n (frames), fps, truths []) of a video file or a
     folder of numbered frames; what cannot be read is a DatasetError naming the file and what to do."""
-    import predict
+    from video import predict
     p = Path(path)
     files, n, rate = predict.source(p)
     if fps is None and files is not None:
@@ -43,7 +42,7 @@ def open_video(path, fps=None):
 def frames(video, every=1):
     """Yields every frame of a video in order, decoded only at positions that are multiples of `every` (None at the
     others)."""
-    from frames import read_frames
+    from data.frames import read_frames
     if video['files'] is not None:
         for i, f in enumerate(video['files']):
             yield read_frames([f])[0] if i % every == 0 else None
@@ -82,11 +81,11 @@ def number(video, i):
 def spot_video(video, settings=None, quiet=False):
     """(intervals, the curve the threshold was applied to and its threshold, motion's curve) of one video."""
     from tqdm import tqdm
-    every = spotting.step(video['fps'], settings)
+    every = intervals.step(video['fps'], settings)
     with tqdm(total=video['n'], unit='frame', desc=Path(video['path']).name[:24], disable=quiet,
               leave=False) as bar:
-        curve = spotting.motion(frames(video, every), video['fps'], video['path'], settings, progress=bar.update)
-    found, shown = spotting.spot(curve, settings)
+        curve = intervals.motion(frames(video, every), video['fps'], video['path'], settings, progress=bar.update)
+    found, shown = intervals.spot(curve, settings)
     if curve['several']:
         log.info('%s: %d analysed frames showed more than one face; the largest was followed', video['path'],
                  curve['several'])
@@ -96,8 +95,8 @@ def spot_video(video, settings=None, quiet=False):
 def recognise(video, found, net, cfg):
     """Each interval with the saved model's label and probabilities, its onset and apex as the clip's (a micro
     interval as a micro-expression, a macro one with EMR's macro rule, and marked 'macro')."""
-    import predict
     from align import FaceNotFound
+    from video import predict
     clip = dict(path=video['path'], kind='folder' if video['files'] is not None else 'video',
                 numbers=[number(video, i) for i in range(video['n'])] if video['files'] is not None else
                 list(range(video['n'])), files=video['files'], fps=video['fps'])
@@ -205,18 +204,18 @@ def score_table(scores, strs=None):
 
 def run(a):
     """`mer.py spot`: spots every video, prints a line (or JSON) per interval, scores and draws where asked."""
-    import longdata
-    import predict
+    from data import long_releases
+    from video import predict
     fig = predict.figure_path(a.figure)
     settings = dict(method=a.method)
     net = cfg = None
     if a.model:
         net, cfg, _ = predict.load(a.model, stabilise=True, quiet=a.quiet)
     if a.demo:
-        import synth
-        videos = longdata.load_long(synth.build_long(a.demo_root))
+        from data import synth
+        videos = long_releases.load_long(synth.build_long(a.demo_root))
     elif a.data:
-        videos = longdata.load_long(a.data)
+        videos = long_releases.load_long(a.data)
     else:
         videos = [open_video(p, a.fps) for p in a.paths]     # every path checked before any long work
     t0, n_frames, rows, results = time.time(), 0, [], {}
@@ -240,8 +239,8 @@ def run(a):
             for r in found:
                 if 'label' in r:
                     r['pred'] = config.CLASSES.index(r['label'])
-        scores = spotscore.score(results)
-        strs = spotscore.str_score(scores) if net is not None else None
+        scores = scoring.score(results)
+        strs = scoring.str_score(scores) if net is not None else None
         if a.json:
             print(json.dumps(dict(scores={k: v for k, v in scores.items() if k != 'pairs'}, str=strs)))
         else:

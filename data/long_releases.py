@@ -22,7 +22,7 @@ from pathlib import Path
 
 import openpyxl
 
-from data import DatasetError, frame_number, list_frames
+from data.releases import DatasetError, frame_number, list_frames
 
 log = logging.getLogger(__name__)
 

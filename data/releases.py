@@ -29,12 +29,11 @@ import csv
 import fnmatch
 import logging
 import re
-from dataclasses import dataclass
 from pathlib import Path
 
 import openpyxl
 
-from config import CLASSES, DEFAULT_FPS, FPS
+from config import CLASSES, DEFAULT_FPS, FPS, Sample
 
 log = logging.getLogger(__name__)
 
@@ -62,19 +61,6 @@ MEGC_PIECES = {'casme2': ('sheet', 'frames'), 'samm': ('sheet', 'frames'), 'smic
 
 class DatasetError(Exception):
     """A dataset that cannot be read as given; the message names the file or row and what to do."""
-
-
-@dataclass(frozen=True)
-class Sample:
-    dataset: str        # 'casme2' | 'samm' | 'smic' | 'ck+'
-    subject: str        # as the official csv writes it: 'sub01', '6', 's01'; CK+ 'S005'
-    clip: str           # 'EP02_01f', '006_1_2', 's01_ne_01'; CK+ 'S005_001'
-    frames: tuple[str, ...]   # paths, sorted by frame number
-    onset: int          # index into frames
-    apex: int           # index into frames
-    label: int          # 0 negative, 1 positive, 2 surprise
-    fps: float          # 200 CASME II and SAMM, 100 SMIC-HS, 30 CK+
-    domain: str         # 'micro' | 'macro'
 
 
 def frame_number(path):

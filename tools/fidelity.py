@@ -1,8 +1,8 @@
 """EMR fidelity: does magnification make a micro-expression's motion larger while keeping where it is and which way
-it goes? Measured against the known motion of the demo set (synth.py writes each clip's truth).
+it goes? Measured against the known motion of the demo set (data/synth.py writes each clip's truth).
 
-    python fidelity.py                       # the demo set with the demo preset (faces aligned at 128 px)
-    python fidelity.py --align-size 224      # the paper's size; every Config field is a flag, as in mer.py
+    python -m tools.fidelity                       # the demo set with the demo preset (faces aligned at 128 px)
+    python -m tools.fidelity --align-size 224      # the paper's size; every Config field is a flag, as in mer.py
 
 For every micro clip, the pipeline's own steps (pipeline.run: alignment, EMR, flow) give the
 onset->apex flow without EMR (raw) and with it (EMR). The true displacement (synth.displacement) is carried into the
@@ -38,7 +38,7 @@ def aligned_truth(truth, frame_shape, m, size, start, end, drift=True):
     displacement field sampled through the similarity m (2x3, frame -> aligned) and its vectors turned by it."""
     import cv2
 
-    import synth
+    from data import synth
     t = truth if drift else dict(truth, drift=[0.0, 0.0])
     d = synth.displacement(t, frame_shape, start, end)
     warped = cv2.warpAffine(d, m, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
@@ -58,9 +58,9 @@ def clip_fidelity(job):
 
     import flow
     import pipeline
-    from frames import read_frames
+    from data.frames import read_frames
     s, truth, cfg = job
-    st = pipeline.run(s, cfg)                             # the onset and apex aligned by one transform
+    st = pipeline.run(s, cfg, read_frames)              # the onset and apex aligned by one transform
     shape = read_frames([s.frames[s.onset]])[0].shape[:2]
     d = aligned_truth(truth, shape, st.transform, cfg.align_size, s.onset, s.apex)
     expr = aligned_truth(truth, shape, st.transform, cfg.align_size, s.onset, s.apex, drift=False)
@@ -76,7 +76,7 @@ def clip_fidelity(job):
 
 def measure(samples, truths, cfg, workers=1, quiet=False):
     """Per-clip fidelity dicts of the micro samples that have a truth record."""
-    from workers import imap
+    from engine.workers import imap
     jobs = [(s, truths[f'{s.dataset}/{s.subject}/{s.clip}'], cfg) for s in samples if s.domain == 'micro']
     return imap(clip_fidelity, jobs, workers, quiet=quiet)
 
@@ -115,9 +115,8 @@ def table(summ, intended):
 
 def main(argv=None):
     """Prints the per-dataset table for the Config that the flags build on the demo preset."""
-    import cli
-    import data
-    import synth
+    from data import releases, synth
+    from engine import cli
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     p.add_argument('--json', help='also write the per-clip numbers and the summary to this file')
     p.add_argument('--demo-root', default='demo_data', help='where the demo set is (built once if absent)')
@@ -127,7 +126,7 @@ def main(argv=None):
     logging.basicConfig(level=logging.WARNING if cfg.quiet else logging.INFO, format='%(message)s')
     root = synth.build(a.demo_root, seed=0)
     truths = json.loads((root / 'truth.json').read_text())
-    micro = data.load_megc(root / 'megc')
+    micro = releases.load_megc(root / 'megc')
     t0 = time.time()
     rows = measure(micro, truths, cfg, workers=cfg.workers or os.cpu_count(), quiet=cfg.quiet)
     intended = 1 + cfg.evm_alpha

@@ -6,7 +6,7 @@ import os
 import subprocess
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent
+ROOT = Path(__file__).resolve().parents[1]      # the repository: the method's files, the folders beside them
 
 
 def atomic_write(path, data):
@@ -22,7 +22,7 @@ def atomic_write(path, data):
 
 
 def source_digest(modules):
-    """sha1 of what the named modules (file names beside this one) compute: their syntax trees without docstrings,
+    """sha1 of what the named modules (file paths from the repository's root) compute: their syntax trees without docstrings,
     so an edited comment or docstring keeps the digest and an edited expression changes it."""
     h = hashlib.sha1()
     for name in modules:
@@ -39,7 +39,8 @@ def source_digest(modules):
 
 def code_version():
     """`git describe` of the checkout when it is clean, else a hash of the project's source files."""
-    digest = hashlib.sha1(b''.join(p.read_bytes() for p in sorted(ROOT.glob('*.py')))).hexdigest()[:12]
+    sources = sorted(ROOT.glob('*.py')) + sorted(p for p in ROOT.glob('*/*.py') if (p.parent / '__init__.py').is_file())
+    digest = hashlib.sha1(b''.join(p.read_bytes() for p in sources)).hexdigest()[:12]
     try:
         desc = subprocess.run(['git', 'describe', '--always', '--dirty'], cwd=ROOT, capture_output=True,
                               text=True, timeout=5).stdout.strip()

@@ -6,8 +6,8 @@ its rates) is drawn up front from the fold's seed or computed from the step coun
 and trained on reaches exactly the predictions of a fold never interrupted. engine.train_wave writes that state to
 folds/<key>.ckpt (files.atomic_write) at epoch ends, at most every `checkpoint_every` minutes, and at the next step
 when a stop signal arrives; it reads it back into the fold's existing tensors, copied in place, so that a CUDA
-graph captured on them reads the restored values. runs.py removes it once the fold file is written, and
-table.save_final that of the final model (folds/all.ckpt) once model.pt is written. A checkpoint
+graph captured on them reads the restored values. engine/runfolder.py removes it once the fold file is written, and
+experiment.save_final that of the final model (folds/all.ckpt) once model.pt is written. A checkpoint
 that cannot be read, or that does not fit its fold, is ignored with a warning: the fold starts again.
 
 SIGTERM and SIGUSR1 (what SLURM sends before it pre-empts a job, or the signal its --signal names) stop a run: the
@@ -22,7 +22,7 @@ import signal
 
 import torch
 
-from files import atomic_write
+from engine.files import atomic_write
 
 log = logging.getLogger(__name__)
 STOP_SIGNALS = tuple(getattr(signal, name) for name in ('SIGTERM', 'SIGUSR1') if hasattr(signal, name))

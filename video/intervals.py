@@ -138,6 +138,7 @@ def largest(faces):
 def face_transform(gray, box, size):
     """2x3 similarity taking the face in `box` onto align.TEMPLATE at `size` pixels (dlib's 68 landmarks)."""
     import dlib
+
     # align.detect_landmarks takes the best-scored face; here the largest one is followed, so its box is given.
     shape = align._predictor(None)(gray, dlib.rectangle(*(int(v) for v in box)))
     lm = np.array([[p.x, p.y] for p in shape.parts()], np.float64)

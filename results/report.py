@@ -1,23 +1,18 @@
 """What a run writes and prints: Table I with intervals, the paired comparisons of rows, the protocol audit, the
 MEGC log, confusion matrices, training curves, the --figure picture. The scores themselves are loso.metrics and
-stats.py."""
+results/stats.py."""
 import csv
 import io
 import logging
 
 import numpy as np
 
+import loso
 from config import CLASSES, DATASETS
-from files import atomic_write
+from engine.files import atomic_write
+from results import stats
 
 log = logging.getLogger(__name__)
-
-
-def confusion(labels, preds, n_classes=3):
-    """(n_classes, n_classes) int counts, rows = ground truth, columns = prediction."""
-    m = np.zeros((n_classes, n_classes), int)
-    np.add.at(m, (np.asarray(labels), np.asarray(preds)), 1)
-    return m
 
 
 def table(named_metrics):
@@ -59,7 +54,7 @@ def save_confusions(out, rows):
         sel = [r for r in rows if ds == 'all' or r['dataset'] == ds]
         if not sel:
             continue
-        m = confusion([r['label'] for r in sel], [r['pred'] for r in sel])
+        m = loso.confusion([r['label'] for r in sel], [r['pred'] for r in sel])
         fig, ax = plt.subplots(figsize=(3.6, 3.2), dpi=100)
         ax.imshow(m, cmap='Blues')
         for (i, j), v in np.ndenumerate(m):
@@ -113,8 +108,6 @@ def save_curves(out, logs):
 def scored(runs, n_boot):
     """Table I's metrics of a row (loso.metrics; the mean over its runs, one per seed, with the standard deviation
     over them as uf1_sd, uar_sd) with stats.bootstrap's 95 % intervals as uf1_ci, uar_ci."""
-    import loso
-    import stats
     each = [loso.metrics(rows) for rows in runs]
     ci = stats.bootstrap(runs, n_boot)
     res = {}
@@ -134,8 +127,6 @@ def write_run(out, rows, logs, protocol='loso', n_boot=1000):
     the confusion matrices of a finished run; returns what metrics.json holds."""
     import json
 
-    import loso
-    import stats
     res = {'honest': scored([rows], n_boot), 'audit': stats.audit(rows, loso.fold_of(protocol))}
     atomic_write(out / 'metrics.json', json.dumps(res, indent=1))
     atomic_write(out / 'megc_log.txt', megc_log(rows))
@@ -175,7 +166,6 @@ def paired_table(comparisons):
 def audit_table(named_audits):
     """Markdown: a row's UF1 (and UAR, accuracy where the variant defines them) under each evaluation of
     stats.AUDIT, one line per row of Table I, and what each evaluation does and whose code does it."""
-    import stats
     lines = ['| method | ' + ' | '.join(name for _, name, _, _ in stats.AUDIT) + ' |',
              '|---' * (len(stats.AUDIT) + 1) + '|']
     for name, a in named_audits:
@@ -199,6 +189,7 @@ def figure(samples, cfg, path):
 
     import flow
     import pipeline
+    from data.frames import read_frames
     path = Path(path)
     if path.suffix.lower() not in ('.png', '.jpg', '.jpeg'):
         raise SystemExit(f'mer.py: error: --figure {path}: give a .png or .jpg file name')
@@ -209,10 +200,10 @@ def figure(samples, cfg, path):
         s = next((s for s in samples if s.label == label), None)
         if s is None:
             continue
-        st = pipeline.run(s, cfg)
+        st = pipeline.run(s, cfg, read_frames)
         onset, apex = (cv2.cvtColor(f, cv2.COLOR_BGR2GRAY) for f in (st.onset, st.apex))
         raw = flow.optical_flow(onset, apex, method=cfg.flow)
-        tiles.append(np.hstack([st.onset, st.apex, st.seen, flow.to_image(raw), flow.to_image(st.flow)]))
+        tiles.append(np.hstack([st.onset, st.apex, st.flow_to, flow.to_image(raw), flow.to_image(st.flow)]))
         log.info('figure: %s %s label %d: mean |flow| raw %.3f px, magnified %.3f px', s.dataset, s.clip, label,
                  np.linalg.norm(raw, axis=2).mean(), np.linalg.norm(st.flow, axis=2).mean())
     ok, data = cv2.imencode(path.suffix, np.vstack(tiles))

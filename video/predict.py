@@ -17,10 +17,11 @@ import numpy as np
 import align
 import config
 import pipeline
-import spotting
-from data import DatasetError, Sample, frame_number, list_frames
-from files import atomic_write
-from frames import read_frames
+from config import Sample
+from data.frames import read_frames, same_size
+from data.releases import DatasetError, frame_number, list_frames
+from engine.files import atomic_write
+from video import intervals
 
 log = logging.getLogger(__name__)
 
@@ -72,12 +73,11 @@ def open_clip(path, fps=None):
     return clip
 
 
-def frames(clip, start=0, stop=None):
+def clip_frames(clip, start=0, stop=None):
     """Yields the BGR frames of positions start..stop-1 of a clip, one at a time."""
     stop = len(clip['numbers']) if stop is None else stop
     if clip['kind'] == 'folder':
-        for f in clip['files'][start:stop]:
-            yield read_frames([f])[0]
+        yield from same_size((read_frames([f])[0] for f in clip['files'][start:stop]), clip['path'])
         return
     cap = cv2.VideoCapture(clip['path'])
     try:
@@ -102,7 +102,7 @@ def position(clip, number, flag):
 
 def first_face(clip, start, upsample=1):
     """Position of the first frame from `start` in which dlib finds a face, or None."""
-    for i, img in enumerate(frames(clip, start), start):
+    for i, img in enumerate(clip_frames(clip, start), start):
         if align.detect_faces(img, upsample):
             return i
     return None
@@ -113,7 +113,7 @@ def choose_onset(clip, onset, no_face):
     """Position of the onset: the given frame number or the first frame; with no_face 'skip' the first frame with
     a face from there; with 'error' a frame without one is a DatasetError naming it."""
     i = 0 if onset is None else position(clip, onset, '--onset')
-    if align.detect_faces(next(frames(clip, i, i + 1)), 1):
+    if align.detect_faces(next(clip_frames(clip, i, i + 1)), 1):
         return i
     number = clip['numbers'][i]
     if no_face != 'skip':
@@ -156,7 +156,7 @@ def prepare(clip, cfg, onset=None, apex=None, no_face='error', max_frames=1000, 
     if j is None:
         # The apex is looked for only while the onset's face is on screen: after it has left (a cut, another
         # scene, a cartoon), the onset's transform warps something else and its change would win.
-        span = spotting.face_span(frames(clip, i, stop), clip['fps'])
+        span = intervals.face_span(clip_frames(clip, i, stop), clip['fps'])
         if span < 2:
             raise DatasetError(f'{clip["path"]}: the face of the onset (frame {clip["numbers"][i]}) is gone by the '
                                'next frame checked; give an --onset where the face stays, or --apex')
@@ -164,7 +164,7 @@ def prepare(clip, cfg, onset=None, apex=None, no_face='error', max_frames=1000, 
             log.warning('%s: the face is gone after frame %d; the apex is looked for in frames %d to %d',
                         clip['path'], clip['numbers'][i + span - 1], clip['numbers'][i], clip['numbers'][i + span - 1])
             stop = i + span
-    full, m = pipeline.align_frames(frames(clip, i, stop), cfg, f'{clip["path"]} frame {clip["numbers"][i]}')
+    full, m = pipeline.align_frames(clip_frames(clip, i, stop), cfg, f'{clip["path"]} frame {clip["numbers"][i]}')
     s = Sample('clip', '', Path(clip['path']).name, tuple(clip['numbers'][i:stop]), 0,
                0 if j is None else j - i, -1, float(clip['fps']), domain)
     return full, m, s if j is not None else pipeline.spotted(full, s)
@@ -187,7 +187,7 @@ def predict_clip(clip, net, cfg, classes, **kw):
     p = probabilities(net, st.x)
     return dict(path=clip['path'], label=classes[int(np.argmax(p))], **{f'p_{c}': float(v) for c, v in
                 zip(classes, p)}, onset=s.frames[0], apex=s.frames[s.apex],
-                tiles=np.hstack([full[0], full[s.apex], st.seen, flow.to_image(st.flow)]))
+                tiles=np.hstack([full[0], full[s.apex], st.flow_to, flow.to_image(st.flow)]))
 
 
 def line(r, classes):
@@ -218,8 +218,7 @@ def figure_path(name):
 def load(path, stabilise, quiet):
     """(net, Config, model.pt's record) of a saved model, with the settings it was trained with, a faceless onset
     an error, and head motion removed or not."""
-    import files
-    import weights
+    from engine import files, weights
     fields = set(config.result_settings(config.PAPER))
     net, d = weights.load_model(path, fields, pipeline.constants(), config.CLASSES, files.code_version())
     cfg = dataclasses.replace(config.Config(), **dict(d['settings'], no_face='error', stabilise=stabilise),

@@ -1,8 +1,9 @@
-"""`mer.py` without a sub-command: the samples loaded, every row of Table I asked for run (or resumed, or merged)
-in its own run folder, the final model saved, the table printed. The command line (cli.py) builds the Config and
-the options; runs.py keeps each row's run folder; cache.py the features.
+"""`mer.py` without a sub-command, the experiment: the samples loaded, every row of Table I asked for run (or
+resumed, or merged) in its own run folder, the final model saved, the tables printed. The command line (engine/cli.py)
+builds the Config and the options; runfolder.py keeps each row's run folder; engine/cache.py the features.
 """
 import dataclasses
+import json
 import logging
 import os
 import tempfile
@@ -11,32 +12,36 @@ from pathlib import Path
 
 import numpy as np
 
+import align
 import config
+import lbptop
+import pipeline
 from config import PAPER, ROWS
+from data import releases, synth
+from engine import cache, checkpoint, files, runfolder
+from engine import weights as weight_files
+from results import report, stats
 
 log = logging.getLogger('mer')
 
 
 def load_samples(a):
     """(micro samples, macro samples) from the command line's sources (--demo builds the demo set once)."""
-    import data
     if a.demo:
-        import synth
         root = synth.build(a.demo_root, seed=0)
         a.data, a.ckplus = str(root / 'megc'), a.ckplus or str(root / 'ck')
-    micro = (data.load_index(a.index, strict=a.strict, skip_bad=a.skip_bad) if a.index else
-             data.load_megc(a.data, strict=a.strict, skip_bad=a.skip_bad))
-    macro = data.load_ckplus(a.ckplus, skip_bad=a.skip_bad) if a.ckplus else []
+    micro = (releases.load_index(a.index, strict=a.strict, skip_bad=a.skip_bad) if a.index else
+             releases.load_megc(a.data, strict=a.strict, skip_bad=a.skip_bad))
+    macro = releases.load_ckplus(a.ckplus, skip_bad=a.skip_bad) if a.ckplus else []
     return [s for s in micro if s.domain == 'micro'], macro + [s for s in micro if s.domain == 'macro']
 
 
 def trunk_weights(cfg, path):
     """ImageNet state dict for the trunk (init 'imagenet'), or None (init 'random')."""
-    import weights
     if cfg.init == 'random':
         return None
     try:
-        return weights.imagenet_weights(path, download=True)
+        return weight_files.imagenet_weights(path, download=True)
     except (ValueError, OSError) as e:
         raise SystemExit(f'mer.py: error: {e}') from None
 
@@ -63,17 +68,15 @@ def row_folder(a, base, name):
 
 def run_row(a, cfg, micro, macro, weights, out, feats):
     """Runs (or resumes, or merges) the LOSO of one network row of Table I; returns its metrics or None."""
-    import cache
-    import runs
     if cfg.emr not in feats:
         feats[cfg.emr] = cache.features(micro + macro, cfg, a.cache, workers=cfg.workers or os.cpu_count(),
                                         quiet=cfg.quiet, skip_bad=a.skip_bad,
                                         desc='align+EMR+flow' if cfg.emr else 'align+flow')
     x, samples = feats[cfg.emr]
     out.mkdir(parents=True, exist_ok=True)
-    runs.check_config(out, dict(config.result_settings(cfg), data=a.data, index=a.index, row=cfg.row(),
+    runfolder.check_config(out, dict(config.result_settings(cfg), data=a.data, index=a.index, row=cfg.row(),
                                 protocol=a.protocol))
-    res = None if a.final_only else runs.run(x, samples, cfg, out, weights, a.shard, a.protocol, a.bootstrap)
+    res = None if a.final_only else runfolder.run(x, samples, cfg, out, weights, a.shard, a.protocol, a.bootstrap)
     if a.save_model and a.shard == (1, 1) and (res is not None or a.final_only):
         save_final(x, samples, cfg, weights, out)
     return res
@@ -81,19 +84,14 @@ def run_row(a, cfg, micro, macro, weights, out, feats):
 
 def save_final(x, samples, cfg, weights, out):
     """Trains one model on every sample with the row's settings and writes out/model.pt (kept if already there)."""
-    import checkpoint
-    import files
-    import pipeline
-    import runs
-    import weights as weight_files
     path = out / 'model.pt'
     if path.is_file():
         log.info('%s is already there (the run folder\'s settings are checked); delete it to train it again', path)
         return
     keep = out / 'folds'              # folds/all.ckpt while it trains, as a fold's
     keep.mkdir(parents=True, exist_ok=True)
-    with runs.stopped_in(out), checkpoint.deferred():     # a stop signal saves its checkpoint at the next step
-        net, _ = runs.train_final(x, samples, cfg, weights, keep)
+    with runfolder.stopped_in(out), checkpoint.deferred():     # a stop signal saves its checkpoint at the next step
+        net, _ = runfolder.train_final(x, samples, cfg, weights, keep)
     trained_on = {d: sum(s.dataset == d for s in samples) for d in sorted({s.dataset for s in samples})}
     weight_files.save_model(path, net, config.result_settings(cfg), pipeline.constants(), config.CLASSES,
                             files.code_version(), trained_on)
@@ -104,23 +102,18 @@ def save_final(x, samples, cfg, weights, out):
 
 def run_lbptop(a, cfg, micro, out):
     """Runs (or resumes, or merges) Table I's first row, the MEGC2019 baseline LBP-TOP + linear SVM (lbptop.py)."""
-    import cache
-    import lbptop
-    import runs
     x, samples = cache.features(micro, cfg, a.cache, cache.lbptop_input, cache.lbptop_key,
                                 workers=cfg.workers or os.cpu_count(), quiet=cfg.quiet, skip_bad=a.skip_bad,
                                 desc='align+TIM+LBP-TOP')
     out.mkdir(parents=True, exist_ok=True)
-    runs.check_config(out, dict(align_size=cfg.align_size, no_face=cfg.no_face, landmarks=cfg.landmarks,
+    runfolder.check_config(out, dict(align_size=cfg.align_size, no_face=cfg.no_face, landmarks=cfg.landmarks,
                                 **lbptop.SETTINGS, data=a.data, index=a.index, row='LBP-TOP', protocol=a.protocol))
-    return runs.run_baseline(x, samples, out, lbptop.svm_predict, a.shard, a.protocol, a.bootstrap)
+    return runfolder.run_baseline(x, samples, out, lbptop.svm_predict, a.shard, a.protocol, a.bootstrap)
 
 
 def summaries(a, results):
     """(Table I's lines, the paired comparisons of every row with the first network row, the protocol audit's
     lines) of the finished rows `results` [(name, [metrics and rows of each seed's run])]."""
-    import report
-    import stats
     lines, audits = [], []
     for name, done in results:
         if len(done) == 1:
@@ -146,10 +139,6 @@ def summaries(a, results):
 def run(a, cfg):
     """Every stage for the rows asked for; prints Table I, the paired comparisons and the protocol audit; returns
     the exit status."""
-    import json
-
-    import report
-    from files import atomic_write
     t0 = time.time()
     if a.demo:
         changed = [k for k, v in dataclasses.asdict(config.DEMO).items() if getattr(PAPER, k) != v]
@@ -167,7 +156,6 @@ def run(a, cfg):
     if a.figure:
         report.figure(micro, cfg, a.figure)
     baseline = (a.table or a.method == 'lbptop') and not a.final_only
-    weights = None if a.method == 'lbptop' else trunk_weights(cfg, a.weights)
     rows = ROWS if a.table else [] if a.method == 'lbptop' else [(cfg.parts, cfg.adv, cfg.emr)]
     # Each row gets its own folder, so runs with other flags never collide (a resume checks the settings).
     stem = 'demo' if a.demo else Path(a.data or a.index).stem
@@ -175,7 +163,30 @@ def run(a, cfg):
     check_writable(base, '--out')
     check_writable(a.cache, '--cache')
     if cfg.landmarks:             # checked once here, not once per sample in the feature stage
-        __import__('align').landmark_model_path(cfg.landmarks)
+        align.landmark_model_path(cfg.landmarks)
+    results, unfinished, out = run_rows(a, cfg, micro, macro, base, baseline, rows)
+    if a.final_only:
+        print('\n'.join(str(out / 'model.pt') for out in unfinished))
+        return 0
+    if unfinished:
+        if a.shard != (1, 1):
+            print(f'shard {a.folds} done in {", ".join(map(str, unfinished))}; run again without --folds (or with '
+                  'the other shards) to merge')
+        else:
+            print(f'{", ".join(map(str, unfinished))}: folds that another process is training are still missing; '
+                  'run the same command again once it has finished, to merge')
+        return 0
+    where = base if a.table else out.parent if a.seed_list else out
+    print(write_tables(a, results, where))
+    print(f'{where}: fold predictions, megc_log.txt, metrics.json, train_log.csv, curves.png, confusion matrices; '
+          f'{time.time() - t0:.0f} s')
+    return 0
+
+
+def run_rows(a, cfg, micro, macro, base, baseline, rows):
+    """([(row name, [each seed's metrics and rows])] of the finished rows, the run folders not finished yet, the
+    last run folder): the LBP-TOP baseline if asked, then each network row (parts, adv, emr) under each seed."""
+    weights = None if a.method == 'lbptop' else trunk_weights(cfg, a.weights)
     feats, results, unfinished = {}, [], []
     out = base
     if baseline:
@@ -200,17 +211,12 @@ def run(a, cfg):
                          report.cell(m, 'uf1'), report.cell(m, 'uar'))
         if done and len(done) == len(a.seed_list or [row.seed]):
             results.append((row.row(), done))
-    if a.final_only:
-        print('\n'.join(str(out / 'model.pt') for out in unfinished))
-        return 0
-    if unfinished:
-        if a.shard != (1, 1):
-            print(f'shard {a.folds} done in {", ".join(map(str, unfinished))}; run again without --folds (or with '
-                  'the other shards) to merge')
-        else:
-            print(f'{", ".join(map(str, unfinished))}: folds that another process is training are still missing; '
-                  'run the same command again once it has finished, to merge')
-        return 0
+    return results, unfinished, out
+
+
+def write_tables(a, results, where):
+    """The text of Table I, the paired comparisons and the protocol audit of the finished rows, also written to
+    where/table.md (and the comparisons to where/paired.json)."""
     lines, paired, audits = summaries(a, results)
     title = ('Held-out databases (MEGC2018 HDE: each dataset tested by a model trained on the others; "UF1", '
              '"UAR" pool the three test sets)' if a.protocol == 'hde' else 'Table I (LOSO over the composite)')
@@ -221,11 +227,7 @@ def run(a, cfg):
                  f'draws in which the first row scores higher):\n\n{report.paired_table(paired)}\n')
     text += ('\nProtocol audit (the same predictions under the evaluations of published code; README: "What the '
              f'numbers mean"):\n\n{report.audit_table(audits)}\n')
-    where = base if a.table else out.parent if a.seed_list else out
-    atomic_write(where / 'table.md', text)
+    files.atomic_write(where / 'table.md', text)
     if paired:
-        atomic_write(where / 'paired.json', json.dumps(dict(paired), indent=1))
-    print(text)
-    print(f'{where}: fold predictions, megc_log.txt, metrics.json, train_log.csv, curves.png, confusion matrices; '
-          f'{time.time() - t0:.0f} s')
-    return 0
+        files.atomic_write(where / 'paired.json', json.dumps(dict(paired), indent=1))
+    return text

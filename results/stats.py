@@ -1,6 +1,6 @@
 """How uncertain a Table I number is, and what the other evaluations in the literature would have made of it.
 
-Beside loso.py (which scores a run as MEGC2019 defines it), from the same predictions, without retraining:
+Beside loso.py (which scores a run as MEGC2019 defines it, `loso.scores`), from the same predictions, without retraining:
   - `bootstrap`: a 95 % interval of UF1/UAR over subjects. A draw resamples the subjects of each dataset with
     replacement (so the composite keeps its make-up of SMIC, CASME II and SAMM subjects) and recomputes MEGC's
     pooled counts; the draws multiply per-subject confusion counts (`subject_counts`), so 1000 draws take
@@ -12,6 +12,7 @@ Beside loso.py (which scores a run as MEGC2019 defines it), from the same predic
 import numpy as np
 
 from config import DATASETS
+from loso import scores
 
 LEVEL = 0.95
 AUDIT = (  # (key, column name, what it does, whose code does it)
@@ -37,20 +38,6 @@ def subject_counts(rows, column='pred', n_classes=3):
     np.add.at(counts, ([index[r['dataset'], r['subject']] for r in rows], [r['label'] for r in rows],
                        [r[column] for r in rows]), 1)
     return keys, counts
-
-
-def scores(conf):
-    """(UF1, UAR) of confusion counts (..., C, C), as loso.uf1_uar scores them: F1 and recall per class of the
-    ground truth, averaged over the classes present in it. Batched: any leading shape."""
-    conf = np.asarray(conf, np.float64)
-    tp = np.diagonal(conf, axis1=-2, axis2=-1)
-    truth, predicted = conf.sum(-1), conf.sum(-2)
-    present = truth > 0
-    with np.errstate(invalid='ignore', divide='ignore'):
-        f1 = np.where(present, 2 * tp / (truth + predicted), 0)
-        recall = np.where(present, tp / truth, 0)
-    n = present.sum(-1)
-    return f1.sum(-1) / n, recall.sum(-1) / n
 
 
 def draws(keys, n, seed=0):

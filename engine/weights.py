@@ -85,7 +85,7 @@ def plain(x):
 def save_model(path, net, settings, pipeline, classes, code_version, trained_on):
     """Writes model.pt atomically: the weights, every setting and pipeline constant that makes its input, the
     class names, the code version and what it was trained on."""
-    from files import atomic_write
+    from engine.files import atomic_write
     state = {k: v.detach().cpu().clone() for k, v in net.state_dict().items()}
     buf = io.BytesIO()
     torch.save(dict(format=FORMAT, version=FORMAT_VERSION, state_dict=state, settings=plain(settings),

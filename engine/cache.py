@@ -17,18 +17,20 @@ from pathlib import Path
 
 import numpy as np
 
-from files import atomic_write, source_digest
+from engine.files import atomic_write, source_digest
 
 log = logging.getLogger(__name__)
 # The modules whose code computes each feature: what they compute is part of its key.
-FLOW_MODULES = ('pipeline.py', 'frames.py', 'align.py', 'stabilise.py', 'spot.py', 'emr.py', 'evm.py', 'flow.py')
-LBPTOP_MODULES = ('frames.py', 'align.py', 'lbptop.py')
+FLOW_MODULES = ('pipeline.py', 'data/frames.py', 'align.py', 'stabilise.py', 'spot.py', 'emr.py', 'evm.py',
+                'flow.py')
+LBPTOP_MODULES = ('data/frames.py', 'align.py', 'lbptop.py')
 
 
 def flow_input(s, cfg):
     """(3, size, size) float32 network input of a sample (pipeline.run)."""
     import pipeline
-    return pipeline.run(s, cfg).x
+    from data.frames import read_frames
+    return pipeline.run(s, cfg, read_frames).x
 
 
 def flow_key(s, cfg):
@@ -47,7 +49,9 @@ def flow_key(s, cfg):
 def lbptop_input(s, cfg):
     """(1200,) LBP-TOP histograms of a sample (lbptop.clip_features)."""
     import lbptop
-    return lbptop.clip_features(s, cfg.align_size, cfg.no_face, cfg.landmarks)
+    from data.frames import read_frames
+    return lbptop.clip_features(read_frames(s.frames[s.onset:]), cfg.align_size, cfg.no_face, cfg.landmarks,
+                                str(s.frames[s.onset]))
 
 
 def lbptop_key(s, cfg):
@@ -128,7 +132,7 @@ def cached(cache_dir, key, compute):
 def _job(job):
     """A sample's cached feature, or the one-line problem (unreadable or cut-short frame, no face) as a string."""
     from align import FaceNotFound
-    from frames import FrameError
+    from data.frames import FrameError
     s, cfg, cache_dir, key, compute = job
     try:
         return cached(cache_dir, key, lambda: compute(s, cfg))
@@ -141,8 +145,8 @@ def features(samples, cfg, cache_dir, compute=flow_input, key=flow_key, workers=
     """(features stacked (N, ...), the N samples they belong to): compute(s, cfg) once per sample and key, in
     `workers` processes, cached. Samples whose frames or face cannot be used are listed together in one
     DatasetError, or with skip_bad left out and listed in a warning."""
-    from data import DatasetError
-    from workers import imap
+    from data.releases import DatasetError
+    from engine.workers import imap
     keys = [digest(**key(s, cfg)) for s in samples]
     out = [_load(_path(cache_dir, k)) for k in keys]
     todo = [i for i, a in enumerate(out) if a is None]

@@ -54,11 +54,11 @@ def config(a, preset=PAPER):
                                           if hasattr(a, f.name)})
 
 
-def parser():
-    """`mer.py`'s parser: the data, what to run, where, and a flag per Config field."""
-    import mer
-    p = argparse.ArgumentParser(prog='mer.py', description=mer.__doc__.split('\n')[0],
-                                epilog=mer.__doc__.split('\n', 2)[2],
+def parser(doc=None):
+    """`mer.py`'s parser: the data, what to run, where, and a flag per Config field; `doc` (mer.py's docstring)
+    gives its description and, after its first line, the epilog."""
+    doc = doc or 'A Neural Micro-Expression Recognizer: the whole method from one command.\n'
+    p = argparse.ArgumentParser(prog='mer.py', description=doc.split('\n')[0], epilog=doc.partition('\n')[2],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     src = p.add_argument_group('data')
     src.add_argument('--data', help='MEGC2019 folder: combined_3class_gt.csv + CASME II, SAMM, SMIC-HS releases')
@@ -94,9 +94,9 @@ def parser():
     return p
 
 
-def parse_args(argv=None):
+def parse_args(argv=None, doc=None):
     """(argparse namespace, Config): the flags checked, and the one configuration built from them."""
-    p = parser()
+    p = parser(doc)
     a = p.parse_args(argv)
     if not (a.data or a.index or a.demo):
         p.error('give --data ./megc (with --ckplus ./ck), --index list.csv, or --demo')

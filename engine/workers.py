@@ -40,7 +40,7 @@ def starting():
     prints tracebacks. An ignored signal stays ignored across exec, where a blocked one does not (subprocess
     unblocks every signal in the child). Meanwhile the parent holds these signals back and takes them as it
     leaves; only a thread other than the main one could take one and drop it, within the milliseconds that
-    starting takes. The training processes install their own SIGUSR1 handler (runs._worker)."""
+    starting takes. The training processes install their own SIGUSR1 handler (runfolder._worker)."""
     import multiprocessing.resource_tracker
     held = (signal.SIGINT, signal.SIGUSR1) if hasattr(signal, 'SIGUSR1') else (signal.SIGINT,)
     mask = getattr(signal, 'pthread_sigmask', None)        # not on Windows: there worker_setup's ignore alone
