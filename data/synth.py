@@ -336,6 +336,13 @@ def build(root='demo_data', seed=0, subjects=6, clips=7, ck_subjects=8, ck_clips
     return root
 
 
+def is_demo(path):
+    """True when `path` (a --data, --ckplus or --index path) lies inside a demo set that `build` wrote: its labels
+    are synthetic."""
+    p = Path(path).resolve()
+    return any((q / 'demo.json').is_file() for q in (p, *p.parents[:3]))
+
+
 # ----------------------------------------------------------------------------------------------- long videos
 # The demo's long videos (MEGC's spotting task): minutes of a face in which a few micro- and macro-expressions
 # happen among blinks, a head turn, a stretch where the face is gone (an upside-down face, which moves but is no

@@ -78,11 +78,25 @@ def run_row(a, cfg, micro, macro, weights, out, feats):
                                 protocol=a.protocol))
     res = None if a.final_only else runfolder.run(x, samples, cfg, out, weights, a.shard, a.protocol, a.bootstrap)
     if a.save_model and a.shard == (1, 1) and (res is not None or a.final_only):
-        save_final(x, samples, cfg, weights, out)
+        save_final(x, samples, cfg, weights, out, provenance(a, samples))
     return res
 
 
-def save_final(x, samples, cfg, weights, out):
+def provenance(a, samples):
+    """What a saved model records of its training data: the folders or index it read, whether they are the
+    synthetic demo set, samples and subjects per dataset, the protocol, the date (UTC)."""
+    sources = [p for p in (a.data, a.index, a.ckplus) if p]
+    per = {}
+    for s in samples:
+        per.setdefault(s.dataset, set()).add(s.subject)
+    return dict(source=', '.join(str(Path(p).resolve()) for p in sources),
+                synthetic=bool(sources) and all(synth.is_demo(p) for p in sources),
+                datasets={ds: dict(samples=sum(s.dataset == ds for s in samples), subjects=len(per[ds]))
+                          for ds in sorted(per)},
+                protocol=a.protocol, date=time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime()))
+
+
+def save_final(x, samples, cfg, weights, out, provenance=None):
     """Trains one model on every sample with the row's settings and writes out/model.pt (kept if already there)."""
     path = out / 'model.pt'
     if path.is_file():
@@ -94,7 +108,7 @@ def save_final(x, samples, cfg, weights, out):
         net, _ = runfolder.train_final(x, samples, cfg, weights, keep)
     trained_on = {d: sum(s.dataset == d for s in samples) for d in sorted({s.dataset for s in samples})}
     weight_files.save_model(path, net, config.result_settings(cfg), pipeline.constants(), config.CLASSES,
-                            files.code_version(), trained_on)
+                            files.code_version(), trained_on, provenance)
     checkpoint.remove(keep, checkpoint.FINAL)
     log.info('model saved to %s: %d samples (%s)', path, len(samples), ', '.join(f'{k} {v}' for k, v in
                                                                                    trained_on.items()))

@@ -14,8 +14,11 @@ import model
 log = logging.getLogger(__name__)
 # model.pt: a dict of builtins and tensors (torch.load's weights_only=True reads it); FORMAT_VERSION changes when
 # its keys or their meaning do.
-FORMAT, FORMAT_VERSION = 'mer-model', 1
+FORMAT, FORMAT_VERSION = 'mer-model', 2
 MODEL_KEYS = ('format', 'version', 'state_dict', 'settings', 'pipeline', 'classes', 'code_version', 'trained_on')
+# Format 2 adds `provenance`: what the model was trained on (its data's source, whether synthetic, samples and
+# subjects per dataset), its protocol and when; format 1 files, without it, are still read.
+READ_VERSIONS = (1, 2)
 
 
 class ModelFileError(ValueError):
@@ -82,15 +85,16 @@ def plain(x):
     return json.loads(json.dumps(x, default=default))
 
 
-def save_model(path, net, settings, pipeline, classes, code_version, trained_on):
+def save_model(path, net, settings, pipeline, classes, code_version, trained_on, provenance=None):
     """Writes model.pt atomically: the weights, every setting and pipeline constant that makes its input, the
-    class names, the code version and what it was trained on."""
+    class names, the code version, what it was trained on (samples per dataset) and its provenance (a dict:
+    `describe` reads it)."""
     from engine.files import atomic_write
     state = {k: v.detach().cpu().clone() for k, v in net.state_dict().items()}
     buf = io.BytesIO()
     torch.save(dict(format=FORMAT, version=FORMAT_VERSION, state_dict=state, settings=plain(settings),
                     pipeline=plain(pipeline), classes=list(classes), code_version=code_version,
-                    trained_on=plain(trained_on)), buf)
+                    trained_on=plain(trained_on), provenance=plain(provenance or {})), buf)
     atomic_write(path, buf.getvalue())
 
 
@@ -102,6 +106,20 @@ def load_plain(path, error):
         return torch.load(path, map_location='cpu', weights_only=True)
     except Exception as e:
         raise error(type(e).__name__) from None
+
+
+def describe(d):
+    """One line of what a loaded model file says it was trained on, and whether its labels were synthetic (None:
+    a format 1 file, which does not say)."""
+    p = d.get('provenance') or {}
+    counts = ', '.join(f'{ds} {v["samples"]} samples of {v["subjects"]} subjects'
+                       for ds, v in p.get('datasets', {}).items()) or \
+        ', '.join(f'{ds} {n}' for ds, n in d['trained_on'].items())
+    if not p:
+        return f'trained on {counts}; code version {d["code_version"]} (a format 1 file: no provenance)', None
+    source = 'the synthetic demo set' if p['synthetic'] else p['source']
+    return (f'trained on {source} ({counts}), protocol {p["protocol"]}, {p["date"]}, code version '
+            f'{d["code_version"]}'), p['synthetic']
 
 
 def load_model(path, settings, pipeline, classes, code_version):
@@ -122,7 +140,7 @@ def load_model(path, settings, pipeline, classes, code_version):
     if not isinstance(d, dict) or d.get('format') != FORMAT or set(MODEL_KEYS) - set(d):
         raise ModelFileError(f'{path}: not a model file written by mer.py --save-model; pass the model.pt of a run '
                              'folder')
-    if d['version'] != FORMAT_VERSION:
+    if d['version'] not in READ_VERSIONS:
         raise ModelFileError(f'{path}: model file format {d["version"]}, this code reads format {FORMAT_VERSION} '
                              f'(code version {d["code_version"]} wrote it); use that code, or train again with this '
                              'one (--save-model)')

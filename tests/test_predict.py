@@ -76,12 +76,36 @@ def test_a_model_from_code_with_other_pipeline_constants_is_refused_naming_them(
 
 def test_other_setting_names_or_format_are_refused(model_file, tmp_path):
     d = torch.load(model_file, weights_only=True)
-    for change, expect in ((dict(version=2), 'model file format 2'),
+    for change, expect in ((dict(version=3), 'model file format 3'),
                            (dict(settings=dict(d['settings'], warp_speed=9)), '(warp_speed)')):
         bad = tmp_path / 'other.pt'
         torch.save(dict(d, **change), bad)
         with pytest.raises(weights.ModelFileError, match=expect):
             weights.load_model(bad, FIELDS, pipeline.constants(), config.CLASSES, files.code_version())
+
+
+def test_a_model_says_what_it_was_trained_on_and_a_demo_model_warns(model_file, frames_dir, tmp_path, caplog, capsys):
+    import logging
+    d = torch.load(model_file, weights_only=True)
+    p = d['provenance']
+    # The fixture trained on the small demo set through --data and --ckplus (not --demo): still synthetic.
+    assert p['synthetic'] is True and p['protocol'] == 'loso' and p['date'].endswith('Z')
+    assert p['datasets']['casme2'] == {'samples': 6, 'subjects': 2} and p['datasets']['ck+']['subjects'] == 2
+    with caplog.at_level(logging.INFO):
+        assert mer.main(['predict', str(frames_dir), '--model', str(model_file), '--apex', '13']) == 0
+    said = [r.getMessage() for r in caplog.records]
+    assert any('trained on the synthetic demo set (casme2 6 samples of 2 subjects' in m for m in said), said
+    warned = [r for r in caplog.records if r.levelno == logging.WARNING and 'mean nothing on real faces' in
+              r.getMessage()]
+    assert len(warned) == 1
+    # A model of real data does not warn; a format 1 file (before provenance) loads and says it has none.
+    real = tmp_path / 'real.pt'
+    torch.save(dict(d, provenance=dict(p, synthetic=False, source='/data/megc')), real)
+    assert weights.describe(weights.load_model(real, FIELDS, pipeline.constants(), config.CLASSES, 'x')[1])[1] is False
+    old = tmp_path / 'old.pt'
+    torch.save({k: v for k, v in d.items() if k != 'provenance'} | dict(version=1), old)
+    said, synthetic = weights.describe(weights.load_model(old, FIELDS, pipeline.constants(), config.CLASSES, 'x')[1])
+    assert synthetic is None and 'no provenance' in said
 
 
 def test_a_file_that_is_not_a_model_is_one_line(frames_dir, tmp_path):

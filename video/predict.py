@@ -221,6 +221,11 @@ def load(path, stabilise, quiet):
     from engine import files, weights
     fields = set(config.result_settings(config.PAPER))
     net, d = weights.load_model(path, fields, pipeline.constants(), config.CLASSES, files.code_version())
+    said, synthetic = weights.describe(d)
+    log.info('%s: %s', path, said)
+    if synthetic:
+        log.warning('%s was trained on the synthetic demo set: its labels mean nothing on real faces; train on your '
+                    'licensed data (mer.py --data ... --save-model) to predict', path)
     cfg = dataclasses.replace(config.Config(), **dict(d['settings'], no_face='error', stabilise=stabilise),
                               quiet=quiet)
     return net, cfg, d
@@ -234,7 +239,7 @@ def run(a):
     # The onset's face is checked by choose_onset; head motion is removed unless asked not to, whatever training
     # did (lab recordings hold the head still; a clip of your own rarely does).
     net, cfg, d = load(a.model, stabilise=not a.no_stabilise, quiet=a.quiet)
-    log.info('%s: %s, trained on %s; code version %s', a.model, cfg.row(), d['trained_on'], d['code_version'])
+    log.info('%s: %s', a.model, cfg.row())
     clips = [open_clip(p, a.fps) for p in a.paths]          # every path checked before any long work
     t0 = time.time()
     results = []
