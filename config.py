@@ -1,11 +1,10 @@
 """Every setting of the method in one frozen dataclass, with the paper's values as defaults (Liu et al., FG 2019),
 and the record of one sample that every stage reads.
 
-Each field carries its help text, and the bounds or choices the command line checks: `engine/cli.py` turns every field
-into a flag (`--evm-alpha 2`, `--no-emr`, `--stabilise`), so a new setting is one line here. `PAPER` is the
-paper's protocol; `DEMO` is `dataclasses.replace(PAPER, ...)` for the embedded demo set. Fields marked volatile
-change how a run is carried out, never its result: a resume or a merge may change them, and config.json and
-model.pt leave them out.
+Each field carries its help text, and the bounds or choices the command line checks: `engine/cli.py` turns every
+field into a flag (`--evm-alpha 2`, `--no-emr`, `--stabilise`), so a new setting is one line here. `PAPER` is the
+paper's protocol; `DEMO` is `dataclasses.replace(PAPER, ...)` for the embedded demo set. Every field decides the
+result; how a run is carried out (device, processes, progress bars) is the command line's (engine/cli.py's Run).
 """
 import dataclasses
 from dataclasses import dataclass, field
@@ -30,11 +29,10 @@ class Sample:
     domain: str         # 'micro' | 'macro'
 
 
-def setting(default, help, *, choices=None, min=None, above=None, max=None, volatile=False):
+def setting(default, help, *, choices=None, min=None, above=None, max=None):
     """A Config field with its help text and what the command line accepts: choices, or a range
     [min, max] (above: an open lower bound)."""
-    return field(default=default, metadata=dict(help=help, choices=choices, min=min, above=above, max=max,
-                                                 volatile=volatile))
+    return field(default=default, metadata=dict(help=help, choices=choices, min=min, above=above, max=max))
 
 
 @dataclass(frozen=True)
@@ -84,19 +82,6 @@ class Config:
     precision: str = setting('auto', 'autocast dtype (auto: bf16 on CUDA and on CPUs with fast bf16); BatchNorm '
                              'fp32', choices=('auto', 'bf16', 'fp32'))
     seed: int = setting(0, 'seed of every fold\'s schedule', min=0)
-    # -- how the run is carried out (never changes a result)
-    device: str = setting('auto', 'auto | cpu | cuda | cuda:N', volatile=True)
-    jobs: int = setting(0, 'CPU: training processes (default one per core)', min=1, volatile=True)
-    graphs: bool = setting(True, 'CUDA: train each fold\'s step as a CUDA graph (off: eagerly, as on CPU); a '
-                           'capture that fails falls back to eager training by itself', volatile=True)
-    streams: int = setting(0, 'CUDA: folds trained at once as CUDA graphs on their own streams (default 17)',
-                           min=1, volatile=True)
-    workers: int = setting(0, 'preprocessing processes (default one per core)', min=1, volatile=True)
-    quiet: bool = setting(False, 'no progress bars, warnings only', volatile=True)
-    checkpoint_every: float = setting(3.0, 'minutes between checkpoints of the folds in training, written at epoch '
-                                      'ends (0: every epoch); a stop signal writes them at once', min=0,
-                                      volatile=True)
-
     def backbone_lr(self):
         """The trunk's learning rate: lr_backbone if set, else lr_pretrained on ImageNet weights, else lr_heads."""
         if self.lr_backbone:
@@ -133,11 +118,7 @@ DEMO = dataclasses.replace(PAPER, size=64, align_size=128, epochs=8, init='rando
 ROWS = ((True, True, True), (True, True, False), (True, False, True), (False, True, True), (False, False, False))
 
 
-def volatile(name):
-    """True for the fields that change how a run is carried out, never its result."""
-    return Config.__dataclass_fields__[name].metadata.get('volatile', False)
-
-
 def result_settings(cfg):
-    """The settings that decide a run's result: what config.json and model.pt hold and a resume must match."""
-    return {k: v for k, v in dataclasses.asdict(cfg).items() if not volatile(k)}
+    """The settings that decide a run's result, every Config field: what config.json and model.pt hold and a resume
+    must match (how a run is carried out, engine/cli.py's Run, is not among them)."""
+    return {f.name: getattr(cfg, f.name) for f in dataclasses.fields(Config)}

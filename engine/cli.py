@@ -1,10 +1,35 @@
-"""The command lines: `mer.py` (Table I), `mer.py predict` and `mer.py spot`. Every Config field is a flag of the same name
-(`evm_alpha` -> `--evm-alpha`; a boolean that defaults on -> `--no-emr`, off -> `--stabilise`), with its help
-text, choices and range from config.py, so a new setting needs no line here."""
+"""The command lines: `mer.py` (Table I), `mer.py predict` and `mer.py spot`. Every Config field, and every field
+of `Run` (how a run is carried out), is a flag of the same name (`evm_alpha` -> `--evm-alpha`; a boolean that
+defaults on -> `--no-emr`, off -> `--stabilise`), with its help text, choices and range, so a new setting needs no
+line here."""
 import argparse
 import dataclasses
+from dataclasses import dataclass
 
-from config import DEMO, PAPER, Config
+from config import DEMO, PAPER, Config, setting
+
+
+@dataclass(frozen=True)
+class Run(Config):
+    """A run's settings: the paper's (config.Config, every one of which decides the result) and how this run is
+    carried out, which never changes a result, so that a resume or a merge may change it, and config.json and
+    model.pt leave it out."""
+    device: str = setting('auto', 'auto | cpu | cuda | cuda:N')
+    jobs: int = setting(0, 'CPU: training processes (default one per core)', min=1)
+    graphs: bool = setting(True, 'CUDA: train each fold\'s step as a CUDA graph (off: eagerly, as on CPU); a '
+                           'capture that fails falls back to eager training by itself')
+    streams: int = setting(0, 'CUDA: folds trained at once as CUDA graphs on their own streams (default 17)',
+                           min=1)
+    workers: int = setting(0, 'preprocessing processes (default one per core)', min=1)
+    quiet: bool = setting(False, 'no progress bars, warnings only')
+    checkpoint_every: float = setting(3.0, 'minutes between checkpoints of the folds in training, written at epoch '
+                                      'ends (0: every epoch); a stop signal writes them at once', min=0)
+
+
+def run_config(cfg=PAPER, **how):
+    """The Run of the settings of `cfg` (a Config or a Run), with how the run is carried out changed by `how`."""
+    return dataclasses.replace(Run(**{f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg)}), **how)
+
 
 # The groups the flags are shown in, each from its first field on (in config.py's order).
 GROUPS = {'align_size': 'inputs (paper §III.A, §III.C; paper defaults)', 'parts': 'model (§III.B)',
@@ -29,9 +54,9 @@ def ranged(kind, min=None, above=None, max=None):
 
 
 def add_config_flags(p):
-    """A flag for every Config field; a flag not given is absent from the parsed namespace."""
+    """A flag for every Run field (Config's, then the run's); a flag not given is absent from the parsed namespace."""
     group = p
-    for f in dataclasses.fields(Config):
+    for f in dataclasses.fields(Run):
         group = p.add_argument_group(GROUPS[f.name]) if f.name in GROUPS else group
         md, flag = f.metadata, '--' + f.name.replace('_', '-')
         kw = dict(dest=f.name, default=argparse.SUPPRESS)
@@ -49,9 +74,8 @@ def add_config_flags(p):
 
 
 def config(a, preset=PAPER):
-    """The Config of parsed flags: the preset with every flag given."""
-    return dataclasses.replace(preset, **{f.name: getattr(a, f.name) for f in dataclasses.fields(Config)
-                                          if hasattr(a, f.name)})
+    """The Run of parsed flags: the preset with every flag given."""
+    return run_config(preset, **{f.name: getattr(a, f.name) for f in dataclasses.fields(Run) if hasattr(a, f.name)})
 
 
 def parser(doc=None):
@@ -95,7 +119,7 @@ def parser(doc=None):
 
 
 def parse_args(argv=None, doc=None):
-    """(argparse namespace, Config): the flags checked, and the one configuration built from them."""
+    """(argparse namespace, Run): the flags checked, and the one configuration built from them."""
     p = parser(doc)
     a = p.parse_args(argv)
     if not (a.data or a.index or a.demo):

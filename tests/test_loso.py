@@ -10,7 +10,7 @@ from toy import learnable
 
 import config
 import loso
-from engine import runfolder
+from engine import cli, runfolder
 
 
 @pytest.mark.parametrize('seed', range(40))
@@ -42,7 +42,7 @@ def test_shards_cover_every_fold_once():
     assert sorted(k for i in (1, 2, 3) for k, _, _ in runfolder.shard_of(specs, (i, 3))) == [f's{i}' for i in range(7)]
 
 
-CFG = dataclasses.replace(config.PAPER, size=40, epochs=2, batch_size=16, init='random', precision='fp32',
+CFG = cli.run_config(config.PAPER, size=40, epochs=2, batch_size=16, init='random', precision='fp32',
                           device='cpu', jobs=1, quiet=True)
 
 

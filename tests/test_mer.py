@@ -153,7 +153,8 @@ def test_the_demo_preset_and_the_backbone_rate_follow_the_initialisation():
     _, cfg = cli.parse_args(['--demo'])
     assert cfg.init == 'random' and cfg.backbone_lr() == cfg.lr_heads and cfg.size == 64
     _, cfg = cli.parse_args(['--data', 'x'])
-    assert cfg == config.PAPER and cfg.backbone_lr() == 1e-5
+    assert cfg == cli.run_config(config.PAPER) and cfg.backbone_lr() == 1e-5
+    assert config.result_settings(cfg) == config.result_settings(config.PAPER)
     _, cfg = cli.parse_args(['--data', 'x', '--init', 'random', '--lr-heads', '0.01'])
     assert cfg.backbone_lr() == 0.01
     _, cfg = cli.parse_args(['--data', 'x', '--init', 'random', '--lr-backbone', '1e-4', '--no-emr', '--no-parts'])

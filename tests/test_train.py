@@ -14,11 +14,11 @@ import config
 import loso
 import model
 import train
-from engine import graphs, runfolder
+from engine import cli, graphs, runfolder
 
 CUDA = torch.cuda.is_available()
 needs_cuda = pytest.mark.skipif(not CUDA, reason='no CUDA device here: the CUDA-graph path is tested where one is')
-TOY = dataclasses.replace(config.PAPER, size=40, epochs=2, batch_size=4, init='random', precision='fp32',
+TOY = cli.run_config(config.PAPER, size=40, epochs=2, batch_size=4, init='random', precision='fp32',
                           device='cpu', quiet=True, jobs=1)
 
 
@@ -294,7 +294,7 @@ def test_cuda_folds_on_streams_match_folds_alone():
 def test_cuda_default_run_learns(tmp_path):
     # The GPU default (bf16, CUDA graphs, folds on streams) through runfolder.run, as mer.py calls it.
     x, meta = learnable(n_subjects=4, per=4, macro=6, size=64)
-    cfg = dataclasses.replace(config.PAPER, size=64, epochs=20, batch_size=8, init='random', device='cuda',
+    cfg = cli.run_config(config.PAPER, size=64, epochs=20, batch_size=8, init='random', device='cuda',
                               quiet=True)
     res = runfolder.run(x, meta, cfg, tmp_path)
     assert res['honest']['all']['uf1'] >= 0.9, res

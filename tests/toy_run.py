@@ -1,6 +1,5 @@
 """The toy set's LOSO through runfolder.run, as mer.py runs a row, for the tests that stop and kill runs:
 python toy_run.py OUT JOBS [EPOCHS]. It ends as mer.py does on a stop signal (one line, checkpoint.STOPPED)."""
-import dataclasses
 import logging
 import sys
 from pathlib import Path
@@ -10,7 +9,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from toy import learnable  # noqa: E402
 
 import config  # noqa: E402
-from engine import checkpoint  # noqa: E402
+from engine import checkpoint, cli  # noqa: E402
 from engine import runfolder  # noqa: E402
 
 
@@ -21,7 +20,7 @@ def data():
 def settings(jobs=1, epochs=3):
     """Checkpoints at every epoch's end, so that a kill at any moment loses at most one epoch; not quiet: the
     tests read the log's lines."""
-    return dataclasses.replace(config.PAPER, size=36, epochs=epochs, batch_size=4, init='random', precision='fp32',
+    return cli.run_config(config.PAPER, size=36, epochs=epochs, batch_size=4, init='random', precision='fp32',
                                device='cpu', jobs=jobs, checkpoint_every=0)
 
 

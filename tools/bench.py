@@ -36,6 +36,7 @@ from types import SimpleNamespace
 import numpy as np
 
 import config
+from engine import cli
 
 ROOT = Path(__file__).resolve().parents[1]
 # The children that measure in a process of their own: this module, run from the repository's root.
@@ -315,7 +316,7 @@ def train_rate(cfg, device, folds=1, steps=40, use_graphs=None):
 def train_child(size, bf16, steps, threads):
     import torch
     torch.set_num_threads(threads)
-    cfg = dataclasses.replace(config.PAPER, size=size, precision='bf16' if bf16 else 'fp32')
+    cfg = cli.run_config(config.PAPER, size=size, precision='bf16' if bf16 else 'fp32')
     print(json.dumps(dict(rate=train_rate(cfg, torch.device('cpu'), steps=steps))))
 
 
@@ -388,7 +389,7 @@ def protocol(device, streams, epochs=10, size=224):
     import train
     from engine import graphs
     x, meta = synthetic_set(442, 68, 327, size)
-    cfg = dataclasses.replace(config.PAPER, size=size, epochs=epochs, init='random', device=str(device), quiet=True)
+    cfg = cli.run_config(config.PAPER, size=size, epochs=epochs, init='random', device=str(device), quiet=True)
     specs = loso.plan_folds(meta)
     data = train.fold_data(x, meta, device)
     steps = train.steps_per_epoch(len(meta), cfg.batch_size) * epochs
@@ -420,7 +421,7 @@ def gpu_protocol(epochs, sweep=True):
           'training sample (forward + backward)\n', flush=True)
     print('| training, 224 px, bf16, batch 32 per fold | samples/s | MFU (bf16 peak) | set-up + 60 steps |\n'
           '|---|---|---|---|', flush=True)
-    cfg = dataclasses.replace(config.PAPER, init='random')
+    cfg = cli.run_config(config.PAPER, init='random')
     rates = {}
     from engine import graphs
     for name, folds, use_graphs in () if not sweep else (('eager step, 1 fold', 1, False), ('CUDA graph, 1 fold', 1, True),
@@ -582,7 +583,7 @@ def main():
     for size, bf16, steps in ((64, False, 20), (64, True, 20), (224, False, 10), (224, True, 10)):
         if bf16 and not fast_bf16:
             continue
-        cfg = dataclasses.replace(config.PAPER, size=size, precision='bf16' if bf16 else 'fp32', init='random')
+        cfg = cli.run_config(config.PAPER, size=size, precision='bf16' if bf16 else 'fp32', init='random')
         r = rates[(size, bf16)] = train_rate(cfg, device, steps=steps)
         dtype = 'bf16' if bf16 else 'fp32'
         print(f'| {dtype}, channels_last, {torch.get_num_threads()} threads | {size} | {r:.1f} | '

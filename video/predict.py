@@ -5,7 +5,6 @@ A clip goes through the same per-sample pipeline as training (pipeline.py): the 
 (spot.py), EMR, onset->apex flow, u, v, strain; then the saved PartNet gives the three class probabilities.
 Frames are read one at a time and only the aligned face is kept, so a long video is never held whole.
 """
-import dataclasses
 import json
 import logging
 import time
@@ -218,7 +217,7 @@ def figure_path(name):
 def load(path, stabilise, quiet):
     """(net, Config, model.pt's record) of a saved model, with the settings it was trained with, a faceless onset
     an error, and head motion removed or not."""
-    from engine import files, weights
+    from engine import cli, files, weights
     fields = set(config.result_settings(config.PAPER))
     net, d = weights.load_model(path, fields, pipeline.constants(), config.CLASSES, files.code_version())
     said, synthetic = weights.describe(d)
@@ -226,8 +225,7 @@ def load(path, stabilise, quiet):
     if synthetic:
         log.warning('%s was trained on the synthetic demo set: its labels mean nothing on real faces; train on your '
                     'licensed data (mer.py --data ... --save-model) to predict', path)
-    cfg = dataclasses.replace(config.Config(), **dict(d['settings'], no_face='error', stabilise=stabilise),
-                              quiet=quiet)
+    cfg = cli.run_config(config.Config(**dict(d['settings'], no_face='error', stabilise=stabilise)), quiet=quiet)
     return net, cfg, d
 
 
