@@ -10,7 +10,7 @@ import config
 import flow
 import pipeline
 from config import Sample
-from engine import cache, files
+from engine import cache, cli, files
 
 
 def _sample(tmp_path, domain='micro', n=11, onset=2, apex=8):
@@ -42,7 +42,7 @@ def _key(s, cfg):
 
 def test_cache_key_changes_with_everything_that_changes_an_input(tmp_path, monkeypatch):
     s = _sample(tmp_path)
-    cfg = config.PAPER
+    cfg = cli.run_config(config.PAPER)        # the paper's settings with how a run is carried out
     key = _key(s, cfg)
     assert key == _key(s, cfg) and len(key) == 40
     # Settings of the input (EVM only matters where EMR is on).
