@@ -3,6 +3,7 @@
 text, choices and range from config.py, so a new setting needs no line here."""
 import argparse
 import dataclasses
+import sys
 
 from config import DEMO, PAPER, Config
 
@@ -98,6 +99,7 @@ def parse_args(argv=None, doc=None):
     """(argparse namespace, Config): the flags checked, and the one configuration built from them."""
     p = parser(doc)
     a = p.parse_args(argv)
+    a.argv = list(sys.argv[1:] if argv is None else argv)       # named in the run log
     if not (a.data or a.index or a.demo):
         p.error('give --data ./megc (with --ckplus ./ck), --index list.csv, or --demo')
     try:
