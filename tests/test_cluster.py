@@ -1,6 +1,7 @@
 """What a cluster's compute node gives a run: the CPUs its job may use (not the node's), a file system whose locks
 may not work (said in one line), and the recipe of docs/slurm.md run under a fake scheduler."""
 import errno
+import json
 import os
 import subprocess
 import sys
@@ -63,3 +64,63 @@ def test_a_file_system_without_locks_is_named_in_one_line(demo_root, tmp_path, f
     assert len(list((out / 'folds').glob('*.csv'))) == 1
     monkeypatch.undo()
     assert files.lock_problem(tmp_path) == ''
+
+
+FAKE_SBATCH = '''#!{python}
+"""A fake sbatch: records its options, runs the batch script at once (an array's tasks one after another, with
+SLURM_ARRAY_TASK_ID set), refuses a dependency on a job that did not succeed, and prints the job id (--parsable)."""
+import json, os, subprocess, sys
+log = os.environ['FAKE_SBATCH_LOG']
+calls = [json.loads(line) for line in open(log)] if os.path.exists(log) else []
+args = sys.argv[1:]
+opts = []
+while args[0].startswith('--'):
+    opts.append(args.pop(0))
+job = 100 + len(calls)
+call = dict(id=job, opts=opts, script=args[0], args=args[1:], status=[])
+for o in opts:
+    if o.startswith('--dependency=afterok:'):
+        need = int(o.split(':')[1])
+        assert any(c['id'] == need and c['status'] and not any(c['status']) for c in calls), 'dependency not met'
+array = next((o.split('=')[1] for o in opts if o.startswith('--array=')), None)
+tasks = range(int(array.split('-')[0]), int(array.split('-')[1]) + 1) if array else [None]
+for t in tasks:
+    env = dict(os.environ, SLURM_JOB_ID=str(job), **({{'SLURM_ARRAY_TASK_ID': str(t)}} if t else {{}}))
+    with open(f'{{log}}.{{job}}_{{t}}.out', 'w') as out:          # the job's output goes to its file, as SLURM's
+        call['status'].append(subprocess.run(['bash', *args], env=env, stdout=out, stderr=out).returncode)
+with open(log, 'a') as fh:
+    fh.write(json.dumps(call) + '\\n')
+print(job)
+'''
+
+
+def test_the_slurm_recipe_runs_under_a_fake_scheduler(demo_root, tmp_path, feature_cache):
+    """tools/slurm.sh as docs/slurm.md gives it: the array over the folds, each task its shard, the merge a job
+    that depends on the array and writes the tables; without an activated environment, one line."""
+    root = TESTS.parent
+    (tmp_path / 'bin').mkdir()
+    sbatch = tmp_path / 'bin' / 'sbatch'
+    sbatch.write_text(FAKE_SBATCH.format(python=sys.executable))
+    sbatch.chmod(0o755)
+    log, out = tmp_path / 'sbatch.jsonl', tmp_path / 'run'
+    env = {k: v for k, v in os.environ.items() if k not in ('VIRTUAL_ENV', 'CONDA_PREFIX', 'PYTHON')}
+    env.update(PATH=f'{tmp_path / "bin"}:{env["PATH"]}', FAKE_SBATCH_LOG=str(log), SHARDS='2')
+    args = ['--data', str(demo_root / 'megc'), '--ckplus', str(demo_root / 'ck'), '--cache', str(feature_cache),
+            *FAST, '--out', str(out)]
+    bare = subprocess.run(['bash', 'tools/slurm.sh', *args], cwd=root, env=env, capture_output=True, text=True)
+    assert bare.returncode == 2 and bare.stderr.count('\n') == 1 and 'source .venv/bin/activate' in bare.stderr
+    assert not log.exists()
+
+    r = subprocess.run(['bash', 'tools/slurm.sh', *args], cwd=root, env=dict(env, PYTHON=sys.executable),
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    array, merge = [json.loads(line) for line in log.read_text().splitlines()]
+    assert array['status'] == [0, 0] and merge['status'] == [0]
+    assert {'--array=1-2', '--requeue', '--signal=B:USR1@300', '--parsable'} <= set(array['opts'])
+    assert f'--dependency=afterok:{array["id"]}' in merge['opts']
+    assert array['args'] == [sys.executable, '2', *args] and merge['args'] == [sys.executable, 'merge', *args]
+    assert len(list((out / 'folds').glob('*.csv'))) == 6 and (out / 'metrics.json').is_file()
+    starts = [line for line in (out / 'run.log').read_text().splitlines() if line.startswith('--- ')]
+    assert [s.endswith(f'--folds {i}/2') for i, s in enumerate(starts, 1)] == [True, True, False]
+    assert f'job array {array["id"]} (2 shards); merge: job {merge["id"]}' in r.stdout
+    assert 'Table I' in Path(f'{log}.{merge["id"]}_None.out').read_text()
