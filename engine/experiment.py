@@ -186,6 +186,7 @@ def say(runlog, text):
 
 
 def _run(a, cfg, runlog):
+    """run's stages, its log lines and printed lines also kept in `runlog`."""
     t0 = time.time()
     log.info('%s', cpus_line(cfg))
     if a.demo:
@@ -220,16 +221,16 @@ def _run(a, cfg, runlog):
         return 0
     if unfinished:
         if a.shard != (1, 1):
-            say(runlog, f'shard {a.folds} done in {", ".join(map(str, unfinished))}; run again without --folds (or with '
-                  'the other shards) to merge')
+            say(runlog, f'shard {a.folds} done in {", ".join(map(str, unfinished))}; run again without --folds (or '
+                        'with the other shards) to merge')
         else:
-            say(runlog, f'{", ".join(map(str, unfinished))}: folds that another process is training are still missing; '
-                  'run the same command again once it has finished, to merge')
+            say(runlog, f'{", ".join(map(str, unfinished))}: folds that another process is training are still '
+                        'missing; run the same command again once it has finished, to merge')
         return 0
     where = base if a.table else out.parent if a.seed_list else out
     say(runlog, write_tables(a, results, where))
-    say(runlog, f'{where}: fold predictions, megc_log.txt, metrics.json, train_log.csv, curves.png, confusion matrices; '
-          f'{time.time() - t0:.0f} s')
+    say(runlog, f'{where}: fold predictions, megc_log.txt, metrics.json, train_log.csv, curves.png, confusion '
+                f'matrices; {time.time() - t0:.0f} s')
     return 0
 
 
