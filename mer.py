@@ -22,12 +22,11 @@ feature cache), data/ (the releases' readers, the demo sets), results/ (Table I,
 (predict, spot), tools/ (bench, fidelity).
 """
 import importlib
-import logging
 import sys
 
 import align
 from data import frames, releases
-from engine import checkpoint, cli, weights
+from engine import checkpoint, cli, logs, weights
 
 
 def main(argv=None):
@@ -41,8 +40,7 @@ def main(argv=None):
     else:
         a, cfg = cli.parse_args(argv, __doc__)
         quiet, work = cfg.quiet, lambda: importlib.import_module('engine.experiment').run(a, cfg)
-    logging.basicConfig(level=logging.WARNING if quiet else logging.INFO,
-                        format='%(asctime)s %(name)s: %(message)s', datefmt='%H:%M:%S')
+    logs.setup(quiet)
     try:
         return work()
     except (releases.DatasetError, align.FaceNotFound, frames.FrameError, weights.ModelFileError, FileNotFoundError,

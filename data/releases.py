@@ -57,6 +57,11 @@ PIECES = {
     'ck_emotion': ('CK+ emotion labels', 'Emotion', ('emotion',), r's\d+'),
 }
 MEGC_PIECES = {'casme2': ('sheet', 'frames'), 'samm': ('sheet', 'frames'), 'smic': ('frames',)}
+# Each MEGC2019 dataset's subjects as the official list combined_3class_gt.csv writes them (sub01, 6, s01): a
+# subject written otherwise, up to zero padding and case (sub1, 006, S1), takes this spelling, so that its fold,
+# the fold's seed, the logs and megc_log.txt are the same however the data spelled it. The list's own spelling,
+# not the release folders' (SAMM 006, SMIC s1), is the one MEGC's sheets and every published fold name use.
+OFFICIAL = {'casme2': (r'sub0*(\d+)', 'sub{:02d}'), 'samm': (r'0*(\d+)', '{:d}'), 'smic': (r's0*(\d+)', 's{:02d}')}
 
 
 class DatasetError(Exception):
@@ -87,6 +92,31 @@ def _not_a_folder(path):
 
 
 _padded = set()
+_renamed = set()
+
+
+def official_subject(dataset, subject):
+    """The MEGC2019 list's spelling of a subject of casme2, samm or smic written up to zero padding and case
+    (sub1 -> sub01, 006 -> 6, S1 -> s01; OFFICIAL), or None when it is not written like one."""
+    pattern, form = OFFICIAL[dataset]
+    m = re.fullmatch(pattern, subject, re.IGNORECASE)
+    return form.format(int(m[1])) if m else None
+
+
+def index_subject(dataset, subject, names):
+    """The one spelling of a subject of an index: the MEGC2019 list's for its datasets, else the first spelling
+    met in `names` {(dataset, its form without case or zero padding): spelling} of those equal up to them."""
+    name = dataset in OFFICIAL and official_subject(dataset, subject)
+    return name or names.setdefault((dataset, re.sub(r'0*(\d+)', r'\1', subject.lower())), subject)
+
+
+def one_name(dataset, subject, name, where):
+    """`name`, the one spelling of `subject` from now on, logged once a subject when the two differ."""
+    if name != subject and (dataset, subject) not in _renamed:
+        _renamed.add((dataset, subject))
+        log.info('%s: %s subject %s is %s everywhere (fold, seed, logs, megc_log.txt), as the MEGC2019 list spells it',
+                 where, dataset, subject, name)
+    return name
 
 
 def subject_folder(parent, name):
@@ -96,7 +126,8 @@ def subject_folder(parent, name):
     m = re.fullmatch(r'(\D*?)0*(\d+)', name)
     if path.is_dir() or not m or not parent.is_dir():
         return path
-    hits = [p for p in parent.iterdir() if p.is_dir() and re.fullmatch(rf'{re.escape(m[1])}0*{m[2]}', p.name)]
+    hits = [p for p in parent.iterdir() if p.is_dir() and re.fullmatch(rf'{re.escape(m[1])}0*{m[2]}', p.name,
+                                                                        re.IGNORECASE)]
     if len(hits) != 1:
         return path
     if hits[0] not in _padded:
@@ -235,8 +266,17 @@ def _read_csv(path):
     return rows
 
 
+def _row_key(dataset, subject, clip):
+    """(dataset, subject, clip) of a composite csv row, its subject (and a SMIC clip's subject prefix) as the
+    MEGC2019 list spells them (OFFICIAL) where they are written like one."""
+    if dataset not in OFFICIAL:
+        return dataset, subject, clip
+    m = re.fullmatch(r's0*(\d+)(_[a-z]+_\d+)', clip, re.IGNORECASE) if dataset == 'smic' else None
+    return dataset, official_subject(dataset, subject) or subject, f's{int(m[1]):02d}{m[2].lower()}' if m else clip
+
+
 def _clip(dataset, subject, clip, pieces, sheets):
-    """(frames, onset number, apex number, label from the folder or None) of one composite csv row."""
+    """(frames, onset number, apex number, label from the folder or None) of one composite csv row (_row_key)."""
     if dataset == 'casme2':
         m = re.fullmatch(r'sub(\d+)', subject)
         if not m:
@@ -296,14 +336,15 @@ def load_megc(root, *, strict=False, skip_bad=False):
             continue
         dataset, subject, clip, text = (f.strip() for f in fields)
         where += f' {dataset} {subject} {clip}'
+        _, name, clip = _row_key(dataset, subject, clip)
         try:
-            if (dataset, subject, clip) in seen:
-                raise DatasetError(f'duplicate of row {seen[dataset, subject, clip]}')
-            seen[dataset, subject, clip] = n
+            if (dataset, name, clip) in seen:
+                raise DatasetError(f'duplicate of row {seen[dataset, name, clip]}')
+            seen[dataset, name, clip] = n
             label = _label(text)
             if dataset not in ('casme2', 'samm', 'smic'):
                 raise DatasetError(f'unknown dataset {dataset!r} (expected casme2, samm or smic)')
-            frames, onset, apex, folder_label = _clip(dataset, subject, clip, pieces, sheets)
+            frames, onset, apex, folder_label = _clip(dataset, name, clip, pieces, sheets)
             if folder_label is not None and folder_label != label:
                 raise DatasetError(f'csv label {label} ({CLASSES[label]}) but the clip folder is under '
                                    f'{CLASSES[folder_label]}')
@@ -312,7 +353,8 @@ def load_megc(root, *, strict=False, skip_bad=False):
             problems.append(f'{where}: {e}')
             continue
         quirks += [f'{dataset} {clip} {note}' for note in notes]
-        samples.append(Sample(dataset, subject, clip, frames, i, j, label, FPS[dataset], 'micro'))
+        samples.append(Sample(dataset, one_name(dataset, subject, name, csv_path.name), clip, frames, i, j, label,
+                              FPS[dataset], 'micro'))
     _settle(problems, csv_path.name, 'row', skip_bad)
     _warn_nearest(quirks)
     if any(s.dataset == 'smic' for s in samples):
@@ -375,7 +417,7 @@ def load_index(csv_path, *, strict=False, skip_bad=False):
                            f'columns {",".join(INDEX_COLUMNS)}[,fps][,domain]')
     if len(rows) < 2:
         raise DatasetError(f'{csv_path}: no rows below the header; write one row per clip')
-    samples, problems, quirks, seen = [], [], [], {}
+    samples, problems, quirks, seen, names = [], [], [], {}, {}
     for n, fields in enumerate(rows[1:], 2):
         where = f'{csv_path.name}:{n}'
         if not any(f.strip() for f in fields):
@@ -385,8 +427,9 @@ def load_index(csv_path, *, strict=False, skip_bad=False):
             problems.append(f'{where}: {len(fields)} fields, the header has {len(header)}')
             continue
         r = dict(zip(header, (f.strip() for f in fields)))
-        key = r['dataset'], r['subject'], r['clip']
-        where += ' ' + ' '.join(key)
+        where += f' {r["dataset"]} {r["subject"]} {r["clip"]}'
+        key = r['dataset'], one_name(r['dataset'], r['subject'], index_subject(r['dataset'], r['subject'], names),
+                                     csv_path.name), r['clip']
         try:
             empty = [c for c in INDEX_COLUMNS if not r[c]]
             if empty:

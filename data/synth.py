@@ -19,7 +19,6 @@ so the demo goes through the same readers as real data:
 """
 import json
 import logging
-import os
 import shutil
 from multiprocessing import get_context
 from pathlib import Path
@@ -29,6 +28,7 @@ import numpy as np
 import openpyxl
 
 import align
+from engine.workers import processes
 
 log = logging.getLogger(__name__)
 
@@ -305,8 +305,10 @@ def _built(stamp, params, force):
 
 
 def build(root='demo_data', seed=0, subjects=6, clips=7, ck_subjects=8, ck_clips=5, force=False,
-          workers=os.cpu_count()):
-    """Path of the demo root (megc/ and ck/ inside), generated deterministically from `seed`, reused if present."""
+          workers=0):
+    """Path of the demo root (megc/ and ck/ inside), generated deterministically from `seed`, reused if present;
+    `workers` processes write it (0: one per usable CPU)."""
+    workers = processes(workers)
     root = Path(root)
     params = dict(seed=seed, subjects=subjects, clips=clips, ck_subjects=ck_subjects, ck_clips=ck_clips, version=5)
     if _built(root / 'demo.json', params, force):

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.files import atomic_write, source_digest
+from engine.files import atomic_write, lock, source_digest
 
 log = logging.getLogger(__name__)
 # The modules whose code computes each feature: what they compute is part of its key.
@@ -115,29 +115,46 @@ def _load(path):
         return None
 
 
-def cached(cache_dir, key, compute):
-    """Array stored at cache_dir/key[:2]/key.npy, computed by compute() and written atomically when absent."""
+def cached(cache_dir, key, compute, wait=True):
+    """Array stored at cache_dir/key[:2]/key.npy, computed by compute() and written atomically when absent, under a
+    claim (an flock on key.lock beside it) so that processes sharing the cache compute it once: a process that finds
+    it claimed waits for the file (wait=True) or returns None (wait=False) to compute other samples first. A claim
+    dies with its process, so a waiter takes a dead process's sample over and computes it."""
     path = _path(cache_dir, key)
     arr = _load(path)
     if arr is not None:
         return arr
-    arr = np.asarray(compute())
     path.parent.mkdir(parents=True, exist_ok=True)
-    buf = io.BytesIO()
-    np.save(buf, arr, allow_pickle=False)
-    atomic_write(path, buf.getvalue())       # readers (other shards) see the whole file or none
+    claim = lock(path.with_suffix('.lock'), wait)
+    if claim is None:
+        return None
+    try:
+        arr = _load(path)                    # written by the process whose claim this one waited for
+        if arr is None:
+            arr = np.asarray(compute())
+            buf = io.BytesIO()
+            np.save(buf, arr, allow_pickle=False)
+            atomic_write(path, buf.getvalue())       # readers (other shards) see the whole file or none
+    finally:
+        # Removed while still held: whoever locks this file, or a new one at its name, afterwards finds the array
+        # and computes nothing (after a failure, both may compute it: only a sample that failed).
+        path.with_suffix('.lock').unlink(missing_ok=True)
+        claim.close()
     return arr
 
 
 def _job(job):
-    """A sample's cached feature, or the one-line problem (unreadable or cut-short frame, no face) as a string."""
+    """(a sample's cached feature, whether this process computed it), None when another process is computing it
+    (wait False), or the one-line problem (unreadable or cut-short frame, no face) as a string."""
     from align import FaceNotFound
     from data.frames import FrameError
-    s, cfg, cache_dir, key, compute = job
+    s, cfg, cache_dir, key, compute, wait = job
+    ran = []
     try:
-        return cached(cache_dir, key, lambda: compute(s, cfg))
+        arr = cached(cache_dir, key, lambda: ran.append(1) or compute(s, cfg), wait)
     except (FaceNotFound, FrameError, FileNotFoundError) as e:
         return f'{s.dataset} {s.subject} {s.clip}: {e}'
+    return None if arr is None else (arr, bool(ran))
 
 
 def features(samples, cfg, cache_dir, compute=flow_input, key=flow_key, workers=1, quiet=False, skip_bad=False,
@@ -151,9 +168,18 @@ def features(samples, cfg, cache_dir, compute=flow_input, key=flow_key, workers=
     out = [_load(_path(cache_dir, k)) for k in keys]
     todo = [i for i, a in enumerate(out) if a is None]
     t0 = time.time()
-    done = imap(_job, [(samples[i], cfg, cache_dir, keys[i], compute) for i in todo], workers, desc, quiet=quiet)
-    for i, a in zip(todo, done):
-        out[i] = a
+    # The samples no other process has claimed first, then those it had: waited for and read, each as soon as its
+    # claim is released (its file written, or its process dead, when this one computes it).
+    first = imap(_job, [(samples[i], cfg, cache_dir, keys[i], compute, False) for i in todo], workers, desc,
+                 quiet=quiet)
+    busy = [i for i, a in zip(todo, first) if a is None]
+    later = imap(_job, [(samples[i], cfg, cache_dir, keys[i], compute, True) for i in busy], workers,
+                 f'{desc} (claimed by other processes)', quiet=quiet)
+    here = 0
+    for i, a in [*zip(todo, first), *zip(busy, later)]:
+        if a is not None:
+            out[i] = a if isinstance(a, str) else a[0]
+            here += not isinstance(a, str) and a[1]
     problems = [a for a in out if isinstance(a, str)]
     if problems:
         head = f'{len(problems)} sample{"s" * (len(problems) > 1)} whose frames or face cannot be used'
@@ -163,5 +189,6 @@ def features(samples, cfg, cache_dir, compute=flow_input, key=flow_key, workers=
                                f'out):{lines}')
         log.warning('%s, left out (--skip-bad):%s', head, lines)
     kept = [i for i, a in enumerate(out) if not isinstance(a, str)]
-    log.info('%s: %d samples, %d computed, in %.1f s', desc, len(kept), len(todo), time.time() - t0)
+    log.info('%s: %d samples, %d computed here, %d by other processes sharing the cache, in %.1f s', desc, len(kept),
+             here, len(todo) - len(problems) - here, time.time() - t0)
     return np.stack([out[i] for i in kept]), [samples[i] for i in kept]

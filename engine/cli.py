@@ -4,6 +4,7 @@ defaults on -> `--no-emr`, off -> `--stabilise`), with its help text, choices an
 line here."""
 import argparse
 import dataclasses
+import sys
 from dataclasses import dataclass
 
 from config import DEMO, PAPER, Config, setting
@@ -122,6 +123,7 @@ def parse_args(argv=None, doc=None):
     """(argparse namespace, Run): the flags checked, and the one configuration built from them."""
     p = parser(doc)
     a = p.parse_args(argv)
+    a.argv = list(sys.argv[1:] if argv is None else argv)       # named in the run log
     if not (a.data or a.index or a.demo):
         p.error('give --data ./megc (with --ckplus ./ck), --index list.csv, or --demo')
     try:

@@ -18,8 +18,9 @@ import lbptop
 import pipeline
 from config import PAPER, ROWS
 from data import releases, synth
-from engine import cache, checkpoint, files, runfolder
+from engine import cache, checkpoint, files, logs, runfolder
 from engine import weights as weight_files
+from engine.workers import processes, usable_cpus
 from results import report, stats
 
 log = logging.getLogger('mer')
@@ -69,7 +70,7 @@ def row_folder(a, base, name):
 def run_row(a, cfg, micro, macro, weights, out, feats):
     """Runs (or resumes, or merges) the LOSO of one network row of Table I; returns its metrics or None."""
     if cfg.emr not in feats:
-        feats[cfg.emr] = cache.features(micro + macro, cfg, a.cache, workers=cfg.workers or os.cpu_count(),
+        feats[cfg.emr] = cache.features(micro + macro, cfg, a.cache, workers=processes(cfg.workers),
                                         quiet=cfg.quiet, skip_bad=a.skip_bad,
                                         desc='align+EMR+flow' if cfg.emr else 'align+flow')
     x, samples = feats[cfg.emr]
@@ -117,7 +118,7 @@ def save_final(x, samples, cfg, weights, out, provenance=None):
 def run_lbptop(a, cfg, micro, out):
     """Runs (or resumes, or merges) Table I's first row, the MEGC2019 baseline LBP-TOP + linear SVM (lbptop.py)."""
     x, samples = cache.features(micro, cfg, a.cache, cache.lbptop_input, cache.lbptop_key,
-                                workers=cfg.workers or os.cpu_count(), quiet=cfg.quiet, skip_bad=a.skip_bad,
+                                workers=processes(cfg.workers), quiet=cfg.quiet, skip_bad=a.skip_bad,
                                 desc='align+TIM+LBP-TOP')
     out.mkdir(parents=True, exist_ok=True)
     runfolder.check_config(out, dict(align_size=cfg.align_size, no_face=cfg.no_face, landmarks=cfg.landmarks,
@@ -150,10 +151,58 @@ def summaries(a, results):
     return lines, paired, audits
 
 
+def cpus_line(cfg):
+    """What the run found of the CPUs it may use, and the processes it starts on them."""
+    return (f"{usable_cpus()} of this machine's {os.cpu_count()} CPUs usable by this process (its affinity): "
+            f'{processes(cfg.workers)} feature worker processes{" (--workers)" * bool(cfg.workers)}, '
+            f'{processes(cfg.jobs)} training processes at most on CPU{" (--jobs)" * bool(cfg.jobs)}')
+
+
+def log_folder(a, cfg, base, macro):
+    """The folder whose run.log the run appends to: the row's run folder (above its seed folders), or under
+    --table the folder of the rows."""
+    if a.table:
+        return base
+    return row_folder(a, base, 'LBP-TOP' if a.method == 'lbptop' else
+                      dataclasses.replace(cfg, adv=cfg.adv and bool(macro)).row())
+
+
+def check_locks(*folders):
+    """One warning line when file locks do not work in the run folder or the cache (the claims then hold
+    nothing): what goes wrong, and what to do."""
+    broken = [(str(f), why) for f in dict.fromkeys(map(Path, folders)) if (why := files.lock_problem(f))]
+    if broken:
+        log.warning('%s: file locks do not work here (%s), so processes sharing %s cannot claim folds and features, '
+                    'and each does all the work it is given: move --out and --cache to a file system with working '
+                    'locks (a local disk; NFS with its lock service; Lustre mounted with -o flock), or start one '
+                    'process per --folds shard and at most one on each (docs/slurm.md)',
+                    ' and '.join(f for f, _ in broken), broken[0][1], 'them' if len(broken) > 1 else 'it')
+
+
 def run(a, cfg):
     """Every stage for the rows asked for; prints Table I, the paired comparisons and the protocol audit; returns
-    the exit status."""
+    the exit status. Every log line and printed line also goes to the run's own log, run.log in its folder."""
+    runlog, root = logs.RunLog(), logging.getLogger()
+    level = root.level
+    root.addHandler(runlog)
+    root.setLevel(min(level, logging.INFO) if level else level)       # -q hides info lines from the terminal only
+    try:
+        return _run(a, cfg, runlog)
+    finally:
+        root.removeHandler(runlog)
+        root.setLevel(level)
+
+
+def say(runlog, text):
+    """Prints a result line, and keeps it in the run log."""
+    print(text)
+    runlog.write(text)
+
+
+def _run(a, cfg, runlog):
+    """run's stages, its log lines and printed lines also kept in `runlog`."""
     t0 = time.time()
+    log.info('%s', cpus_line(cfg))
     if a.demo:
         changed = [k for k, v in dataclasses.asdict(config.DEMO).items() if getattr(PAPER, k) != v]
         log.info('demo preset instead of the paper\'s settings: %s (paper: %s)',
@@ -176,24 +225,26 @@ def run(a, cfg):
     base = Path(a.out or f"runs/{stem}{'_hde' * (a.protocol == 'hde')}")
     check_writable(base, '--out')
     check_writable(a.cache, '--cache')
+    check_locks(base, a.cache)
+    runlog.start(log_folder(a, cfg, base, macro), a.argv)
     if cfg.landmarks:             # checked once here, not once per sample in the feature stage
         align.landmark_model_path(cfg.landmarks)
     results, unfinished, out = run_rows(a, cfg, micro, macro, base, baseline, rows)
     if a.final_only:
-        print('\n'.join(str(out / 'model.pt') for out in unfinished))
+        say(runlog, '\n'.join(str(out / 'model.pt') for out in unfinished))
         return 0
     if unfinished:
         if a.shard != (1, 1):
-            print(f'shard {a.folds} done in {", ".join(map(str, unfinished))}; run again without --folds (or with '
-                  'the other shards) to merge')
+            say(runlog, f'shard {a.folds} done in {", ".join(map(str, unfinished))}; run again without --folds (or '
+                        'with the other shards) to merge')
         else:
-            print(f'{", ".join(map(str, unfinished))}: folds that another process is training are still missing; '
-                  'run the same command again once it has finished, to merge')
+            say(runlog, f'{", ".join(map(str, unfinished))}: folds that another process is training are still '
+                        'missing; run the same command again once it has finished, to merge')
         return 0
     where = base if a.table else out.parent if a.seed_list else out
-    print(write_tables(a, results, where))
-    print(f'{where}: fold predictions, megc_log.txt, metrics.json, train_log.csv, curves.png, confusion matrices; '
-          f'{time.time() - t0:.0f} s')
+    say(runlog, write_tables(a, results, where))
+    say(runlog, f'{where}: fold predictions, megc_log.txt, metrics.json, train_log.csv, curves.png, confusion '
+                f'matrices; {time.time() - t0:.0f} s')
     return 0
 
 

@@ -47,3 +47,37 @@ def code_version():
     except (OSError, subprocess.SubprocessError):
         desc = ''
     return desc if desc and not desc.endswith('-dirty') else f'src-{digest}'
+
+
+def lock(path, wait=False):
+    """An open file holding an exclusive flock on `path` (created if need be; closing it, or the process's end,
+    releases it), or None when another process holds it and `wait` is False. Where flock does not work (no fcntl on
+    Windows; ENOLCK and the like on a file system without locks) the file comes back unlocked: lock_problem says so
+    once, at the start of a run, rather than every claim failing."""
+    fh = open(path, 'a')
+    try:
+        import fcntl
+        fcntl.flock(fh, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+    except BlockingIOError:
+        fh.close()
+        return None
+    except (ImportError, OSError):
+        pass
+    return fh
+
+
+def lock_problem(folder):
+    """'' when file locks work in `folder`, else what goes wrong (ENOLCK: 'No locks available' on an NFS mount
+    without its lock service): a flock tried on a test file there, removed after."""
+    path = Path(folder) / f'.lockcheck{os.getpid()}'
+    try:
+        import fcntl
+        with open(path, 'a') as fh:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return ''
+    except ImportError:
+        return 'this system has no fcntl.flock'
+    except OSError as e:
+        return f'flock: {e.strerror or e}'
+    finally:
+        path.unlink(missing_ok=True)

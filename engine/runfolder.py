@@ -10,7 +10,6 @@ import contextlib
 import csv
 import json
 import logging
-import os
 import time
 from pathlib import Path
 
@@ -19,7 +18,8 @@ import numpy as np
 import loso
 import train
 from engine import checkpoint, graphs
-from engine.files import atomic_write, code_version
+from engine.files import atomic_write, code_version, lock
+from engine.workers import processes
 from results import report
 
 log = logging.getLogger(__name__)
@@ -99,18 +99,11 @@ def fold_claims(out):
     """claim(key) for graphs.train_folds: True when this process may train the fold, holding an exclusive lock on
     folds/<key>.lock until it ends, so that several processes given the same run folder share its folds; False
     when another process holds the lock or the fold is already finished. A lock dies with its process."""
-    try:
-        import fcntl
-    except ImportError:               # no flock (Windows): every process trains every fold it is given
-        return lambda key: True
     held = []
 
     def claim(key):
-        fh = open(out / 'folds' / f'{key}.lock', 'a')
-        try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            fh.close()
+        fh = lock(out / 'folds' / f'{key}.lock')
+        if fh is None:
             log.info('%s: another process is training this fold; skipped here', key)
             return False
         if (out / 'folds' / f'{key}.csv').is_file():
@@ -279,7 +272,7 @@ def run(x, meta, cfg, out, weights=None, shard=(1, 1), protocol='loso', n_boot=1
         torch.backends.cudnn.benchmark = True     # every fold has the same shapes: choose the kernels once
     else:
         one_torch_thread()
-    jobs = 1 if cuda else max(1, min(cfg.jobs or os.cpu_count(), len(todo)))
+    jobs = 1 if cuda else max(1, min(processes(cfg.jobs), len(todo)))
     streams = cfg.streams or graphs.CUDA_STREAMS
     log.info('%s: %d folds (%d to train here), %d micro + %d macro samples; %s, %s; backbone lr %g, heads lr %g',
              protocol.upper(), len(specs), len(todo), n_micro, n_samples - n_micro,

@@ -10,6 +10,21 @@ import signal
 from multiprocessing import get_context
 
 
+def usable_cpus():
+    """The CPUs this process may run on: its affinity, which the scheduler sets (SLURM's cgroup for
+    --cpus-per-task, taskset, numactl), not the machine's count; os.cpu_count() where there is no affinity (macOS,
+    Windows)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def processes(asked):
+    """How many worker or training processes to start: `asked` (--workers, --jobs), or 0 for one per usable CPU."""
+    return asked or usable_cpus()
+
+
 def worker_setup():
     """In a worker process: Ctrl-C ignored, one BLAS thread, and an end with the parent (Linux's
     PR_SET_PDEATHSIG; elsewhere only the rest holds)."""

@@ -1,6 +1,10 @@
 """The feature cache: which frames a sample needs, a key that covers every input change, atomic files."""
 import dataclasses
+import re
 import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -210,3 +214,32 @@ def test_the_code_key_covers_every_module_a_feature_imports(start, modules):
         seen.add(name)
         todo += sorted(imported(known[name], known) - {'config', name.split('.')[0]})
     assert {str(known[m].relative_to(files.ROOT)) for m in seen} == set(modules)
+
+
+def test_two_processes_on_one_cold_cache_compute_each_sample_once(tmp_path):
+    """Both processes start on a cold cache and are computing at the same time (toy_features holds each one's first
+    computation until the other has begun): a sample claimed by one is left to it, then read from the cache."""
+    log = tmp_path / 'computed.txt'
+    cmd = [sys.executable, str(Path(__file__).parent / 'toy_features.py'), str(tmp_path / 'cache'), str(log), '6']
+    procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    outs = [p.communicate(timeout=300) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs
+    computed = [line.split() for line in log.read_text().splitlines()]
+    assert sorted(clip for _, clip in computed) == [f'c{i}' for i in range(6)]          # each sample once
+    assert len({pid for pid, _ in computed}) == 2                                      # by both processes
+    assert [o for o, _ in outs] == ['[0, 1, 2, 3, 4, 5]\n'] * 2                         # both have every feature
+    here = sorted(int(re.search(r'(\d+) computed here, (\d+) by other', e)[1]) for _, e in outs)
+    assert sum(here) == 6 and here[0] >= 1
+    assert not list((tmp_path / 'cache').glob('*/*.lock'))                             # claims leave nothing
+
+
+def test_a_claimed_feature_is_waited_for_and_a_dead_claim_taken_over(tmp_path):
+    """A claim is an flock, which dies with its process: closing the claim's file here stands for that death."""
+    from engine.files import lock
+    key = cache.digest(sample='claimed')
+    path = tmp_path / key[:2] / f'{key}.npy'
+    path.parent.mkdir(parents=True)
+    held = lock(path.with_suffix('.lock'))                     # another process is computing it
+    assert cache.cached(tmp_path, key, lambda: np.zeros(2), wait=False) is None
+    held.close()                                                # ... and died without writing it
+    np.testing.assert_array_equal(cache.cached(tmp_path, key, lambda: np.ones(2), wait=True), np.ones(2))

@@ -53,6 +53,14 @@ def test_one_command_runs_every_stage_and_writes_the_run_folder(demo_root, tmp_p
     assert capsys.readouterr().out.splitlines()[:-1] == printed.splitlines()[:-1]     # the last line is timing
     assert json.loads((out / 'metrics.json').read_text()) == m
 
+    # The run's own log: both starts appended, each with its info lines (hidden by -q from the terminal only), its
+    # warnings and what it printed; no progress bar.
+    runlog = (out / 'run.log').read_text()
+    assert len(re.findall(r'^--- \S+ \S+ \[\d+\] mer.py --data ', runlog, re.M)) == 2
+    assert runlog.count("CPUs usable by this process") == 2 and runlog.count('LOSO: 6 folds (6 to train here)') == 1
+    assert runlog.count('LOSO: 6 folds (0 to train here)') == 1 and runlog.count(printed.splitlines()[0]) == 2
+    assert '\r' not in runlog and 'it/s' not in runlog and 'fold-step' not in runlog
+
     # The same folder with another setting is refused, naming what differs.
     with pytest.raises(SystemExit, match=r'config.json: this run folder was made with other settings \(adv, row\)'):
         mer.main(_args(demo_root, cache, '--out', str(out), '--no-adv'))
@@ -390,3 +398,54 @@ def test_a_stopped_final_model_resumes_from_its_checkpoint(demo_root, tmp_path, 
     ref = model_state(tmp_path / 'ref' / 'model.pt')
     again = model_state(out / 'model.pt')
     assert ref.keys() == again.keys() and all(torch.equal(ref[k], again[k]) for k in ref)
+
+
+def test_a_line_logged_while_a_progress_bar_runs_does_not_break_it():
+    """mer.py's terminal handler writes through tqdm.write, which clears the bar, writes the line on a line of its
+    own and draws the bar again below it."""
+    import io
+    import logging
+
+    from tqdm import tqdm
+
+    from engine import logs
+    stream = io.StringIO()
+    handler = logs.BarSafe(stream)
+    handler.setFormatter(logging.Formatter('%(message)s'))
+    logger = logging.getLogger('test.bar')
+    logger.addHandler(handler)
+    logger.propagate = False
+    try:
+        with tqdm(total=10, file=stream, desc='features', mininterval=0) as bar:
+            bar.update(3)
+            logger.warning('a line while the bar runs')
+            bar.update(2)
+    finally:
+        logger.removeHandler(handler)
+    text = stream.getvalue()
+    assert re.search(r'features: +30%.*\r *\ra line while the bar runs\n\rfeatures: +30%', text), repr(text)
+
+
+def test_a_subject_spelled_otherwise_gives_the_same_fold_files(demo_root, tmp_path, capsys):
+    """The same data, its csv spelling subjects as the releases' folders do (SAMM 006), unpadded (CASME II sub1)
+    or in capitals (SMIC S1, its clips s1_ne_01): one name per subject, the MEGC2019 list's, so the same folds,
+    seeds, fold files and megc_log.txt."""
+    import shutil
+    root = tmp_path / 'demo'
+    shutil.copytree(demo_root, root)
+    csv = root / 'megc' / 'combined_3class_gt.csv'
+    official = csv.read_bytes()
+    respelled = re.sub(rb'casme2,sub0', b'casme2,sub', re.sub(rb'samm,(\d),', rb'samm,00\1,',
+                       re.sub(rb'smic,s0(\d),s0', rb'smic,S\1,s', official)))
+    assert respelled.count(b'sub0') == 0 and respelled.count(b'samm,00') == 6 and respelled.count(b',S1,s1_') == 3
+    outs = []
+    for name, text in (('official', official), ('respelled', respelled)):
+        csv.write_bytes(text)
+        outs.append(tmp_path / name)
+        assert mer.main(['--data', str(root / 'megc'), '--ckplus', str(root / 'ck'), '--cache', str(tmp_path / 'c'),
+                         *FAST, '--out', str(outs[-1])]) == 0
+    files_of = [{p.name: p.read_bytes() for p in (o / 'folds').iterdir()} for o in outs]
+    assert sorted(files_of[0]) == sorted(files_of[1]) and files_of[0] == files_of[1]
+    assert {'casme2_sub01.csv', 'samm_6.csv', 'smic_s01.csv'} <= set(files_of[0])
+    assert (outs[0] / 'megc_log.txt').read_bytes() == (outs[1] / 'megc_log.txt').read_bytes()
+    assert 'casme2 subject sub1 is sub01 everywhere' in (outs[1] / 'run.log').read_text()

@@ -37,6 +37,7 @@ import numpy as np
 
 import config
 from engine import cli
+from engine.workers import usable_cpus
 
 ROOT = Path(__file__).resolve().parents[1]
 # The children that measure in a process of their own: this module, run from the repository's root.
@@ -589,9 +590,10 @@ def main():
         print(f'| {dtype}, channels_last, {torch.get_num_threads()} threads | {size} | {r:.1f} | '
               f'{flop[size] / 1e9:.3f} | {r * flop[size] / 1e12:.3f} | {r * flop[size] / peak[dtype]:.1%} | '
               f'{r * flop[size] / peak["fp32"]:.1%} |', flush=True)
-    if os.cpu_count() > 1:
-        r = concurrent_rate(64, fast_bf16, 20, procs=os.cpu_count())
-        print(f'| {"bf16" if fast_bf16 else "fp32"}, channels_last, {os.cpu_count()} processes x 1 thread, 1 fold '
+    cpus = usable_cpus()
+    if cpus > 1:
+        r = concurrent_rate(64, fast_bf16, 20, procs=cpus)
+        print(f'| {"bf16" if fast_bf16 else "fp32"}, channels_last, {cpus} processes x 1 thread, 1 fold '
               f'each | 64 | {r:.1f} | {flop[64] / 1e9:.3f} | {r * flop[64] / 1e12:.3f} | '
               f'{r * flop[64] / peak["bf16" if fast_bf16 else "fp32"]:.1%} | {r * flop[64] / peak["fp32"]:.1%} |')
     best = max(v for k, v in rates.items() if k[0] == 224)

@@ -19,7 +19,6 @@ import argparse
 import dataclasses
 import json
 import logging
-import os
 import sys
 import time
 from pathlib import Path
@@ -27,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 import config
+from engine.workers import processes
 
 log = logging.getLogger(__name__)
 REGION = 0.25      # the moving region: expression motion >= REGION x its largest value in the clip
@@ -128,7 +128,7 @@ def main(argv=None):
     truths = json.loads((root / 'truth.json').read_text())
     micro = releases.load_megc(root / 'megc')
     t0 = time.time()
-    rows = measure(micro, truths, cfg, workers=cfg.workers or os.cpu_count(), quiet=cfg.quiet)
+    rows = measure(micro, truths, cfg, workers=processes(cfg.workers), quiet=cfg.quiet)
     intended = 1 + cfg.evm_alpha
     summ = summary(rows, intended)
     print(f'EMR fidelity, {len(rows)} micro clips, align {cfg.align_size} px, flow {cfg.flow}, '
