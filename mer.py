@@ -33,6 +33,7 @@ def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == ['predict']:
         a = cli.predict_parser().parse_args(argv[1:])
+        a.argv = argv[1:]
         quiet, work = a.quiet, lambda: importlib.import_module('video.predict').run(a)
     elif argv[:1] == ['spot']:
         a = cli.parse_spot(argv[1:])

@@ -176,13 +176,33 @@ def predict_parser():
     p.add_argument('--max-frames', type=ranged(int, 1), default=1000, help='frames after the onset searched for the '
                    'apex (default %(default)s)')
     p.add_argument('--json', action='store_true', help='one JSON object per clip instead of a line of text')
+    p.add_argument('--out', help='write the results to this file (.csv, or .jsonl for JSON lines), with the command '
+                   'and the model\'s provenance; rewritten whole after every clip (docs/predict.md)')
     p.add_argument('--figure', help='save onset | apex | magnified apex | flow of every clip to this PNG')
     p.add_argument('-q', '--quiet', action='store_true', help='no progress bar, warnings only')
     return p
 
 
+# The spotter's settings that are flags: (SPOTTING key, flag, type, meaning).
+SPOT_FLAGS = [
+    ('k', '--threshold', float, 'the threshold: this many robust spreads (1.4826 x MAD) above the median of the '
+     'lowest quarter of the motion curve'),
+    ('floor', '--floor', float, 'the threshold is at least this many pixels of the 64-px face'),
+    ('extend', '--extend', float, 'an interval is widened to where the curve falls back to this fraction of its height'),
+    ('min_s', '--min-s', float, 'shorter intervals (seconds) are noise'),
+    ('micro_s', '--micro-s', float, 'the longest micro-expression in seconds (longer: macro)'),
+    ('window_s', '--window-s', float, 'K: the seconds between the frames compared (the longest expression spotted is '
+     'about this long)'),
+    ('blink_ratio', '--blink-ratio', float, 'an interval whose eyes moved this many times more than the rest of the '
+     'face is a blink'),
+    ('warmup_s', '--warmup-s', float, 'seconds of a stream before its first interval is given'),
+    ('baseline_p', '--baseline-p', float, '--method baseline: the relative threshold mean + p x (max - mean)'),
+]
+
+
 def spot_parser():
     """`mer.py spot`'s parser."""
+    from video.intervals import SPOTTING
     p = argparse.ArgumentParser(prog='mer.py spot', description='Spot every micro- and macro-expression interval in '
                                 'long videos (and recognise each with --model): prints "path start apex end start_s '
                                 'apex_s end_s kind [label p_negative p_positive p_surprise]" per interval; with '
@@ -200,11 +220,29 @@ def spot_parser():
                    'folder of frames)')
     p.add_argument('--method', choices=('mdmd2', 'baseline'), default='mdmd2', help='mdmd2: the two-sided MDMD '
                    'spotter (default); baseline: the MEGC 2020 baseline as published (docs/spotting.md)')
+    p.add_argument('--camera', type=ranged(int, 0), metavar='N', help='spot a live camera (OpenCV\'s index N) as '
+                   'frames arrive; each interval is printed a few seconds after it ends; Ctrl-C ends it, keeping what '
+                   'was found (a stream\'s URL, e.g. rtsp://..., given as PATH is read live too)')
+    p.add_argument('--live', action='store_true', help='read each video file at its own frame rate, as a camera '
+                   'delivers it (frames are dropped when the work falls behind)')
+    p.add_argument('--buffer-s', type=ranged(float, above=0), default=8.0, help='with --model: seconds of frames kept '
+                   'to recognise an interval when it settles (its start to its apex must lie within them; memory: '
+                   'this many seconds of frames) (default %(default)s)')
+    p.add_argument('--part', default='1/1', help='with --data or --demo: spot video i, i + n, ... of the n parts, '
+                   'e.g. 3/40 (one part per job of a cluster array; --merge joins their --out files)')
+    p.add_argument('--merge', nargs='+', metavar='FILE', help='join the --out files of earlier runs into --out (and '
+                   'score them with --data or --demo) instead of spotting')
+    p.add_argument('--out', help='write the intervals to this file (.csv, or .jsonl for JSON lines): MEGC\'s columns '
+                   'video, onset, offset, kind, then apex, seconds, label and probabilities, with the command and the '
+                   'model\'s provenance (docs/spotting.md)')
     p.add_argument('--json', action='store_true', help='one JSON object per interval (and the scores) instead of '
                    'lines of text')
     p.add_argument('--figure', help='save a timeline of every video (motion, threshold, intervals, apex frames, true '
                    'intervals when known) to this PNG')
     p.add_argument('-q', '--quiet', action='store_true', help='no progress bar, warnings only')
+    t = p.add_argument_group('the spotter\'s settings (video/intervals.py, docs/spotting.md)')
+    for key, flag, kind, text in SPOT_FLAGS:
+        t.add_argument(flag, dest=key, type=ranged(kind, above=0), metavar='S' if key.endswith('_s') else 'X', help=f'{text} (default {SPOTTING[key]})')
     return p
 
 
@@ -212,6 +250,19 @@ def parse_spot(argv):
     """`mer.py spot`'s namespace, its sources checked."""
     p = spot_parser()
     a = p.parse_args(argv)
-    if sum(map(bool, (a.paths, a.demo, a.data))) != 1:
-        p.error('give video paths, --demo, or --data DIR (one of them)')
+    a.argv = ['spot', *argv]
+    if sum(map(bool, (a.paths, a.demo, a.data, a.camera is not None))) != 1 and not a.merge:
+        p.error('give video paths, --camera N, --demo, or --data DIR (one of them)')
+    if a.merge and (a.paths or a.camera is not None):
+        p.error('--merge joins --out files: give it with --out (and --data or --demo to score), without videos')
+    if a.live and not a.paths:
+        p.error('--live reads video files at their own rate: give their paths')
+    try:
+        i, n = map(int, a.part.split('/'))
+        assert 1 <= i <= n
+        a.part = (i, n)
+    except (ValueError, AssertionError):
+        p.error(f'--part {a.part}: expected i/n with 1 <= i <= n, e.g. 3/40')
+    if a.part != (1, 1) and not (a.data or a.demo):
+        p.error('--part splits the videos of --data or --demo; give your own videos to each job instead')
     return a

@@ -27,3 +27,14 @@ def demo_root(tmp_path_factory):
 def feature_cache(tmp_path_factory):
     """One feature cache for the session: each test computes only the inputs no earlier test did."""
     return tmp_path_factory.mktemp('cache')
+
+
+@pytest.fixture(scope='session')
+def model_file(demo_root, tmp_path_factory, feature_cache):
+    """model.pt of a tiny network trained on the small demo set with --final-only (no LOSO): made once."""
+    import mer
+    out = tmp_path_factory.mktemp('model')
+    assert mer.main(['--data', str(demo_root / 'megc'), '--ckplus', str(demo_root / 'ck'), '--final-only',
+                     '--init', 'random', '--epochs', '1', '--batch-size', '16', '--size', '36', '--align-size', '64',
+                     '--workers', '1', '-q', '--out', str(out), '--cache', str(feature_cache)]) == 0
+    return out / 'model.pt'

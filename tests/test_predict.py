@@ -19,16 +19,6 @@ REAL = Path(__file__).resolve().parents[2] / 'shared' / 'realclips' / 'single_fa
 FIELDS = {k for k in config.result_settings(config.PAPER)}
 
 
-@pytest.fixture(scope='session')
-def model_file(demo_root, tmp_path_factory, feature_cache):
-    """model.pt of a tiny network trained on the small demo set with --final-only (no LOSO): made once."""
-    out = tmp_path_factory.mktemp('model')
-    assert mer.main(['--data', str(demo_root / 'megc'), '--ckplus', str(demo_root / 'ck'), '--final-only',
-                     '--init', 'random', '--epochs', '1', '--batch-size', '16', '--size', '36', '--align-size', '64',
-                     '--workers', '1', '-q', '--out', str(out), '--cache', str(feature_cache)]) == 0
-    return out / 'model.pt'
-
-
 @pytest.fixture(scope='module')
 def frames_dir(tmp_path_factory):
     """A folder of 4 numbered frames (img10..img13.png) of a real face photo."""

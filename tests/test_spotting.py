@@ -35,7 +35,7 @@ def spotted(long_root, tmp_path_factory):
     with redirect_stdout(out):
         assert mer.main(['spot', '--data', str(long_root), '--json', '-q', '--figure', str(fig)]) == 0
     lines = [json.loads(x) for x in out.getvalue().splitlines()]
-    return [x for x in lines if 'start' in x], lines[-1]['scores'], fig
+    return [x for x in lines if 'onset' in x], lines[-1]['scores'], fig
 
 
 def _fail(args):
@@ -81,10 +81,10 @@ def test_the_demo_long_videos_are_spotted_and_scored(spotted, long_root):
     assert scores['overall']['tp'] + scores['overall']['fn'] == truths
     assert scores['overall']['f1'] >= 0.8, scores
     for r in records:
-        assert r['kind'] in ('micro', 'macro') and r['start'] <= r['apex'] <= r['end']
-        assert (r['kind'] == 'micro') == (r['end_s'] - r['start_s'] <= 0.5 + 0.05)
+        assert r['kind'] in ('micro', 'macro') and r['onset'] <= r['apex'] <= r['offset']
+        assert (r['kind'] == 'micro') == (r['offset_s'] - r['onset_s'] <= 0.5 + 0.05)
     # the output's frame numbers are the files' (both releases number their frames from 1)
-    assert all(r['start'] >= 1 for r in records)
+    assert all(r['onset'] >= 1 for r in records)
 
 
 def test_blinks_a_head_turn_no_face_and_a_cut_are_not_reported(spotted, long_root):
@@ -94,7 +94,7 @@ def test_blinks_a_head_turn_no_face_and_a_cut_are_not_reported(spotted, long_roo
     for r in records:
         ds = 'casme_sq' if 'rawpic' in r['path'] else 'samm_lv'
         script = events[f'{ds}/{Path(r["path"]).name}']
-        start, end = r['start'] - 1, r['end'] - 1              # files are numbered from 1, the script from 0
+        start, end = r['onset'] - 1, r['offset'] - 1              # files are numbered from 1, the script from 0
         for e in script:
             if e['kind'] in ('blink', 'turn', 'noface', 'cut'):
                 checked.add(e['kind'])
@@ -118,8 +118,8 @@ def test_the_real_clip_s_smile_is_found(tmp_path, capsys):
     # README: neutral to about frame 18, a broad smile from about 20-24 held to the last frame (71)
     assert len(rec) == 1, rec
     r = rec[0]
-    assert r['kind'] == 'macro' and 8 <= r['start'] <= 24 and r['end'] >= 65 and 24 <= r['apex'] <= 71
-    assert r['start_s'] == pytest.approx(r['start'] / 30, abs=1e-3)
+    assert r['kind'] == 'macro' and 8 <= r['onset'] <= 24 and r['offset'] >= 65 and 24 <= r['apex'] <= 71
+    assert r['onset_s'] == pytest.approx(r['onset'] / 30, abs=1e-3)
     assert cv2.imread(str(fig)) is not None
 
 

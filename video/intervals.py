@@ -51,9 +51,11 @@ log = logging.getLogger(__name__)
 # rois: the face is cut into rois x rois regions; k, floor, extend: the threshold and the widening above; min_s:
 # shorter runs are noise; micro_s: the longest micro-expression; blink_ratio: an interval whose eyes' regions move
 # this many times more than the rest of the face is a blink; baseline_s, baseline_p: the published baseline's
-# K (micro, macro) and relative threshold.
+# K (micro, macro) and relative threshold; warmup_s: seconds of a stream before its first intervals are given
+# (the threshold needs a neutral reference).
 SPOTTING = dict(method='mdmd2', size=64, rate=50.0, detect_s=0.5, cut=20.0, window_s=2.0, rois=8, k=8.0, floor=0.2,
-                extend=0.2, min_s=0.12, micro_s=0.5, blink_ratio=1.25, baseline_s=(0.2, 0.6), baseline_p=0.3)
+                extend=0.2, min_s=0.12, micro_s=0.5, blink_ratio=1.25, baseline_s=(0.2, 0.6), baseline_p=0.3,
+                warmup_s=6.0)
 # Farneback's settings for the small face: a smaller window than flow.py's (made for 224 px), so that the eyes'
 # motion stays in the eyes' regions.
 FLOW = dict(winsize=9)
@@ -166,11 +168,28 @@ def step(fps, settings=None):
 
 
 def motion(frames, fps, name='video', settings=None, windows=None, progress=None):
-    """The motion curves of a stream of BGR frames (those that are not analysed may be None): a dict of numpy arrays over the analysed frames, 'pos' (their
-    positions in the video), 'seg' (the face segment each belongs to, -1 where there is no face), and 'p' (K, n)
-    one curve per window K (frames analysed) in 'windows'; with 'step', 'fps' (analysed frames per second),
-    'segments' (how many), 'several' (frames analysed with more than one face). Memory: the last max(K) + 1 small
-    faces and a few numbers a frame."""
+    """The motion curves of a stream of BGR frames (those that are not analysed may be None): a dict of numpy
+    arrays over the analysed frames, 'pos' (their positions in the video), 'seg' (the face segment each belongs to,
+    -1 where there is no face), 'p' (K, n) one curve per window K (frames analysed) in 'windows', 'q' and 'eyes';
+    with 'step', 'fps' (analysed frames per second), 'frames' (read), 'segments' (how many), 'several' (frames
+    analysed with more than one face). Memory: the last 2 max(K) + 1 small faces and a few numbers a frame."""
+    for state in track(frames, fps, name, settings, windows, progress):
+        pass
+    return arrays(state)
+
+
+def arrays(state):
+    """motion's dict of numpy arrays, of the curves track has computed so far."""
+    return dict(state, pos=np.array(state['pos'], int), seg=np.array(state['seg'], int),
+                p=np.array(state['p'], np.float64).reshape(len(state['windows']), -1),
+                q=np.array(state['q'], np.float64), eyes=np.array(state['eyes'], np.float64))
+
+
+def track(frames, fps, name='video', settings=None, windows=None, progress=None):
+    """motion's curves as they grow: yields, after each analysed frame, the same dict with lists in place of
+    arrays (one object, updated in place; read it before the next frame). A frame given as None at a position that
+    would be analysed (a live source dropped it) is skipped. Entries up to SPOTTING['detect_s'] seconds back may
+    still change: frames whose face a later check finds gone are set to segment -1."""
     import flow
     s = dict(SPOTTING, **(settings or {}))
     every = step(fps, s)
@@ -178,20 +197,22 @@ def motion(frames, fps, name='video', settings=None, windows=None, progress=None
     if windows is None:
         windows = [max(1, int(round(w * afps))) for w in
                    (s['baseline_s'] if s['method'] == 'baseline' else (s['window_s'],))]
-    size, mask, eyes = s['size'], skull_mask(s['size']), []
+    size, mask = s['size'], skull_mask(s['size'])
     cells, eye_cells = (pixels(regions(size, s['rois'], e), size) for e in (False, True))
     detect_every = max(1, int(round(s['detect_s'] * afps)))
-    across = None if s['method'] == 'baseline' else {}
+    across = s['method'] != 'baseline'
     # (analysed index, face) of the current segment: 2K + 1 of them for the across term
-    ring = collections.deque(maxlen=(2 if across is not None else 1) * max(windows) + 1)
-    pos, seg, curves = [], [], [[] for _ in windows]
+    ring = collections.deque(maxlen=(2 if across else 1) * max(windows) + 1)
+    c = dict(pos=[], seg=[], p=[[] for _ in windows], q=[], eyes=[], windows=list(windows), step=every, fps=afps,
+             frames=0, segments=0, several=0, ended=False)
+    pos, seg, curves, q, eyes = c['pos'], c['seg'], c['p'], c['q'], c['eyes']
     m = w = ref = prev_thumb = None
-    segment, last_check, confirmed, several, warned_several = -1, -detect_every, -1, 0, False
-    i = -1
+    segment, last_check, confirmed, warned_several = -1, -detect_every, -1, False
     for i, frame in enumerate(frames):
+        c['frames'] = i + 1
         if progress is not None:
             progress(1)
-        if i % every:
+        if i % every or frame is None:
             continue
         t = len(pos)
         gray = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY) if frame.ndim == 3 else frame
@@ -202,7 +223,7 @@ def motion(frames, fps, name='video', settings=None, windows=None, progress=None
             last_check = t
             faces = align.detect_faces(gray, 1 if min(gray.shape) < 400 else 0)
             if len(faces) > 1:
-                several += 1
+                c['several'] += 1
                 if not warned_several:
                     log.info('%s: %d faces at frame %d; following the largest', name, len(faces), i)
                     warned_several = True
@@ -223,16 +244,19 @@ def motion(frames, fps, name='video', settings=None, windows=None, progress=None
             if box is not None and m is None:
                 m, w, ref = face_transform(gray, box, size), np.eye(2, 3), None
                 segment += 1
+                c['segments'] = segment + 1
                 ring.clear()
                 log.info('%s: face found at frame %d (%s)', name, i, 'after a cut' if cut else
                          'segment %d' % segment)
             if box is not None:
                 confirmed = t
         pos.append(i)
+        q.append(np.nan)
         if m is None:
             seg.append(-1)
-            for c in curves + [eyes]:
-                c.append(0.0)
+            for x in curves + [eyes]:
+                x.append(0.0)
+            yield c
             continue
         face = small_face(gray, m, size)
         if ref is None:
@@ -243,30 +267,27 @@ def motion(frames, fps, name='video', settings=None, windows=None, progress=None
             face = small_face(gray, stabilise.compose(cv2.invertAffineTransform(w), m), size)
         ring.append((t, face))
         seg.append(segment)
-        for n, (k, c) in enumerate(zip(windows, curves)):
+        for n, (k, x) in enumerate(zip(windows, curves)):
             f = flow.optical_flow(ring[max(0, len(ring) - 1 - k)][1], face, method='farneback', **FLOW)
             if n == 0:
                 face_value, eye_value = mdmd(f, (cells, eye_cells), mask) if len(ring) > 1 else (0.0, 0.0)
-                c.append(face_value)
+                x.append(face_value)
                 eyes.append(eye_value)
             else:
-                c.append(mdmd(f, (cells,), mask)[0] if len(ring) > 1 else 0.0)
-        if across is not None:
+                x.append(mdmd(f, (cells,), mask)[0] if len(ring) > 1 else 0.0)
+        if across:
             # The head frame 2K back against this one, stored at the frame between them.
             k = windows[0]
             if len(ring) > k + 1:
                 j = len(ring) - 1 - 2 * k
-                across[t - k] = mdmd(flow.optical_flow(ring[max(0, j)][1], face, method='farneback', **FLOW),
-                                     (cells,), mask)[0]
+                q[t - k] = mdmd(flow.optical_flow(ring[max(0, j)][1], face, method='farneback', **FLOW),
+                                (cells,), mask)[0]
+        yield c
     if segment < 0 and pos:
-        raise align.FaceNotFound(f'{name}: no face found by the dlib detector in any of its {len(pos) * every} frames; check '
-                     'that the video shows a frontal face')
-    q = np.full(len(pos), np.nan)
-    for t, x in (across or {}).items():
-        q[t] = x
-    return dict(pos=np.array(pos, int), seg=np.array(seg, int), p=np.array(curves, np.float64).reshape(
-        len(windows), -1), q=q, eyes=np.array(eyes), windows=list(windows), step=every, fps=afps, frames=i + 1,
-                segments=segment + 1, several=several)
+        raise align.FaceNotFound(f'{name}: no face found by the dlib detector in any of its {len(pos) * every} '
+                                 'frames; check that the video shows a frontal face')
+    c['ended'] = True
+    yield c
 
 
 def face_span(frames, fps, settings=None):
@@ -405,3 +426,47 @@ def spot_baseline(curve, s):
             out.append(iv)
             taken.append(t)
     return sorted(out, key=lambda r: r['start']), shown or dict(v=np.zeros(len(seg)), threshold=np.inf)
+
+
+# ----------------------------------------------------------------------------------------------- as it arrives
+def online(states, settings=None):
+    """The intervals of a stream as they settle: from track's states, yields each interval once, a bounded time
+    after it ends, so that a camera's are known while it runs and a file's are never held whole.
+
+    Every SPOTTING['detect_s'] seconds of analysed frames, once the curve holds SPOTTING['warmup_s'] of them,
+    `spot` runs on the curve so far (its threshold from the frames so far, its last K frames one-sided, as at a
+    segment's end). An interval that ends more than K + detect_s before the newest frame can no longer change (v
+    there is two-sided and no check can still drop its frames) and is given; at the stream's end, what the whole
+    curve shows is given too. An interval that reaches back into one already given starts after it, or is dropped
+    when its apex lies inside it. The published baseline's threshold is relative to the whole video: it settles
+    at the end only."""
+    s = dict(SPOTTING, **(settings or {}))
+    given, last = [], -np.inf
+    for c in states:
+        n, k = len(c['pos']), c['windows'][0]
+        check = max(1, int(round(s['detect_s'] * c['fps'])))
+        if not c['ended'] and (s['method'] == 'baseline' or n < s['warmup_s'] * c['fps'] or n - last < check):
+            continue
+        last = n
+        found, _ = spot(arrays(c), s)
+        horizon = np.inf if c['ended'] else c['pos'][n - 1] - (k + check + 1) * c['step']
+        for r in found:
+            if r['end'] < horizon:
+                r = after(r, given, c['fps'] * c['step'], s)
+                if r is not None:
+                    given.append(r)
+                    yield r
+
+
+def after(r, given, fps, s):
+    """r, started after every interval in `given` that it overlaps, with its kind for its new length; None when
+    its apex lies inside one of them or what is left is shorter than SPOTTING['min_s'] (fps: the video's rate)."""
+    for g in given:
+        if r['start'] <= g['end'] and g['start'] <= r['end']:
+            if r['apex'] <= g['end']:
+                return None
+            r = dict(r, start=g['end'] + 1)
+    length = (r['end'] - r['start'] + 1) / fps
+    if length < s['min_s'] - 1e-9:
+        return None
+    return dict(r, kind='micro' if length <= s['micro_s'] + 1e-9 else 'macro')

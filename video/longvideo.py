@@ -1,14 +1,20 @@
 """`mer.py spot`: every expression interval in long videos (intervals.py), recognised by a saved model where one is
-given, scored as MEGC scores it where the truth is known (scoring.py), drawn as a timeline.
+given, scored as MEGC scores it where the truth is known (scoring.py), drawn as a timeline, written with --out.
 
-    python mer.py spot video.mp4 [--model model.pt] [--json] [--figure timeline.png]
+    python mer.py spot video.mp4 [--model model.pt] [--out spots.csv] [--figure timeline.png]
+    python mer.py spot --camera 0 --model model.pt   # live: each interval a few seconds after it ends
     python mer.py spot --demo            # the long-video demo (synth.build_long), spotted and scored
     python mer.py spot --data ./long     # CAS(ME)^2 and/or SAMM Long Videos as they unpack (long_releases.py)
 
-A video (or a folder of numbered frames) is read once, as a stream; only the frames the figure shows are read again.
+A video (a folder of numbered frames, a camera, a stream) is read once, as a stream: the spotter keeps a few
+numbers a frame and a few seconds of small faces; recognising keeps the last --buffer-s seconds of frames, from
+which each interval is cut when it settles (intervals.online).
 """
+import collections
 import json
 import logging
+import signal
+import threading
 import time
 from pathlib import Path
 
@@ -16,60 +22,170 @@ import cv2
 import numpy as np
 
 import config
-from data.releases import DatasetError, frame_number
+from data.releases import DatasetError, frame_number, list_frames
 from engine.files import atomic_write
-from video import intervals, scoring
+from video import intervals, outputs, scoring
 
 log = logging.getLogger(__name__)
+
+# Seconds of frames a live source may queue while the work catches up; beyond it, frames are dropped (counted).
+QUEUE_S = 10.0
+COLUMNS = ['video', 'onset', 'offset', 'kind', 'apex', 'onset_s', 'apex_s', 'offset_s', 'score', 'label',
+           *(f'p_{c}' for c in config.CLASSES), 'delay_s', 'path']
 
 
 # ----------------------------------------------------------------------------------------------- reading
 def open_video(path, fps=None):
-    """A video dict (path, name, files (a folder's, else None), n (frames), fps, truths []) of a video file or a
-    folder of numbered frames; what cannot be read is a DatasetError naming the file and what to do."""
-    from video import predict
+    """A video dict (path, name, files (a folder's, else None), fps, truths []) of a video file or a folder of
+    numbered frames, checked without reading it; what cannot be opened is a DatasetError naming the file and what
+    to do."""
     p = Path(path)
-    files, n, rate = predict.source(p)
-    if fps is None and files is not None:
-        raise DatasetError(f'{p}: a folder of frames gives no frame rate, and micro- and macro-expressions are '
-                           'told apart by their length in seconds; pass --fps N')
-    if fps is None and not rate:
-        raise DatasetError(f'{p}: the video\'s header gives a frame rate of 0 (none usable), and micro- and '
-                           'macro-expressions are told apart by their length in seconds; pass --fps N (its real rate)')
-    return dict(path=str(p), name=p.name, files=files, n=n, fps=float(fps or rate), truths=[])
+    if not p.exists():
+        raise DatasetError(f'{p}: no such file or folder; give a video file (mp4, avi, mov) or a folder of numbered '
+                           'frames')
+    files, rate = None, 0.0
+    if p.is_dir():
+        try:
+            files = list_frames(p)
+        except DatasetError:
+            raise DatasetError(f'{p}: no numbered image frames in this folder (names ending in the frame number, '
+                               'e.g. img046.jpg)') from None
+        if fps is None:
+            raise DatasetError(f'{p}: a folder of frames gives no frame rate, and micro- and macro-expressions are '
+                               'told apart by their length in seconds; pass --fps N')
+    else:
+        cap = cv2.VideoCapture(str(p))
+        ok = cap.isOpened()
+        rate = cap.get(cv2.CAP_PROP_FPS) if ok else 0.0
+        cap.release()
+        if not ok:
+            raise DatasetError(f'{p}: OpenCV reads no frames from this file (empty, not a video, or a codec it '
+                               'lacks); re-encode it (e.g. ffmpeg -i in -c:v libx264 out.mp4) or give another file')
+        rate = rate if rate and rate > 0 and np.isfinite(rate) else 0.0
+        if fps is None and not rate:
+            raise DatasetError(f'{p}: the video\'s header gives a frame rate of 0 (none usable), and micro- and '
+                               'macro-expressions are told apart by their length in seconds; pass --fps N (its real '
+                               'rate)')
+    return dict(path=str(p), name=p.name, files=files, fps=float(fps or rate), truths=[], live=None)
+
+
+def open_live(source, fps=None, paced=False):
+    """A video dict of a live source: a camera's index, a stream's URL, or (paced) a file read at its own frame rate
+    as a camera delivers it; one that OpenCV cannot open is a DatasetError naming it."""
+    cap = cv2.VideoCapture(source)
+    ok = cap.isOpened()
+    rate = cap.get(cv2.CAP_PROP_FPS) if ok else 0.0
+    cap.release()
+    name = f'camera {source}' if isinstance(source, int) else str(source)
+    if not ok:
+        what = 'no camera at that index (none attached, or another program holds it); give another --camera N or ' \
+            'a video file' if isinstance(source, int) else 'cannot open it; check the address, or give a video file'
+        raise DatasetError(f'{name}: OpenCV {what}')
+    rate = fps or (rate if rate and rate > 0 and np.isfinite(rate) else 0.0)
+    if not rate:
+        log.info('%s: no frame rate given by the source; taking 30 fps (pass --fps to change it)', name)
+    return dict(path=name, name=Path(name).name if not isinstance(source, int) else name, files=None,
+                fps=float(rate or 30.0), truths=[], live=dict(source=source, paced=paced, dropped=0, clock=None))
 
 
 def frames(video, every=1):
-    """Yields every frame of a video in order, decoded only at positions that are multiples of `every` (None at the
-    others)."""
+    """Yields every frame of a video in order, one pass, decoded only at positions that are multiples of `every`
+    (None at the others); a file that gives no frame at all is a DatasetError naming it."""
     from data.frames import read_frames
+    if video.get('live') is not None:
+        yield from live_frames(video)
+        return
+    if video.get('frames') is not None:     # held in memory (video/api.py)
+        yield from video['frames']
+        return
     if video['files'] is not None:
         for i, f in enumerate(video['files']):
             yield read_frames([f])[0] if i % every == 0 else None
         return
     cap = cv2.VideoCapture(video['path'])
+    header = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
+    i = 0
     try:
-        for i in range(video['n']):
-            if i % every:
-                ok, img = cap.grab(), None
-            else:
-                ok, img = cap.read()
+        while True:
+            ok, img = (cap.grab(), None) if i % every else cap.read()
             if not ok:
-                raise DatasetError(f'{video["path"]}: frame {i} cannot be decoded; re-encode the video')
+                break
             yield img
+            i += 1
     finally:
         cap.release()
+    if i == 0:
+        raise DatasetError(f'{video["path"]}: OpenCV reads no frames from this file (empty, not a video, or a codec it '
+                           'lacks); re-encode it (e.g. ffmpeg -i in -c:v libx264 out.mp4) or give another file')
+    if header > i + 1:
+        log.warning('%s: the stream ended after %d frames, the header says %d; the rest cannot be decoded (re-encode '
+                    'the video to read them)', video['path'], i, header)
 
 
-def frame_at(video, positions):
-    """{position: BGR frame} of a few positions, read again."""
-    want, out = set(positions), {}
-    for i, img in enumerate(frames(video)):
-        if i in want:
-            out[i] = img
-        if len(out) == len(want):
-            break
-    return out
+def live_frames(video):
+    """Yields a live source's frames as they arrive, None for each one dropped because the work fell QUEUE_S seconds
+    behind (counted in video['live']['dropped']); video['live']['clock'] holds (position, arrival time) of the
+    newest. Ctrl-C ends the stream (a second one interrupts): what was queued is still spotted."""
+    import queue
+    live = video['live']
+    cap = cv2.VideoCapture(live['source'])
+    q = queue.Queue(maxsize=max(2, int(video['fps'] * QUEUE_S)))
+    done = threading.Event()
+
+    def reader():
+        i, t0 = 0, time.monotonic()
+        while not done.is_set():
+            if live['paced']:
+                time.sleep(max(0.0, t0 + i / video['fps'] - time.monotonic()))
+            ok, img = cap.read()
+            if not ok:
+                break
+            try:
+                q.put_nowait((i, img, time.monotonic()))
+            except queue.Full:
+                live['dropped'] += 1
+            i += 1
+        while not done.is_set():              # the end marker, once there is room
+            try:
+                q.put((None, None, None), timeout=0.1)
+                break
+            except queue.Full:
+                pass
+
+    def on_ctrl_c(signum, frame):
+        log.warning('%s: stopping (Ctrl-C); spotting what has arrived (press it again to interrupt)', video['path'])
+        done.set()
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    old = signal.signal(signal.SIGINT, on_ctrl_c) if threading.current_thread() is threading.main_thread() else None
+    thread = threading.Thread(target=reader, daemon=True)
+    thread.start()
+    expected = 0
+    try:
+        while True:
+            try:
+                i, img, t = q.get(timeout=0.1)
+            except queue.Empty:
+                if done.is_set() or not thread.is_alive():
+                    break
+                continue
+            if i is None:
+                break
+            for _ in range(i - expected):           # dropped: their positions keep the stream's time
+                yield None
+            live['clock'] = (i, t)
+            expected = i + 1
+            yield img
+    finally:
+        done.set()
+        thread.join(timeout=5)
+        if not thread.is_alive():
+            cap.release()
+        if old is not None:
+            signal.signal(signal.SIGINT, old)
+    if live['dropped']:
+        log.warning('%s: %d frames dropped: the work fell %g s behind the source', video['path'], live['dropped'],
+                    QUEUE_S)
 
 
 def number(video, i):
@@ -78,56 +194,101 @@ def number(video, i):
 
 
 # ----------------------------------------------------------------------------------------------- one video
-def spot_video(video, settings=None, quiet=False):
-    """(intervals, the curve the threshold was applied to and its threshold, motion's curve) of one video."""
+def spot_video(video, settings=None, quiet=False, net=None, cfg=None, buffer_s=8.0, on_interval=None):
+    """(intervals, the curve the threshold was applied to and its threshold, motion's curve) of one video, read
+    once; each interval recognised by `net` where given (from the last buffer_s seconds of analysed frames) and
+    passed to on_interval as it settles. Each interval holds a thumbnail of its apex ('thumb')."""
     from tqdm import tqdm
     every = intervals.step(video['fps'], settings)
-    with tqdm(total=video['n'], unit='frame', desc=Path(video['path']).name[:24], disable=quiet,
-              leave=False) as bar:
-        curve = intervals.motion(frames(video, every), video['fps'], video['path'], settings, progress=bar.update)
-    found, shown = intervals.spot(curve, settings)
+    afps = video['fps'] / every
+    kept = collections.deque(maxlen=max(2, int(round(buffer_s * afps))))      # (position, frame) analysed
+    latest = {}
+
+    def keeping(stream):
+        for i, img in enumerate(stream):
+            if img is not None and i % every == 0:
+                kept.append((i, img if net is not None else thumbnail(img)))
+            yield img
+
+    def watched(states):
+        for c in states:
+            latest['c'] = c
+            yield c
+
+    found = []
+    with tqdm(total=len(video['files']) if video['files'] is not None else None, unit='frame',
+              desc=Path(video['path']).name[:24], disable=quiet, leave=False) as bar:
+        states = intervals.track(keeping(frames(video, every)), video['fps'], video['path'], settings,
+                                 progress=bar.update)
+        for r in intervals.online(watched(states), settings):
+            if net is not None:
+                recognise(video, r, kept, every, net, cfg)
+            apex = dict(kept).get(r['apex'])
+            r['thumb'] = None if apex is None else thumbnail(apex) if net is not None else apex
+            if video.get('live') and video['live']['clock'] is not None:
+                i, t = video['live']['clock']
+                r['delay_s'] = round(time.monotonic() - (t - (i - r['end']) / video['fps']), 3)
+            found.append(r)
+            if on_interval is not None:
+                on_interval(r)
+    curve = intervals.arrays(latest['c'])
+    _, shown = intervals.spot(curve, settings)
     if curve['several']:
         log.info('%s: %d analysed frames showed more than one face; the largest was followed', video['path'],
                  curve['several'])
     return found, shown, curve
 
 
-def recognise(video, found, net, cfg):
-    """Each interval with the saved model's label and probabilities, its onset and apex as the clip's (a micro
-    interval as a micro-expression, a macro one with EMR's macro rule, and marked 'macro')."""
+def thumbnail(img, h=60):
+    """A frame shrunk to h pixels high, for the timeline."""
+    return cv2.resize(img, (max(1, img.shape[1] * h // img.shape[0]), h), interpolation=cv2.INTER_AREA)
+
+
+def recognise(video, r, kept, every, net, cfg):
+    """Adds the saved model's label and probabilities to an interval, cut from the kept frames from its start to its
+    apex (a micro interval as a micro-expression, a macro one with EMR's macro rule); a face the model's pipeline
+    cannot use leaves it unlabelled, with a warning."""
     from align import FaceNotFound
     from video import predict
-    clip = dict(path=video['path'], kind='folder' if video['files'] is not None else 'video',
-                numbers=[number(video, i) for i in range(video['n'])] if video['files'] is not None else
-                list(range(video['n'])), files=video['files'], fps=video['fps'])
-    for r in found:
-        apex = max(r['apex'], r['start'] + 1)
-        try:
-            p = predict.predict_clip(clip, net, cfg, config.CLASSES, onset=clip['numbers'][r['start']],
-                                     apex=clip['numbers'][min(apex, video['n'] - 1)], no_face='error',
-                                     max_frames=apex - r['start'] + 1, domain=r['kind'])
-        except (FaceNotFound, DatasetError) as e:
-            log.warning('%s: interval %d-%d not recognised: %s', video['path'], r['start'], r['end'], e)
-            continue
-        r['label'] = p['label']
-        r.update({f'p_{c}': p[f'p_{c}'] for c in config.CLASSES})
-    return found
+    frames = [(i, img) for i, img in kept if r['start'] <= i <= max(r['apex'], r['start'] + 1)]
+    if frames and frames[0][0] > r['start']:
+        log.warning('%s: interval %d-%d began more than --buffer-s before it settled; recognised from frame %d',
+                    video['path'], number(video, r['start']), number(video, r['end']), number(video, frames[0][0]))
+    if len(frames) < 2:
+        log.warning('%s: interval %d-%d not recognised: fewer than 2 of its frames are kept', video['path'],
+                    number(video, r['start']), number(video, r['end']))
+        return
+    clip = predict.memory_clip([img for _, img in frames], video['fps'] / every, video['path'])
+    clip['numbers'] = [number(video, i) for i, _ in frames]
+    try:
+        p = predict.predict_clip(clip, net, cfg, config.CLASSES, onset=clip['numbers'][0],
+                                 apex=clip['numbers'][-1], no_face='error', max_frames=len(frames), domain=r['kind'])
+    except (FaceNotFound, DatasetError) as e:
+        log.warning('%s: interval %d-%d not recognised: %s', video['path'], number(video, r['start']),
+                    number(video, r['end']), e)
+        return
+    r['label'] = p['label']
+    r.update({f'p_{c}': p[f'p_{c}'] for c in config.CLASSES})
 
 
 def record(video, r):
-    """The output dict of one interval: frame numbers and seconds of start, apex and end, kind, label."""
+    """The output dict of one interval: MEGC's submission columns (video, onset, offset, kind) in frame numbers,
+    the apex, the same in seconds, the score, and label and probabilities where recognised."""
     fps = video['fps']
-    out = dict(path=video['path'], **{k: number(video, r[k]) for k in ('start', 'apex', 'end')},
-               **{f'{k}_s': round(r[k] / fps, 3) for k in ('start', 'apex', 'end')}, kind=r['kind'],
+    out = dict(video=video['name'], **{k: number(video, r[j]) for k, j in
+                                       (('onset', 'start'), ('offset', 'end'), ('apex', 'apex'))},
+               kind=r['kind'], **{f'{k}_s': round(r[j] / fps, 3) for k, j in
+                                  (('onset', 'start'), ('apex', 'apex'), ('offset', 'end'))},
                score=round(r['score'], 4))
-    out.update({k: v for k, v in r.items() if k == 'label' or k.startswith('p_')})
+    out.update({k: v for k, v in r.items() if k in ('label', 'delay_s') or k.startswith('p_')})
+    out['path'] = video['path']
     return out
 
 
 def line(rec):
-    """'path start apex end start_s apex_s end_s kind [label p_negative p_positive p_surprise]'."""
-    parts = [rec['path'], str(rec['start']), str(rec['apex']), str(rec['end']), f'{rec["start_s"]:.3f}',
-             f'{rec["apex_s"]:.3f}', f'{rec["end_s"]:.3f}', rec['kind']]
+    """'path onset apex offset onset_s apex_s offset_s kind [label p_negative p_positive p_surprise]'."""
+    parts = [rec['path'], str(rec['onset']), str(rec['apex']), str(rec['offset']), f'{rec["onset_s"]:.3f}',
+             f'{rec["apex_s"]:.3f}', f'{rec["offset_s"]:.3f}', rec['kind']]
     if 'label' in rec:
         parts += [rec['label'], *(f'{rec[f"p_{c}"]:.4f}' for c in config.CLASSES)]
     return ' '.join(parts)
@@ -160,21 +321,17 @@ def save_figure(path, rows, max_rows=8):
         for tr in video['truths']:
             ax.plot([tr['start'] / video['fps'], tr['end'] / video['fps']], [-0.06 * top] * 2, lw=5,
                     color='tab:orange' if tr['kind'] == 'micro' else 'tab:blue', alpha=0.5, solid_capstyle='butt')
-        apexes = frame_at(video, [r['apex'] for r in found]) if found else {}
         for r in found:
             colour = 'tab:orange' if r['kind'] == 'micro' else 'tab:blue'
             ax.axvspan(r['start'] / video['fps'], (r['end'] + 1) / video['fps'], color=colour, alpha=0.3)
             text = r['kind'] + (f' {r["label"]}' if 'label' in r else '')
             ax.text(r['apex'] / video['fps'], top * 1.05, text, ha='center', fontsize=8)
-            img = apexes.get(r['apex'])
-            if img is not None:
-                h = 60
-                thumb = cv2.cvtColor(cv2.resize(img, (max(1, img.shape[1] * h // img.shape[0]), h),
-                                                interpolation=cv2.INTER_AREA), cv2.COLOR_BGR2RGB)
+            if r.get('thumb') is not None:
+                thumb = cv2.cvtColor(r['thumb'], cv2.COLOR_BGR2RGB)
                 ax.add_artist(AnnotationBbox(OffsetImage(thumb, zoom=0.6), (r['apex'] / video['fps'], top * 1.35),
                                              frameon=False))
         ax.set_ylim(-0.12 * top, top * 1.6)
-        ax.set_xlim(0, video['n'] / video['fps'])
+        ax.set_xlim(0, curve['frames'] / video['fps'])
         ax.set_xlabel('seconds')
         ax.set_ylabel('motion (px)')
         truth = ' (bars below: true intervals)' if video['truths'] else ''
@@ -202,50 +359,119 @@ def score_table(scores, strs=None):
     return '\n'.join(out)
 
 
-def run(a):
-    """`mer.py spot`: spots every video, prints a line (or JSON) per interval, scores and draws where asked."""
+def settings_of(a):
+    """The spotter's settings of the parsed flags (each SPOTTING key that is a flag)."""
+    return {k: getattr(a, k) for k in intervals.SPOTTING if getattr(a, k, None) is not None}
+
+
+def sources(a):
+    """The videos of the parsed flags, every one checked before any long work."""
     from data import long_releases
-    from video import predict
-    fig = predict.figure_path(a.figure)
-    settings = dict(method=a.method)
-    net = cfg = None
-    if a.model:
-        net, cfg, _ = predict.load(a.model, stabilise=True, quiet=a.quiet)
     if a.demo:
         from data import synth
         videos = long_releases.load_long(synth.build_long(a.demo_root))
     elif a.data:
         videos = long_releases.load_long(a.data)
+    elif a.camera is not None:
+        return [open_live(a.camera, a.fps)]
     else:
-        videos = [open_video(p, a.fps) for p in a.paths]     # every path checked before any long work
-    t0, n_frames, rows, results = time.time(), 0, [], {}
+        return [open_live(p, a.fps, paced=a.live) if a.live or '://' in p else open_video(p, a.fps) for p in a.paths]
+    i, n = a.part
+    return videos[i - 1::n]
+
+
+def run(a):
+    """`mer.py spot`: spots every video, prints a line (or JSON) per interval as it settles, writes --out after every
+    video (and every interval of a live source), scores and draws where asked."""
+    from video import predict
+    if a.merge:
+        return merge(a)
+    fig = predict.figure_path(a.figure)
+    out = outputs.out_path(a.out)
+    settings = settings_of(a)
+    net = cfg = d = None
+    if a.model:
+        net, cfg, d = predict.load(a.model, stabilise=True, quiet=a.quiet)
+    videos = sources(a)
+    info = outputs.meta(a.argv, a.model, d, dict(intervals.SPOTTING, **settings))
+    t0, n_frames, rows, results, records = time.time(), 0, [], {}, []
+
+    def given(video, r):
+        rec = record(video, r)
+        records.append(rec)
+        print(json.dumps(rec) if a.json else line(rec), flush=True)
+        if out is not None and video.get('live') is not None:
+            outputs.write(out, records, COLUMNS, info)
+
     for video in videos:
-        found, shown, curve = spot_video(video, settings, a.quiet)
-        if net is not None:
-            recognise(video, found, net, cfg)
-        n_frames += video['n']
+        found, shown, curve = spot_video(video, settings, a.quiet, net, cfg, a.buffer_s,
+                                         on_interval=lambda r, v=video: given(v, r))
+        n_frames += curve['frames']
         rows.append((video, found, shown, curve))
-        key = f'{video.get("dataset", "video")}/{video["name"]}' if 'dataset' in video else video['path']
-        results[key] = (found, video['truths'])
-        for r in found:
-            rec = record(video, r)
-            print(json.dumps(rec) if a.json else line(rec), flush=True)
+        results[video['path']] = (found, video['truths'])
+        if out is not None:
+            outputs.write(out, records, COLUMNS, info)
     took = time.time() - t0
     log.info('%d video%s, %d frames, spotted in %.1f s (%.1f frames/s)', len(videos), 's' * (len(videos) > 1),
              n_frames, took, n_frames / max(took, 1e-9))
+    if out is not None:
+        log.info('%d intervals written to %s', len(records), out)
     if any(v['truths'] for v in videos):
-        labelled = [(f, t) for f, t in results.values()]
-        for found, truths in labelled:          # STR reads the prediction as a class index
-            for r in found:
-                if 'label' in r:
-                    r['pred'] = config.CLASSES.index(r['label'])
-        scores = scoring.score(results)
-        strs = scoring.str_score(scores) if net is not None else None
-        if a.json:
-            print(json.dumps(dict(scores={k: v for k, v in scores.items() if k != 'pairs'}, str=strs)))
-        else:
-            print(score_table(scores, strs))
+        print_scores(results, net is not None, a.json)
     if fig is not None:
         save_figure(fig, rows)
         log.info('timeline saved to %s', fig)
+    return 0
+
+
+def print_scores(results, recognised, as_json):
+    """Prints MEGC's spotting scores (and STR where the intervals were recognised) of {video: (found, truths)}."""
+    for found, truths in results.values():          # STR reads the prediction as a class index
+        for r in found:
+            if 'label' in r:
+                r['pred'] = config.CLASSES.index(r['label'])
+    scores = scoring.score(results)
+    strs = scoring.str_score(scores) if recognised else None
+    if as_json:
+        print(json.dumps(dict(scores={k: v for k, v in scores.items() if k != 'pairs'}, str=strs)))
+    else:
+        print(score_table(scores, strs))
+
+
+def merge(a):
+    """`mer.py spot --merge FILES`: the --out files of many runs (an array's, one per video) as one file (--out),
+    scored where --data or --demo gives the truth; a video found in two files, or files made with other settings
+    or another model, is a DatasetError naming them."""
+    from data import long_releases
+    out = outputs.out_path(a.out)
+    infos, records, seen = [], [], {}
+    for f in a.merge:
+        info, rows = outputs.read(f)
+        if infos and (info.get('settings'), info.get('model')) != (infos[0].get('settings'), infos[0].get('model')):
+            raise DatasetError(f'{f}: made with other spotter settings or another model than {a.merge[0]}; merge the '
+                               'files of one run')
+        infos.append(info)
+        for r in rows:
+            if seen.setdefault(r['path'], f) != f:
+                raise DatasetError(f'{f}: {r["path"]} was spotted in {seen[r["path"]]} too; give each video\'s file '
+                                   'once')
+        records += rows
+    log.info('%d intervals of %d videos from %d files', len(records), len(seen), len(a.merge))
+    if out is not None:
+        info = dict(infos[0], command=' '.join(['mer.py', *a.argv]), merged=[str(f) for f in a.merge])
+        outputs.write(out, records, COLUMNS, info)
+        log.info('merged into %s', out)
+    if a.demo or a.data:
+        from data import synth
+        videos = long_releases.load_long(synth.build_long(a.demo_root) if a.demo else a.data)
+        missing = [v['path'] for v in videos if v['path'] not in seen]
+        if missing:
+            log.warning('%d of %d videos have no interval in the merged files (none found, or not spotted): %s',
+                        len(missing), len(videos), ', '.join(missing[:3]) + ' ...' * (len(missing) > 3))
+        results = {}
+        for v in videos:        # the truths are in positions, the files in frame numbers
+            at = {frame_number(f): i for i, f in enumerate(v['files'])}
+            results[v['path']] = ([dict(r, start=at[r['onset']], end=at[r['offset']]) for r in records
+                                   if r['path'] == v['path']], v['truths'])
+        print_scores(results, any('label' in r for r in records), a.json)
     return 0

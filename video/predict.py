@@ -17,7 +17,7 @@ import align
 import config
 import pipeline
 from config import Sample
-from data.frames import read_frames, same_size
+from data.frames import FrameError, read_frames, same_size
 from data.releases import DatasetError, frame_number, list_frames
 from engine.files import atomic_write
 from video import intervals
@@ -26,75 +26,112 @@ log = logging.getLogger(__name__)
 
 
 # ----------------------------------------------------------------------------------------------- reading clips
-def source(path):
-    """(files of a folder of numbered frames, or None for a video file; its frame count; the video header's frame
-    rate, 0 for a folder) of a user's clip or long video; a path that is missing, holds no numbered frames, or
-    holds no frame OpenCV can read is a DatasetError naming it and what to do."""
+# A clip is a dict: 'path', 'fps', 'numbers' (frame numbers of the positions known so far), 'frames' (the frames
+# read, None where not yet read or not kept), 'read' (position -> frame, for a folder; None otherwise), 'stream'
+# (a video's frames still to come; None once it has ended or for frames in memory). A video file is read once,
+# from its start, as far as the work needs and no further; what is read from `keep_from` on is kept, so no frame
+# is decoded twice.
+HINT = 'give a video file (mp4, avi, mov) or a folder of numbered frames'
+
+
+def open_clip(path, fps=None, keep_from=0):
+    """The clip of a user's video file or folder of numbered frames (frames before position `keep_from` are read
+    past, not kept); a path that is missing, holds no numbered frames, or fewer than 2 frames OpenCV can read is a
+    DatasetError naming it and what to do."""
     p = Path(path)
-    hint = 'give a video file (mp4, avi, mov) or a folder of numbered frames'
     if not p.exists():
-        raise DatasetError(f'{p}: no such file or folder; {hint}')
+        raise DatasetError(f'{p}: no such file or folder; {HINT}')
     if p.is_dir():
         try:
             files = list_frames(p)
         except DatasetError:
             raise DatasetError(f'{p}: no numbered image frames in this folder (names ending in the frame number, '
-                               f'e.g. img046.jpg); {hint}') from None
-        return files, len(files), 0.0
-    cap = cv2.VideoCapture(str(p))
-    rate = cap.get(cv2.CAP_PROP_FPS) if cap.isOpened() else 0.0
-    n = 0
-    while cap.isOpened() and cap.grab():        # counted, not decoded: the header's count is not reliable
-        n += 1
-    cap.release()
-    if n == 0:
-        raise DatasetError(f'{p}: OpenCV reads no frames from this file (empty, not a video, or a codec it lacks); '
-                           're-encode it (e.g. ffmpeg -i in -c:v libx264 out.mp4) or give another file')
-    return None, n, rate if rate and rate > 0 and np.isfinite(rate) else 0.0
-
-
-def open_clip(path, fps=None):
-    """{'path', 'kind' ('video' | 'folder'), 'numbers' (frame numbers), 'files' (a folder's), 'fps'} of a clip;
-    a path that is missing, unreadable, empty or shorter than 2 frames is a DatasetError naming it."""
-    p = Path(path)
-    files, n, rate = source(p)
-    if files is not None:
+                               f'e.g. img046.jpg); {HINT}') from None
         if fps is None:
             log.info('%s: a folder of frames gives no frame rate; taking %g fps (pass --fps to change it)', p,
                      config.DEFAULT_FPS)
-        clip = dict(path=str(p), kind='folder', numbers=[frame_number(f) for f in files], files=files,
-                    fps=fps or config.DEFAULT_FPS)
+        clip = dict(path=str(p), fps=fps or config.DEFAULT_FPS, numbers=[frame_number(f) for f in files],
+                    frames=[None] * len(files), read=lambda i: read_frames([files[i]])[0], stream=None, files=files)
     else:
-        clip = dict(path=str(p), kind='video', numbers=list(range(n)), files=None, fps=fps or rate or 30.0)
-    if len(clip['numbers']) < 2:
+        cap = cv2.VideoCapture(str(p))
+        if not cap.isOpened():
+            raise DatasetError(f'{p}: OpenCV reads no frames from this file (empty, not a video, or a codec it '
+                               'lacks); re-encode it (e.g. ffmpeg -i in -c:v libx264 out.mp4) or give another file')
+        rate = cap.get(cv2.CAP_PROP_FPS)
+        rate = rate if rate and rate > 0 and np.isfinite(rate) else 0.0
+        clip = dict(path=str(p), fps=fps or rate or 30.0, numbers=[], frames=[], read=None,
+                    stream=video_frames(cap, str(p), keep_from), files=None)
+    if available(clip, 2) < 2:
         raise DatasetError(f'{p}: {len(clip["numbers"])} frame; a clip needs at least 2 (an onset and a later '
-                           'frame)')
+                           'frame)' if clip['numbers'] else f'{p}: OpenCV reads no frames from this file (empty, not '
+                           'a video, or a codec it lacks); re-encode it (e.g. ffmpeg -i in -c:v libx264 out.mp4) or '
+                           'give another file')
     return clip
 
 
-def clip_frames(clip, start=0, stop=None):
-    """Yields the BGR frames of positions start..stop-1 of a clip, one at a time."""
-    stop = len(clip['numbers']) if stop is None else stop
-    if clip['kind'] == 'folder':
-        yield from same_size((read_frames([f])[0] for f in clip['files'][start:stop]), clip['path'])
-        return
-    cap = cv2.VideoCapture(clip['path'])
+def memory_clip(frames, fps, name='frames'):
+    """The clip of frames held in memory (a (T, H, W, 3) BGR array or a list of frames), numbered from 0."""
+    frames = list(same_size(frames, name))
+    if len(frames) < 2:
+        raise DatasetError(f'{name}: {len(frames)} frame; a clip needs at least 2 (an onset and a later frame)')
+    return dict(path=name, fps=float(fps), numbers=list(range(len(frames))), frames=frames, read=None, stream=None,
+                files=None)
+
+
+def video_frames(cap, name, keep_from=0):
+    """Yields a capture's frames in order (None before position keep_from: grabbed, not kept), released at the end."""
     try:
-        for i in range(stop):
-            ok, img = (cap.grab(), None) if i < start else cap.read()     # frames before start are not decoded
+        i = 0
+        while True:
+            ok, img = (cap.grab(), None) if i < keep_from else cap.read()
             if not ok:
-                raise DatasetError(f'{clip["path"]}: frame {i} cannot be decoded; re-encode the video')
-            if img is not None:
-                yield img
+                return
+            yield img
+            i += 1
     finally:
         cap.release()
+
+
+def available(clip, stop):
+    """How many of the first `stop` positions the clip has (None: all), reading a video on as far as that needs."""
+    while clip['stream'] is not None and (stop is None or len(clip['frames']) < stop):
+        img = next(clip['stream'], False)
+        if img is False:
+            clip['stream'] = None
+            break
+        clip['frames'].append(img)
+        clip['numbers'].append(len(clip['numbers']))
+    return len(clip['numbers']) if stop is None else min(stop, len(clip['numbers']))
+
+
+def clip_frames(clip, start=0, stop=None):
+    """Yields the BGR frames of positions start..stop-1 of a clip, one at a time, each read once and kept (frames
+    of a clip must have one size)."""
+    stop = available(clip, stop)
+    first = next((f.shape[:2] for f in clip['frames'] if f is not None), None)
+    for i in range(start, stop):
+        if clip['frames'][i] is None:
+            if clip['read'] is None:
+                raise DatasetError(f'{clip["path"]}: frame {clip["numbers"][i]} was read past (before the onset); '
+                                   'give an --onset no later than it')
+            clip['frames'][i] = clip['read'](i)
+        f = clip['frames'][i]
+        first = first or f.shape[:2]
+        if f.shape[:2] != first:
+            raise FrameError(f'{clip["path"]}: the clip\'s frames differ in size ({first[1]}x{first[0]}, '
+                             f'{f.shape[1]}x{f.shape[0]} at frame {clip["numbers"][i]}); one transform per clip '
+                             'needs frames of one size: check the clip\'s folder')
+        yield f if f.ndim == 3 else cv2.cvtColor(f, cv2.COLOR_GRAY2BGR)
 
 
 def position(clip, number, flag):
     """Position in the clip of a frame number (a video's frames are numbered from 0); DatasetError if absent."""
     nums = clip['numbers']
+    if clip['files'] is None:
+        available(clip, number + 1)         # a video's frames are numbered by position
     if number in nums:
         return nums.index(number)
+    available(clip, None)
     raise DatasetError(f'{clip["path"]}: {flag} {number} is beyond the clip\'s frames ({nums[0]} to {nums[-1]}); '
                        f'give a frame number in that range')
 
@@ -125,13 +162,13 @@ def choose_onset(clip, onset, no_face):
                            'the clip shows a frontal face')
     log.warning('%s: no face in frame %d; starting at frame %d, the first with a face (--no-face skip)',
                 clip['path'], number, clip['numbers'][j])
+    clip['frames'][:j] = [None] * j         # read past: never needed again
     return j
 
 
 def prepare(clip, cfg, onset=None, apex=None, no_face='error', max_frames=1000, domain='micro'):
     """(aligned clip from the onset on, its Sample with onset 0 and apex as given or spotted): the per-sample
     pipeline's first stages on a clip of your own."""
-    n = len(clip['numbers'])
     i = choose_onset(clip, onset, no_face)
     j = None if apex is None else position(clip, apex, '--apex')
     if j is not None and j <= i:
@@ -143,13 +180,14 @@ def prepare(clip, cfg, onset=None, apex=None, no_face='error', max_frames=1000, 
             raise DatasetError(f'{clip["path"]}: {stop - i} frames from onset to apex, more than --max-frames '
                                f'{max_frames}; raise it or give a later --onset')
     else:
-        stop = min(n, i + max_frames)
+        stop = available(clip, i + max_frames)
+        more = available(clip, stop + 1) > stop
         if stop - i < 2:
-            limit = f'--max-frames {max_frames}' if stop < n else "the clip's last frame"
+            limit = f'--max-frames {max_frames}' if more else "the clip's last frame"
             raise DatasetError(f'{clip["path"]}: 1 frame from the onset (frame {clip["numbers"][i]}) to {limit}, and '
                                'the apex is spotted among the frames after the onset; give an earlier --onset, a '
                                'larger --max-frames, or --apex')
-    if j is None and stop < n:
+    if j is None and more:
         log.warning('%s: only frames %d to %d (--max-frames %d) are searched for the apex', clip['path'],
                     clip['numbers'][i], clip['numbers'][stop - 1], max_frames)
     if j is None:
@@ -229,25 +267,56 @@ def load(path, stabilise, quiet):
     return net, cfg, d
 
 
+COLUMNS = ['path', 'label', *(f'p_{c}' for c in config.CLASSES), 'onset', 'apex']
+
+
+def check_path(path):
+    """A clip's path checked before any long work, without reading it: it exists, and a file OpenCV opens or a
+    folder of numbered frames."""
+    p = Path(path)
+    if not p.exists():
+        raise DatasetError(f'{p}: no such file or folder; {HINT}')
+    if p.is_dir():
+        return open_clip(p, 1.0) and None
+    cap = cv2.VideoCapture(str(p))
+    ok = cap.isOpened()
+    cap.release()
+    if not ok:
+        raise DatasetError(f'{p}: OpenCV reads no frames from this file (empty, not a video, or a codec it lacks); '
+                           're-encode it (e.g. ffmpeg -i in -c:v libx264 out.mp4) or give another file')
+
+
 def run(a):
-    """`mer.py predict`: loads the model, checks every clip, predicts each, prints a line (or JSON) per clip."""
+    """`mer.py predict`: loads the model, checks every clip, predicts each (read once, as far as needed), prints a
+    line (or JSON) per clip, and rewrites --out after each."""
     from tqdm import tqdm
 
+    from video import outputs
     fig = figure_path(a.figure)
+    out = outputs.out_path(a.out)
     # The onset's face is checked by choose_onset; head motion is removed unless asked not to, whatever training
     # did (lab recordings hold the head still; a clip of your own rarely does).
     net, cfg, d = load(a.model, stabilise=not a.no_stabilise, quiet=a.quiet)
     log.info('%s: %s', a.model, cfg.row())
-    clips = [open_clip(p, a.fps) for p in a.paths]          # every path checked before any long work
+    for p in a.paths:                       # every path checked before any long work
+        check_path(p)
+    info = outputs.meta(['predict', *a.argv], a.model, d)
     t0 = time.time()
     results = []
-    for c in tqdm(clips, unit='clip', desc='predict', disable=a.quiet or len(clips) < 2):
-        results.append(predict_clip(c, net, cfg, config.CLASSES, onset=a.onset, apex=a.apex, no_face=a.no_face,
-                                    max_frames=a.max_frames, domain=a.domain))
-    log.info('%d clip%s in %.1f s', len(clips), 's' * (len(clips) > 1), time.time() - t0)
+    for p in tqdm(a.paths, unit='clip', desc='predict', disable=a.quiet or len(a.paths) < 2):
+        clip = open_clip(p, a.fps, keep_from=a.onset or 0)
+        r = predict_clip(clip, net, cfg, config.CLASSES, onset=a.onset, apex=a.apex, no_face=a.no_face,
+                         max_frames=a.max_frames, domain=a.domain)
+        del clip                            # its frames: one clip's at a time
+        results.append(r if fig is not None else {k: v for k, v in r.items() if k != 'tiles'})
+        print(json.dumps({k: v for k, v in r.items() if k != 'tiles'}) if a.json else line(r, config.CLASSES),
+              flush=True)
+        if out is not None:
+            outputs.write(out, results, COLUMNS, info)
+    log.info('%d clip%s in %.1f s', len(results), 's' * (len(results) > 1), time.time() - t0)
+    if out is not None:
+        log.info('%d results written to %s', len(results), out)
     if fig is not None:
         save_figure(fig, results)
         log.info('figure saved to %s (columns: onset, apex, the apex the flow sees, flow)', fig)
-    for r in results:
-        print(json.dumps({k: v for k, v in r.items() if k != 'tiles'}) if a.json else line(r, config.CLASSES))
     return 0
