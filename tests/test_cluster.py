@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import cv2
+import numpy as np
 import pytest
 
 import mer
@@ -124,3 +126,56 @@ def test_the_slurm_recipe_runs_under_a_fake_scheduler(demo_root, tmp_path, featu
     assert [s.endswith(f'--folds {i}/2') for i, s in enumerate(starts, 1)] == [True, True, False]
     assert f'job array {array["id"]} (2 shards); merge: job {merge["id"]}' in r.stdout
     assert 'Table I' in Path(f'{log}.{merge["id"]}_None.out').read_text()
+
+
+def test_the_spotting_recipe_runs_one_task_per_video_and_merges_and_scores_them(tmp_path):
+    """tools/slurm_spot.sh: with --data, one array task per video of the releases writing its own file, and the
+    merge (a job depending on the array) joining them into all.csv and printing MEGC's scores; with LIST, one task
+    per line."""
+    from data import synth
+    from video import outputs
+    root = TESTS.parent
+    (tmp_path / 'bin').mkdir()
+    sbatch = tmp_path / 'bin' / 'sbatch'
+    sbatch.write_text(FAKE_SBATCH.format(python=sys.executable))
+    sbatch.chmod(0o755)
+    long_root = synth.build_long(tmp_path / 'long', casme_videos=2, casme_s=10.0, samm_videos=0)
+    log, spots = tmp_path / 'sbatch.jsonl', tmp_path / 'spots'
+    env = dict(os.environ, PATH=f'{tmp_path / "bin"}:{os.environ["PATH"]}', FAKE_SBATCH_LOG=str(log),
+               PYTHON=sys.executable)
+    r = subprocess.run(['bash', 'tools/slurm_spot.sh', str(spots), '--data', str(long_root), '-q'], cwd=root, env=env,
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    array, merge = [json.loads(line) for line in log.read_text().splitlines()]
+    assert '--array=1-2' in array['opts'] and array['status'] == [0, 0] and merge['status'] == [0]
+    assert f'--dependency=afterok:{array["id"]}' in merge['opts']
+    infos, parts = zip(*(outputs.read(spots / f'part_{i}.csv') for i in (1, 2)))
+    assert all(f'--part {i}/2' in x['command'] for i, x in enumerate(infos, 1))
+    assert [len({x['video'] for x in p}) <= 1 for p in parts] == [True, True]     # one video a task
+    _, merged = outputs.read(spots / 'all.csv')
+    assert merged == parts[0] + parts[1] and merged
+    out = Path(f'{log}.{merge["id"]}_None.out').read_text()
+    assert '| overall |' in out and 'F1' in out                               # scored against the sheets
+
+    # LIST: one task per line, the merge unscored
+    video = tmp_path / 'v.avi'
+    rng = np.random.default_rng(0)
+    face, lm = synth.identity(synth.photos()[1], rng)
+    frames = synth.render(face, synth.deformation(lm, synth.POS, face.shape[:2], 6.0), synth.profile(120, 60, 66, 72),
+                          rng, noise=1.0)
+    w = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*'MJPG'), 30.0, frames[0].shape[1::-1])
+    for f in frames:
+        w.write(f)
+    w.release()
+    copy = tmp_path / 'w.avi'
+    copy.write_bytes(video.read_bytes())
+    (tmp_path / 'list.txt').write_text(f'{video}\n{copy}\n')
+    log.unlink()
+    r = subprocess.run(['bash', 'tools/slurm_spot.sh', str(tmp_path / 'listed'), '-q'], cwd=root,
+                       env=dict(env, LIST=str(tmp_path / 'list.txt')), capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    array, merge = [json.loads(line) for line in log.read_text().splitlines()]
+    assert array['status'] == [0, 0] and merge['status'] == [0]
+    _, merged = outputs.read(tmp_path / 'listed' / 'all.csv')
+    assert [(x['video'], x['kind']) for x in merged] == [('v.avi', 'micro'), ('w.avi', 'micro')]
+    assert merged[0]['onset'] <= 66 <= merged[0]['offset']

@@ -221,7 +221,7 @@ def long_speed(seconds=30.0, repeats=3):
         t = median_time(lambda: longvideo.spot_video(video, quiet=True), repeats, warmup=0)
         prof = cProfile.Profile()
         prof.enable()
-        longvideo.spot_video(video, quiet=True)
+        n = longvideo.spot_video(video, quiet=True)[2]['frames']
         prof.disable()
     st = pstats.Stats(prof).stats
     # Built-ins are named '{method 'read' of ...}' or '<method 'read' of ...>' by Python's version: matched by
@@ -231,26 +231,32 @@ def long_speed(seconds=30.0, repeats=3):
              'landmarks (dlib, at each new face)': (('face_transform',),),
              'Farneback flow (head motion + MDMD)': (('calcOpticalFlowFarneback',),),
              'MDMD regions (numpy, rigid part removed)': (('mdmd',),),
-             'aligned small face (warp, resize, blur)': (('small_face',),)}
+             'aligned small face (warp, resize, blur)': (('small_face',),),
+             'settling (intervals.online: spot on the curve so far, every 0.5 s)': (('spot', 'intervals.py'),)}
     out = {}
     for name, keys in parts.items():
         total = 0.0
         for (file, line, fn), (cc, nc, tt, ct, callers) in st.items():
-            if any(all(w in fn for w in key) for key in keys):
+            if any(all(w in f'{file}:{fn}' for w in key) for key in keys):
                 total += ct
-        out[name] = total / video['n']
+        out[name] = total / n
     everything = max(ct for (cc, nc, tt, ct, callers) in st.values())
-    out['everything'] = everything / video['n']
-    return video['n'] / t, out
+    out['everything'] = everything / n
+    return n / t, out
 
 
-def long_memory_child(seconds):
-    """Run in a child process: peak RSS of intervals.motion over `seconds` of a 640x480 30-fps video generated on
-    the fly (no file: the stream is what is measured)."""
-    from video import intervals
+def long_memory_child(seconds, model=None):
+    """Run in a child process: peak RSS of longvideo.spot_video (read once as a stream, intervals given as they
+    settle; with a model each recognised from the frames it keeps) over `seconds` of a 640x480 30-fps video
+    generated on the fly (no file: the stream is what is measured)."""
+    from video import longvideo, predict
+    net = cfg = None
+    if model:
+        net, cfg, _ = predict.load(model, stabilise=True, quiet=True)
+    video = dict(path='generated', name='generated', files=None, fps=30.0, truths=[], live=None,
+                 frames=long_frames_640(float(seconds)))
     t0 = time.perf_counter()
-    curve = intervals.motion(long_frames_640(float(seconds)), 30.0, 'generated')
-    found, _ = intervals.spot(curve)
+    found, _, curve = longvideo.spot_video(video, quiet=True, net=net, cfg=cfg)
     print(json.dumps(dict(seconds=float(seconds), wall=time.perf_counter() - t0, peak=peak_rss(),
                           frames=int(curve['frames']), intervals=len(found))))
 
@@ -480,16 +486,19 @@ def spot_error(root='demo_data', align_size=config.DEMO.align_size):
             for d, e in ((d, np.array(v)) for d, v in out.items())}
 
 
-def predict_time(model_path, repeats=3):
-    """Median seconds of `mer.py predict` on a 100-frame 640x480 clip (bench.real_size_clip as an mp4), one thread,
-    with the apex spotted, and its breakdown: (total, reading, aligning with head-motion removal, spotting)."""
+def predict_time(model_path, repeats=5, threads=2):
+    """(median seconds of `mer.py predict`'s work on one 100-frame 640x480 mp4 clip (bench.real_size_clip), the
+    model loaded once, the apex spotted; seconds per clip of each part from one profiled run)."""
+    import cProfile
+    import pstats
+
     import cv2
     import torch
 
-    from engine import cli
+    import config
     from video import predict
-    torch.set_num_threads(1)
-    cv2.setNumThreads(1)
+    torch.set_num_threads(threads)
+    cv2.setNumThreads(threads)
     clip, _, _ = real_size_clip()
     with tempfile.TemporaryDirectory() as d:
         path = Path(d) / 'clip.mp4'
@@ -497,8 +506,28 @@ def predict_time(model_path, repeats=3):
         for f in clip:
             w.write(f)
         w.release()
-        a = cli.predict_parser().parse_args([str(path), '--model', str(model_path), '-q'])
-        return median_time(lambda: predict.run(a), repeats)
+        net, cfg, _ = predict.load(model_path, stabilise=True, quiet=True)
+
+        def one():
+            return predict.predict_clip(predict.open_clip(path), net, cfg, config.CLASSES)
+        t = median_time(one, repeats)
+        prof = cProfile.Profile()
+        prof.enable()
+        one()
+        prof.disable()
+    st = pstats.Stats(prof).stats
+    parts = {'decode (cv2 read)': (('VideoCapture', "'read'"),),
+             'face detection (dlib HOG)': (('_dlib_pybind11.run',),),
+             'apex spotting on the 64-px face (Farneback, head motion)': (('spot_apex',),),
+             'alignment of onset and apex (landmarks, head motion)': (('align_frames',),),
+             'TV-L1 flow, onset -> apex': (("'calc'", 'DenseOpticalFlow'),),
+             'the network': (('probabilities',),)}
+    out = {}
+    for name, keys in parts.items():
+        out[name] = sum(ct for (file, line, fn), (cc, nc, tt, ct, callers) in st.items()
+                        if any(all(w in fn for w in key) for key in keys))
+    out['everything'] = max(ct for (cc, nc, tt, ct, callers) in st.values())
+    return t, out
 
 
 def main():
@@ -510,7 +539,8 @@ def main():
     p.add_argument('--repeats', type=int, default=5)
     p.add_argument('--spot', action='store_true', help="apex spotting's error on the demo set, and predict's time "
                    'per clip (needs --model)')
-    p.add_argument('--model', help='--spot: the model.pt that predict is timed with')
+    p.add_argument('--model', help="--spot: the model.pt that predict is timed with; --long: spot's memory with "
+                   'recognition too')
     p.add_argument('--long', action='store_true', help='long-video spotting: frames/s at 640x480 and where the time '
                    'goes, peak RSS for 1 and 10 minutes of video')
     p.add_argument('--child', nargs='+', help=argparse.SUPPRESS)
@@ -522,8 +552,11 @@ def main():
         for d, (m, med, mm, mmed, n) in spot_error().items():
             print(f'| {d} | {n} | {m:.2f} | {med:.1f} | {mm:.2f} | {mmed:.1f} |', flush=True)
         if a.model:
-            print(f'\n`mer.py predict` on a 100-frame 640x480 mp4, apex spotted, one thread: '
-                  f'{predict_time(a.model):.2f} s per clip (median of 3)')
+            t, parts = predict_time(a.model)
+            print(f'\n`mer.py predict` on a 100-frame 640x480 mp4, apex spotted, 2 threads, the model loaded once: '
+                  f'{t:.2f} s per clip (median of 5)\n\n| part (one profiled run) | s per clip |\n|---|---|')
+            for k, v in parts.items():
+                print(f'| {k} | {v:.3f} |', flush=True)
         return 0
     if a.protocol:
         return gpu_protocol(a.epochs, not a.no_sweep)
@@ -534,16 +567,19 @@ def main():
               '\n| part (one profiled run) | ms per frame |\n|---|---|')
         for k, v in parts.items():
             print(f'| {k} | {1000 * v:.2f} |', flush=True)
-        print('\n| video (640x480, 30 fps, generated on the fly) | frames | wall s | peak RSS |\n|---|---|---|---|')
-        for sec in (60, 600):
-            out = subprocess.run([*SELF, '--child', 'long', str(sec)], capture_output=True,
-                                 text=True, check=True)
-            m = json.loads(out.stdout.strip().splitlines()[-1])
-            print(f"| {sec / 60:.0f} min | {m['frames']} | {m['wall']:.0f} | {m['peak'] / 2**20:.0f} MiB |", flush=True)
+        print('\n| video (640x480, 30 fps, generated on the fly) | frames | intervals | wall s | peak RSS |\n'
+              '|---|---|---|---|---|')
+        for model in [None] + [a.model] * bool(a.model):
+            for sec in (60, 600):
+                out = subprocess.run([*SELF, '--child', 'long', str(sec), *[model] * bool(model)],
+                                     capture_output=True, text=True, check=True)
+                m = json.loads(out.stdout.strip().splitlines()[-1])
+                print(f"| {sec / 60:.0f} min{', recognised (--model)' if model else ''} | {m['frames']} | "
+                      f"{m['intervals']} | {m['wall']:.0f} | {m['peak'] / 2**20:.0f} MiB |", flush=True)
         return 0
     if a.child:
         if a.child[0] == 'long':
-            return long_memory_child(a.child[1])
+            return long_memory_child(*a.child[1:])
         if a.child[0] == 'evm':
             return evm_memory_child()
         if a.child[0] == 'demo':

@@ -26,9 +26,8 @@ def steps(frames, fps, cfg=config.PAPER, onset=0, apex=None, domain='micro', max
     spotted where none is given, the transform, the aligned frames, the onset and apex faces, the frame the flow
     goes to (EMR), the flow, the network's input x). onset/apex: positions in `frames`."""
     clip = _predict.memory_clip(frames, fps)
-    full, m, s = _predict.prepare(clip, cfg, onset=onset, apex=apex, no_face='error', max_frames=max_frames,
-                                  domain=domain)
-    return pipeline.from_clip(full, m, s, cfg)
+    return pipeline.from_frames(*_predict.prepare(clip, cfg, onset=onset, apex=apex, no_face='error',
+                                                  max_frames=max_frames, domain=domain), cfg)
 
 
 def predict(frames, fps, model, onset=0, apex=None, domain='micro', max_frames=1000):

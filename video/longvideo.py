@@ -411,6 +411,8 @@ def run(a):
         results[video['path']] = (found, video['truths'])
         if out is not None:
             outputs.write(out, records, COLUMNS, info)
+    if out is not None:
+        outputs.write(out, records, COLUMNS, info)      # also when there was no video to spot (an empty part)
     took = time.time() - t0
     log.info('%d video%s, %d frames, spotted in %.1f s (%.1f frames/s)', len(videos), 's' * (len(videos) > 1),
              n_frames, took, n_frames / max(took, 1e-9))

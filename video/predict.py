@@ -16,6 +16,7 @@ import numpy as np
 import align
 import config
 import pipeline
+import spot
 from config import Sample
 from data.frames import FrameError, read_frames, same_size
 from data.releases import DatasetError, frame_number, list_frames
@@ -136,10 +137,21 @@ def position(clip, number, flag):
                        f'give a frame number in that range')
 
 
-def first_face(clip, start, upsample=1):
+def upsampling(img):
+    """dlib's upsampling for a frame: none where the frame is large enough for a face to be 80 px (4x cheaper)."""
+    return 1 if min(img.shape[:2]) < 400 else 0
+
+
+def has_face(img):
+    """Whether dlib finds a face in the frame: at the frame's size first, upsampled only if none is found."""
+    up = upsampling(img)
+    return bool(align.detect_faces(img, up) or (up == 0 and align.detect_faces(img, 1)))
+
+
+def first_face(clip, start):
     """Position of the first frame from `start` in which dlib finds a face, or None."""
     for i, img in enumerate(clip_frames(clip, start), start):
-        if align.detect_faces(img, upsample):
+        if has_face(img):
             return i
     return None
 
@@ -149,7 +161,7 @@ def choose_onset(clip, onset, no_face):
     """Position of the onset: the given frame number or the first frame; with no_face 'skip' the first frame with
     a face from there; with 'error' a frame without one is a DatasetError naming it."""
     i = 0 if onset is None else position(clip, onset, '--onset')
-    if align.detect_faces(next(clip_frames(clip, i, i + 1)), 1):
+    if has_face(next(clip_frames(clip, i, i + 1))):
         return i
     number = clip['numbers'][i]
     if no_face != 'skip':
@@ -167,9 +179,10 @@ def choose_onset(clip, onset, no_face):
 
 
 def prepare(clip, cfg, onset=None, apex=None, no_face='error', max_frames=1000, domain='micro'):
-    """(aligned clip from the onset on, its Sample with onset 0 and apex as given or spotted): the per-sample
-    pipeline's first stages on a clip of your own."""
+    """(the aligned frames the method needs (pipeline.needed), the onset's similarity, the Sample from the onset
+    (position 0) to its apex, as given or spotted): the per-sample pipeline's first stages on a clip of your own."""
     i = choose_onset(clip, onset, no_face)
+    name = f'{clip["path"]} frame {clip["numbers"][i]}'
     j = None if apex is None else position(clip, apex, '--apex')
     if j is not None and j <= i:
         raise DatasetError(f'{clip["path"]}: the apex (frame {clip["numbers"][j]}) must come after the onset (frame '
@@ -201,10 +214,37 @@ def prepare(clip, cfg, onset=None, apex=None, no_face='error', max_frames=1000, 
             log.warning('%s: the face is gone after frame %d; the apex is looked for in frames %d to %d',
                         clip['path'], clip['numbers'][i + span - 1], clip['numbers'][i], clip['numbers'][i + span - 1])
             stop = i + span
-    full, m = pipeline.align_frames(clip_frames(clip, i, stop), cfg, f'{clip["path"]} frame {clip["numbers"][i]}')
-    s = Sample('clip', '', Path(clip['path']).name, tuple(clip['numbers'][i:stop]), 0,
-               0 if j is None else j - i, -1, float(clip['fps']), domain)
-    return full, m, s if j is not None else pipeline.spotted(full, s)
+        j = i + spot_apex(clip_frames(clip, i, stop), clip['fps'], cfg, name)
+    s = Sample('clip', '', Path(clip['path']).name, tuple(clip['numbers'][i:j + 1]), 0, j - i, -1, float(clip['fps']),
+               domain)
+    # From here on as in training with an annotated apex (pipeline.run): only the frames EMR needs are aligned.
+    idx, _ = pipeline.needed(s, cfg)
+    aligned, m = pipeline.align_frames((next(clip_frames(clip, i + k, i + k + 1)) for k in idx), cfg, name)
+    return aligned, m, s
+
+
+def spot_apex(frames, fps, cfg, name='clip', size=intervals.SPOTTING['size']):
+    """Position of the apex (from the onset, the first frame) as spot.apex defines it, on the face aligned by the
+    onset's landmarks at `size` pixels, each frame's head motion removed under cfg.stabilise (one Farneback refinement a frame,
+    warm-started from the last, as the long-video spotter follows a face): the whole clip's alignment at the
+    method's size would cost a hundred flows where this costs a few milliseconds a frame."""
+    import stabilise
+    faces, m, w, mask = [], None, np.eye(2, 3), stabilise.stable_mask(size)
+    for img in frames:
+        gray = cv2.cvtColor(img, cv2.COLOR_BGR2GRAY)
+        if m is None:
+            try:
+                m = align.face_transform(img, size, upsampling(img), name, 'error', cfg.landmarks or None)
+            except align.FaceNotFound:      # a face too small to find without upsampling
+                m = align.face_transform(img, size, 1, name, 'error', cfg.landmarks or None)
+            faces.append(intervals.small_face(gray, m, size))
+            continue
+        face = intervals.small_face(gray, m, size)
+        if cfg.stabilise:
+            w = stabilise.head_motion(faces[0], face, mask, w, iterations=1)
+            face = intervals.small_face(gray, stabilise.compose(cv2.invertAffineTransform(w), m), size)
+        faces.append(face)
+    return spot.apex(faces, fps)
 
 
 def probabilities(net, x):
@@ -219,12 +259,11 @@ def predict_clip(clip, net, cfg, classes, **kw):
     """A dict of the clip's prediction: path, label, probability per class, onset and apex frame numbers, and
     the pictures of --figure (onset, apex, the apex the flow sees, the flow)."""
     import flow
-    full, m, s = prepare(clip, cfg, **kw)
-    st = pipeline.from_clip(full, m, s, cfg)
+    st = pipeline.from_frames(*prepare(clip, cfg, **kw), cfg)
     p = probabilities(net, st.x)
     return dict(path=clip['path'], label=classes[int(np.argmax(p))], **{f'p_{c}': float(v) for c, v in
-                zip(classes, p)}, onset=s.frames[0], apex=s.frames[s.apex],
-                tiles=np.hstack([full[0], full[s.apex], st.flow_to, flow.to_image(st.flow)]))
+                zip(classes, p)}, onset=st.sample.frames[0], apex=st.sample.frames[st.sample.apex],
+                tiles=np.hstack([st.onset, st.apex, st.flow_to, flow.to_image(st.flow)]))
 
 
 def line(r, classes):
