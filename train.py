@@ -127,6 +127,7 @@ class Fold:
     lr: torch.Tensor          # (2,): trunk and heads learning rates, read by Adam
     sums: torch.Tensor        # (epochs, len(SUMS)): per epoch the loss terms, correct predictions, samples
     preds: torch.Tensor       # (epochs, n_test) long: test predictions after each epoch
+    logits: torch.Tensor      # (n_test, classes): the joint classifier's test logits after the last epoch tested
 
 
 def fold_data(x, meta, device):
@@ -151,7 +152,8 @@ def new_fold(key, train_idx, test_idx, cfg, n_samples, device, weights=None):
     return Fold(key, net, opt, batches.to(device), aug.to(device), test.to(device),
                 torch.zeros((), dtype=torch.long, device=device), lr,
                 torch.zeros(cfg.epochs, len(SUMS), device=device),
-                torch.zeros(cfg.epochs, len(test), dtype=torch.long, device=device))
+                torch.zeros(cfg.epochs, len(test), dtype=torch.long, device=device),
+                torch.zeros(len(test), net.joint.out_features, device=device))
 
 
 def step(net, opt, x, y, domain, coeff, cfg, amp=contextlib.nullcontext()):
@@ -195,19 +197,21 @@ def fold_step(fold, data, cfg):
 
 
 @torch.no_grad()
-def predict(net, x, amp=contextlib.nullcontext()):
-    """Predicted classes of x by the joint classifier, in eval mode (BatchNorm's running statistics)."""
+def logits(net, x, amp=contextlib.nullcontext()):
+    """The joint classifier's logits of x, in eval mode (BatchNorm's running statistics)."""
     net.eval()
     with amp:
         out = net(x.contiguous(memory_format=torch.channels_last), 0.0)
     net.train()
-    return out['joint'].argmax(-1)
+    return out['joint'].float()
 
 
 def evaluate(fold, data, cfg, epoch):
-    """Stores the fold's test predictions after `epoch`."""
+    """Stores the fold's test predictions after `epoch`, and their logits (the last epoch's stay)."""
     x = data[0]
-    fold.preds[epoch].copy_(predict(fold.net, x.index_select(0, fold.test), autocast(cfg, x.device)))
+    z = logits(fold.net, x.index_select(0, fold.test), autocast(cfg, x.device))
+    fold.preds[epoch].copy_(z.argmax(-1))
+    fold.logits.copy_(z)
 
 
 def each(fn, folds, *args):
@@ -242,11 +246,12 @@ def train(folds, data, cfg, taken=None, run=each, between=lambda k: None):
 
 def results(fold, cfg):
     """(the fold's predictions after its last epoch: its result; its predictions after every epoch, (epochs,
-    n_test); its per-epoch log: the mean of each loss term over the epoch's steps and the training accuracy)."""
+    n_test); its per-epoch log: the mean of each loss term over the epoch's steps and the training accuracy; its
+    logits after the last epoch, (n_test, classes))."""
     preds = fold.preds.cpu().numpy()
     sums = dict(zip(SUMS, fold.sums.cpu().numpy().astype(np.float64).T))
     steps = fold.batches.shape[0] // cfg.epochs
     acc = sums['correct'] / np.maximum(sums['samples'], 1)
     log = [dict({k: float(np.round(sums[k][e] / steps, 6)) for k in LOSSES}, acc=float(np.round(acc[e], 6)),
                 epoch=e + 1) for e in range(cfg.epochs)]
-    return preds[-1], preds, log
+    return preds[-1], preds, log, fold.logits.cpu().numpy().astype(np.float64)

@@ -51,7 +51,7 @@ def fold_state(fold):
     for i, p in enumerate(params):
         for k, v in fold.opt.state.get(p, {}).items():
             state[f'adam.{i}.{k}'] = v
-    state.update(t=fold.t, lr=fold.lr, sums=fold.sums, preds=fold.preds)
+    state.update(t=fold.t, lr=fold.lr, sums=fold.sums, preds=fold.preds, logits=fold.logits)
     return {k: v.detach().cpu() for k, v in state.items()}
 
 
@@ -78,6 +78,8 @@ def _targets(fold, saved):
         for k, v in fold.opt.state.get(p, {}).items():
             targets[f'adam.{i}.{k}'] = v
     targets.update(t=fold.t, lr=fold.lr, sums=fold.sums, preds=fold.preds)
+    if 'logits' in saved:           # not in a checkpoint of code that kept no logits: they come at the next epoch
+        targets['logits'] = fold.logits
     return targets
 
 

@@ -79,8 +79,18 @@ def run_row(a, cfg, micro, macro, weights, out, feats):
                                 protocol=a.protocol))
     res = None if a.final_only else runfolder.run(x, samples, cfg, out, weights, a.shard, a.protocol, a.bootstrap)
     if a.save_model and a.shard == (1, 1) and (res is not None or a.final_only):
-        save_final(x, samples, cfg, weights, out, provenance(a, samples))
+        save_final(x, samples, cfg, weights, out, provenance(a, samples), calibration_of(out, res))
     return res
+
+
+def calibration_of(out, res):
+    """The temperature scaling fitted on this run's out-of-fold predictions (results/calibration.py), from its
+    metrics or, with --final-only, from the metrics.json an earlier LOSO of the same settings left in the run
+    folder (its config.json is checked); None where there is none."""
+    if res is None and (out / 'metrics.json').is_file():
+        res = json.loads((out / 'metrics.json').read_text())
+    cal = (res or {}).get('calibration')
+    return None if cal is None else {k: v for k, v in cal.items() if not k.startswith('bins_')}
 
 
 def provenance(a, samples):
@@ -97,8 +107,9 @@ def provenance(a, samples):
                 protocol=a.protocol, date=time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime()))
 
 
-def save_final(x, samples, cfg, weights, out, provenance=None):
-    """Trains one model on every sample with the row's settings and writes out/model.pt (kept if already there)."""
+def save_final(x, samples, cfg, weights, out, provenance=None, calibration=None):
+    """Trains one model on every sample with the row's settings and writes out/model.pt (kept if already there),
+    with the calibration fitted on the LOSO of the same settings where there is one."""
     path = out / 'model.pt'
     if path.is_file():
         log.info('%s is already there (the run folder\'s settings are checked); delete it to train it again', path)
@@ -109,8 +120,11 @@ def save_final(x, samples, cfg, weights, out, provenance=None):
         net, _ = runfolder.train_final(x, samples, cfg, weights, keep)
     trained_on = {d: sum(s.dataset == d for s in samples) for d in sorted({s.dataset for s in samples})}
     weight_files.save_model(path, net, config.result_settings(cfg), pipeline.constants(), config.CLASSES,
-                            files.code_version(), trained_on, provenance)
+                            files.code_version(), trained_on, provenance, calibration)
     checkpoint.remove(keep, checkpoint.FINAL)
+    if calibration is None:
+        log.warning('%s: no LOSO of these settings in %s to calibrate its probabilities on; predict will say they are '
+                    'uncalibrated (run the LOSO with --save-model to calibrate them)', path, out)
     log.info('model saved to %s: %d samples (%s)', path, len(samples), ', '.join(f'{k} {v}' for k, v in
                                                                                    trained_on.items()))
 

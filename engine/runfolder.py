@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+import config
 import loso
 import train
 from engine import checkpoint, graphs
@@ -23,7 +24,9 @@ from engine.workers import processes
 from results import report
 
 log = logging.getLogger(__name__)
-FOLD_COLUMNS = ('dataset', 'subject', 'clip', 'label', 'pred', 'pred_selected')
+# logit_<class>: the joint classifier's logits after the last epoch (results/calibration.py); empty for a baseline.
+FOLD_COLUMNS = ('dataset', 'subject', 'clip', 'label', 'pred', 'pred_selected',
+                *(f'logit_{c}' for c in config.CLASSES))
 
 
 def shard_of(specs, shard):
@@ -37,7 +40,7 @@ def write_fold(out, key, rows, epochs=None):
     disk means the fold is finished."""
     if epochs is not None:
         atomic_write(out / 'folds' / f'{key}.log', report.train_log_csv([(key, epochs)]))
-    lines = [','.join(FOLD_COLUMNS)] + [','.join(str(r[c]) for c in FOLD_COLUMNS) for r in rows]
+    lines = [','.join(FOLD_COLUMNS)] + [','.join(str(r.get(c, '')) for c in FOLD_COLUMNS) for r in rows]
     atomic_write(out / 'folds' / f'{key}.csv', '\n'.join(lines) + '\n')
     checkpoint.remove(out / 'folds', key)
 
@@ -66,7 +69,8 @@ def read_fold(out, key):
     if not p.is_file():
         return None
     with open(p, newline='') as fh:
-        rows = [dict(r, label=int(r['label']), pred=int(r['pred']), pred_selected=int(r['pred_selected']))
+        rows = [dict(r, label=int(r['label']), pred=int(r['pred']), pred_selected=int(r['pred_selected']),
+                     **{k: float(v) for k, v in r.items() if k.startswith('logit_') and v})
                 for r in csv.DictReader(fh)]
     epochs = None
     lp = out / 'folds' / f'{key}.log'
@@ -221,9 +225,12 @@ def _prepare(out, meta, shard, protocol):
     return specs, [s for s in shard_of(specs, shard) if not (out / 'folds' / f'{s[0]}.csv').is_file()]
 
 
-def _fold_rows(meta, test, pred, sel):
-    return [dict(dataset=meta[i].dataset, subject=meta[i].subject, clip=meta[i].clip, label=meta[i].label,
+def _fold_rows(meta, test, pred, sel, logits=None):
+    rows = [dict(dataset=meta[i].dataset, subject=meta[i].subject, clip=meta[i].clip, label=meta[i].label,
                  pred=int(p), pred_selected=int(s)) for i, p, s in zip(test, pred, sel)]
+    for r, z in zip(rows, [] if logits is None else logits):
+        r.update({f'logit_{c}': round(float(v), 5) for c, v in zip(config.CLASSES, z)})
+    return rows
 
 
 def _finish(out, specs, done, protocol, n_boot):
@@ -291,8 +298,8 @@ def run(x, meta, cfg, out, weights=None, shard=(1, 1), protocol='loso', n_boot=1
                                          claim=fold_claims(out), keep=out / 'folds')
         else:
             results = _train_in_processes(todo, data, n_samples, cfg, device, weights, bar, jobs, out)
-        for key, pred, sel, epochs in results:
-            rows = _fold_rows(meta, by_key[key], pred, sel)
+        for key, pred, sel, epochs, logits in results:
+            rows = _fold_rows(meta, by_key[key], pred, sel, logits)
             write_fold(out, key, rows, epochs)
             done[key] = rows, epochs
     if todo:

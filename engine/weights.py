@@ -85,16 +85,17 @@ def plain(x):
     return json.loads(json.dumps(x, default=default))
 
 
-def save_model(path, net, settings, pipeline, classes, code_version, trained_on, provenance=None):
+def save_model(path, net, settings, pipeline, classes, code_version, trained_on, provenance=None, calibration=None):
     """Writes model.pt atomically: the weights, every setting and pipeline constant that makes its input, the
-    class names, the code version, what it was trained on (samples per dataset) and its provenance (a dict:
-    `describe` reads it)."""
+    class names, the code version, what it was trained on (samples per dataset), its provenance (a dict:
+    `describe` reads it) and the temperature scaling of its probabilities (results/calibration.py), if any."""
     from engine.files import atomic_write
     state = {k: v.detach().cpu().clone() for k, v in net.state_dict().items()}
     buf = io.BytesIO()
     torch.save(dict(format=FORMAT, version=FORMAT_VERSION, state_dict=state, settings=plain(settings),
                     pipeline=plain(pipeline), classes=list(classes), code_version=code_version,
-                    trained_on=plain(trained_on), provenance=plain(provenance or {})), buf)
+                    trained_on=plain(trained_on), provenance=plain(provenance or {}),
+                    calibration=plain(calibration)), buf)
     atomic_write(path, buf.getvalue())
 
 

@@ -60,7 +60,8 @@ def full(tmp_path_factory):
 
 def test_run_writes_the_run_folder(full):
     _, res, out = full
-    assert set(res) == {'honest', 'audit', 'rows'} and res['honest']['all']['n'] == 12 and len(res['rows']) == 12
+    assert set(res) == {'honest', 'audit', 'calibration', 'rows'}
+    assert res['honest']['all']['n'] == 12 and len(res['rows']) == 12
     for f in ('metrics.json', 'megc_log.txt', 'train_log.csv', 'curves.png', 'confusion_all.png',
               'confusion_casme2.png', 'confusion_samm.png'):
         assert (out / f).is_file(), f

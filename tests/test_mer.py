@@ -33,7 +33,7 @@ def test_one_command_runs_every_stage_and_writes_the_run_folder(demo_root, tmp_p
     assert re.search(r'\| Part \+ Adversarial \+ EMR \| \d\.\d{4} \[\d\.\d{3}, \d\.\d{3}\] \|', printed)
     assert 'Protocol audit' in printed and 'Paired comparisons' not in printed
     m = json.loads((out / 'metrics.json').read_text())
-    assert set(m) == {'honest', 'audit'} and m['audit']['megc']['uf1'] == m['honest']['all']['uf1']
+    assert set(m) == {'honest', 'audit', 'calibration'} and m['audit']['megc']['uf1'] == m['honest']['all']['uf1']
     lo, hi = m['honest']['all']['uf1_ci']
     assert lo <= m['honest']['all']['uf1'] <= hi
     assert {k: v['n'] for k, v in m['honest'].items()} == {'all': 18, 'smic': 6, 'casme2': 6, 'samm': 6}

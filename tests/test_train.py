@@ -221,10 +221,10 @@ def test_the_epoch_chosen_on_test_is_the_best_fold_f1_last_on_ties():
     wrong = (truth + 1) % 3
     f.preds.copy_(torch.stack([wrong, truth, wrong, truth]))          # epochs 2 and 4 are right: the last wins
     f.preds[1, 0] = wrong[0]                                           # now only epoch 4 is all right
-    honest, best, log = graphs.results(f, data, cfg)
+    honest, best, log, _ = graphs.results(f, data, cfg)
     assert np.array_equal(honest, truth.numpy()) and np.array_equal(best, truth.numpy())
     f.preds.copy_(torch.stack([truth, wrong, wrong, wrong]))
-    honest, best, _ = graphs.results(f, data, cfg)
+    honest, best, _, _ = graphs.results(f, data, cfg)
     assert np.array_equal(best, truth.numpy()) and np.array_equal(honest, wrong.numpy())
     assert [r['epoch'] for r in log] == [1, 2, 3, 4] and set(log[0]) == {'epoch', *train.LOSSES, 'acc'}
 
@@ -247,7 +247,7 @@ def test_training_learns_a_learnable_set():
     specs = loso.plan_folds(meta)
     test_of = {k: te for k, _, te in specs}
     labels, preds = [], []
-    for key, pred, _, log in graphs.train_folds(specs, _data(x, meta), len(meta), cfg, torch.device('cpu')):
+    for key, pred, _, log, _ in graphs.train_folds(specs, _data(x, meta), len(meta), cfg, torch.device('cpu')):
         labels += [meta[i].label for i in test_of[key]]
         preds += pred.tolist()
         assert log[-1]['lc'] < log[0]['lc'] and log[-1]['acc'] > 0.9     # the joint loss fell, the batches fit

@@ -250,13 +250,11 @@ def long_memory_child(seconds, model=None):
     settle; with a model each recognised from the frames it keeps) over `seconds` of a 640x480 30-fps video
     generated on the fly (no file: the stream is what is measured)."""
     from video import longvideo, predict
-    net = cfg = None
-    if model:
-        net, cfg, _ = predict.load(model, stabilise=True, quiet=True)
+    model = predict.load(model, stabilise=True, quiet=True) if model else None
     video = dict(path='generated', name='generated', files=None, fps=30.0, truths=[], live=None,
                  frames=long_frames_640(float(seconds)))
     t0 = time.perf_counter()
-    found, _, curve = longvideo.spot_video(video, quiet=True, net=net, cfg=cfg)
+    found, _, curve = longvideo.spot_video(video, quiet=True, model=model)
     print(json.dumps(dict(seconds=float(seconds), wall=time.perf_counter() - t0, peak=peak_rss(),
                           frames=int(curve['frames']), intervals=len(found))))
 
@@ -506,10 +504,10 @@ def predict_time(model_path, repeats=5, threads=2):
         for f in clip:
             w.write(f)
         w.release()
-        net, cfg, _ = predict.load(model_path, stabilise=True, quiet=True)
+        model = predict.load(model_path, stabilise=True, quiet=True)
 
         def one():
-            return predict.predict_clip(predict.open_clip(path), net, cfg, config.CLASSES)
+            return predict.predict_clip(predict.open_clip(path), model, config.CLASSES)
         t = median_time(one, repeats)
         prof = cProfile.Profile()
         prof.enable()

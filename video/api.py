@@ -15,10 +15,10 @@ from video import intervals, longvideo, predict as _predict
 
 def load(path, stabilise=True):
     """A saved model (model.pt): {'net', 'cfg' (the settings it was trained with, head motion removed unless
-    stabilise=False), 'record' (what the file says: provenance, settings, code version)}; it logs its provenance
-    and, for a model of the synthetic demo set, a warning."""
-    net, cfg, d = _predict.load(path, stabilise=stabilise, quiet=True)
-    return dict(net=net, cfg=cfg, record=d)
+    stabilise=False), 'record' (what the file says: provenance, settings, code version), 'temperature' (its
+    calibration; 1 where it has none)}; it logs its provenance and, for a model of the synthetic demo set, a
+    warning."""
+    return _predict.load(path, stabilise=stabilise, quiet=True)
 
 
 def steps(frames, fps, cfg=config.PAPER, onset=0, apex=None, domain='micro', max_frames=1000):
@@ -34,7 +34,7 @@ def predict(frames, fps, model, onset=0, apex=None, domain='micro', max_frames=1
     """{'label', 'probabilities' ({class: p}), 'onset', 'apex' (positions), 'steps'} of a clip in memory that starts
     at (or contains, from `onset`) an expression."""
     st = steps(frames, fps, model['cfg'], onset, apex, domain, max_frames)
-    p = _predict.probabilities(model['net'], st.x)
+    p = _predict.probabilities(model['net'], st.x, model['temperature'])
     probs = dict(zip(config.CLASSES, map(float, p)))
     return dict(label=max(probs, key=probs.get), probabilities=probs, onset=onset + st.sample.onset,
                 apex=onset + st.sample.apex, steps=st)
@@ -50,8 +50,7 @@ def spot(frames, fps, model=None, settings=None):
     'offset' (positions, inclusive), their seconds, 'kind' (micro | macro), 'score', and with a model 'label' and
     'p_<class>'. settings: the spotter's (intervals.SPOTTING keys, e.g. {'k': 6.0})."""
     video = dict(path='frames', name='frames', files=None, fps=float(fps), truths=[], live=None, frames=frames)
-    found, _, _ = longvideo.spot_video(video, settings, quiet=True, net=model and model['net'],
-                                       cfg=model and model['cfg'], buffer_s=len(frames) / fps + 1)
+    found, _, _ = longvideo.spot_video(video, settings, quiet=True, model=model, buffer_s=len(frames) / fps + 1)
     out = []
     for r in found:
         rec = longvideo.record(video, r)

@@ -194,9 +194,9 @@ def number(video, i):
 
 
 # ----------------------------------------------------------------------------------------------- one video
-def spot_video(video, settings=None, quiet=False, net=None, cfg=None, buffer_s=8.0, on_interval=None):
+def spot_video(video, settings=None, quiet=False, model=None, buffer_s=8.0, on_interval=None):
     """(intervals, the curve the threshold was applied to and its threshold, motion's curve) of one video, read
-    once; each interval recognised by `net` where given (from the last buffer_s seconds of analysed frames) and
+    once; each interval recognised by `model` (predict.load's) where given (from the last buffer_s seconds of analysed frames) and
     passed to on_interval as it settles. Each interval holds a thumbnail of its apex ('thumb')."""
     from tqdm import tqdm
     every = intervals.step(video['fps'], settings)
@@ -207,7 +207,7 @@ def spot_video(video, settings=None, quiet=False, net=None, cfg=None, buffer_s=8
     def keeping(stream):
         for i, img in enumerate(stream):
             if img is not None and i % every == 0:
-                kept.append((i, img if net is not None else thumbnail(img)))
+                kept.append((i, img if model is not None else thumbnail(img)))
             yield img
 
     def watched(states):
@@ -221,10 +221,10 @@ def spot_video(video, settings=None, quiet=False, net=None, cfg=None, buffer_s=8
         states = intervals.track(keeping(frames(video, every)), video['fps'], video['path'], settings,
                                  progress=bar.update)
         for r in intervals.online(watched(states), settings):
-            if net is not None:
-                recognise(video, r, kept, every, net, cfg)
+            if model is not None:
+                recognise(video, r, kept, every, model)
             apex = dict(kept).get(r['apex'])
-            r['thumb'] = None if apex is None else thumbnail(apex) if net is not None else apex
+            r['thumb'] = None if apex is None else thumbnail(apex) if model is not None else apex
             if video.get('live') and video['live']['clock'] is not None:
                 i, t = video['live']['clock']
                 r['delay_s'] = round(time.monotonic() - (t - (i - r['end']) / video['fps']), 3)
@@ -244,7 +244,7 @@ def thumbnail(img, h=60):
     return cv2.resize(img, (max(1, img.shape[1] * h // img.shape[0]), h), interpolation=cv2.INTER_AREA)
 
 
-def recognise(video, r, kept, every, net, cfg):
+def recognise(video, r, kept, every, model):
     """Adds the saved model's label and probabilities to an interval, cut from the kept frames from its start to its
     apex (a micro interval as a micro-expression, a macro one with EMR's macro rule); a face the model's pipeline
     cannot use leaves it unlabelled, with a warning."""
@@ -261,7 +261,7 @@ def recognise(video, r, kept, every, net, cfg):
     clip = predict.memory_clip([img for _, img in frames], video['fps'] / every, video['path'])
     clip['numbers'] = [number(video, i) for i, _ in frames]
     try:
-        p = predict.predict_clip(clip, net, cfg, config.CLASSES, onset=clip['numbers'][0],
+        p = predict.predict_clip(clip, model, config.CLASSES, onset=clip['numbers'][0],
                                  apex=clip['numbers'][-1], no_face='error', max_frames=len(frames), domain=r['kind'])
     except (FaceNotFound, DatasetError) as e:
         log.warning('%s: interval %d-%d not recognised: %s', video['path'], number(video, r['start']),
@@ -389,11 +389,9 @@ def run(a):
     fig = predict.figure_path(a.figure)
     out = outputs.out_path(a.out)
     settings = settings_of(a)
-    net = cfg = d = None
-    if a.model:
-        net, cfg, d = predict.load(a.model, stabilise=True, quiet=a.quiet)
+    model = predict.load(a.model, stabilise=True, quiet=a.quiet) if a.model else None
     videos = sources(a)
-    info = outputs.meta(a.argv, a.model, d, dict(intervals.SPOTTING, **settings))
+    info = outputs.meta(a.argv, a.model, model and model['record'], dict(intervals.SPOTTING, **settings))
     t0, n_frames, rows, results, records = time.time(), 0, [], {}, []
 
     def given(video, r):
@@ -404,7 +402,7 @@ def run(a):
             outputs.write(out, records, COLUMNS, info)
 
     for video in videos:
-        found, shown, curve = spot_video(video, settings, a.quiet, net, cfg, a.buffer_s,
+        found, shown, curve = spot_video(video, settings, a.quiet, model, a.buffer_s,
                                          on_interval=lambda r, v=video: given(v, r))
         n_frames += curve['frames']
         rows.append((video, found, shown, curve))
@@ -419,7 +417,7 @@ def run(a):
     if out is not None:
         log.info('%d intervals written to %s', len(records), out)
     if any(v['truths'] for v in videos):
-        print_scores(results, net is not None, a.json)
+        print_scores(results, model is not None, a.json)
     if fig is not None:
         save_figure(fig, rows)
         log.info('timeline saved to %s', fig)

@@ -247,20 +247,22 @@ def spot_apex(frames, fps, cfg, name='clip', size=intervals.SPOTTING['size']):
     return spot.apex(faces, fps)
 
 
-def probabilities(net, x):
-    """(3,) float class probabilities of one network input (softmax of the joint classifier, §III.B)."""
+def probabilities(net, x, temperature=1.0):
+    """(3,) float class probabilities of one network input: the softmax of the joint classifier's logits (§III.B),
+    divided first by the model's temperature (results/calibration.py; 1: uncalibrated)."""
     import torch
     with torch.no_grad():
         out = net(torch.as_tensor(x)[None].contiguous(), 0.0)['joint']
-    return torch.softmax(out.float(), -1)[0].numpy().astype(np.float64)
+    return torch.softmax(out.float() / temperature, -1)[0].numpy().astype(np.float64)
 
 
-def predict_clip(clip, net, cfg, classes, **kw):
+def predict_clip(clip, model, classes, **kw):
     """A dict of the clip's prediction: path, label, probability per class, onset and apex frame numbers, and
     the pictures of --figure (onset, apex, the apex the flow sees, the flow)."""
     import flow
+    cfg = model['cfg']
     st = pipeline.from_frames(*prepare(clip, cfg, **kw), cfg)
-    p = probabilities(net, st.x)
+    p = probabilities(model['net'], st.x, model['temperature'])
     return dict(path=clip['path'], label=classes[int(np.argmax(p))], **{f'p_{c}': float(v) for c, v in
                 zip(classes, p)}, onset=st.sample.frames[0], apex=st.sample.frames[st.sample.apex],
                 tiles=np.hstack([st.onset, st.apex, st.flow_to, flow.to_image(st.flow)]))
@@ -292,8 +294,8 @@ def figure_path(name):
 
 
 def load(path, stabilise, quiet):
-    """(net, Config, model.pt's record) of a saved model, with the settings it was trained with, a faceless onset
-    an error, and head motion removed or not."""
+    """A saved model: {'net', 'cfg' (the settings it was trained with, a faceless onset an error, head motion
+    removed or not), 'record' (model.pt's dict), 'temperature' (its calibration, 1 where it has none)}."""
     from engine import cli, files, weights
     fields = set(config.result_settings(config.PAPER))
     net, d = weights.load_model(path, fields, pipeline.constants(), config.CLASSES, files.code_version())
@@ -302,8 +304,16 @@ def load(path, stabilise, quiet):
     if synthetic:
         log.warning('%s was trained on the synthetic demo set: its labels mean nothing on real faces; train on your '
                     'licensed data (mer.py --data ... --save-model) to predict', path)
+    cal = d.get('calibration')
+    if cal:
+        log.info('%s: probabilities calibrated by temperature %.3f (fitted on %d out-of-fold predictions of the '
+                 'LOSO with its settings: ECE %.3f -> %.3f)', path, cal['temperature'], cal['n'], cal['ece_before'],
+                 cal['ece_after'])
+    else:
+        log.info('%s: its probabilities are uncalibrated (no LOSO of its settings calibrated them): read them as '
+                 'scores, not as how often it is right', path)
     cfg = cli.run_config(config.Config(**dict(d['settings'], no_face='error', stabilise=stabilise)), quiet=quiet)
-    return net, cfg, d
+    return dict(net=net, cfg=cfg, record=d, temperature=float(cal['temperature']) if cal else 1.0)
 
 
 COLUMNS = ['path', 'label', *(f'p_{c}' for c in config.CLASSES), 'onset', 'apex']
@@ -335,16 +345,16 @@ def run(a):
     out = outputs.out_path(a.out)
     # The onset's face is checked by choose_onset; head motion is removed unless asked not to, whatever training
     # did (lab recordings hold the head still; a clip of your own rarely does).
-    net, cfg, d = load(a.model, stabilise=not a.no_stabilise, quiet=a.quiet)
-    log.info('%s: %s', a.model, cfg.row())
+    model = load(a.model, stabilise=not a.no_stabilise, quiet=a.quiet)
+    log.info('%s: %s', a.model, model['cfg'].row())
     for p in a.paths:                       # every path checked before any long work
         check_path(p)
-    info = outputs.meta(['predict', *a.argv], a.model, d)
+    info = outputs.meta(['predict', *a.argv], a.model, model['record'])
     t0 = time.time()
     results = []
     for p in tqdm(a.paths, unit='clip', desc='predict', disable=a.quiet or len(a.paths) < 2):
         clip = open_clip(p, a.fps, keep_from=a.onset or 0)
-        r = predict_clip(clip, net, cfg, config.CLASSES, onset=a.onset, apex=a.apex, no_face=a.no_face,
+        r = predict_clip(clip, model, config.CLASSES, onset=a.onset, apex=a.apex, no_face=a.no_face,
                          max_frames=a.max_frames, domain=a.domain)
         del clip                            # its frames: one clip's at a time
         results.append(r if fig is not None else {k: v for k, v in r.items() if k != 'tiles'})
