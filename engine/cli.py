@@ -188,7 +188,8 @@ SPOT_FLAGS = [
     ('k', '--threshold', float, 'the threshold: this many robust spreads (1.4826 x MAD) above the median of the '
      'lowest quarter of the motion curve'),
     ('floor', '--floor', float, 'the threshold is at least this many pixels of the 64-px face'),
-    ('extend', '--extend', float, 'an interval is widened to where the curve falls back to this fraction of its height'),
+    ('extend', '--extend', float, 'an interval is widened to where the curve falls back to this fraction of its '
+     'height'),
     ('min_s', '--min-s', float, 'shorter intervals (seconds) are noise'),
     ('micro_s', '--micro-s', float, 'the longest micro-expression in seconds (longer: macro)'),
     ('window_s', '--window-s', float, 'K: the seconds between the frames compared (the longest expression spotted is '
@@ -197,6 +198,8 @@ SPOT_FLAGS = [
      'face is a blink'),
     ('warmup_s', '--warmup-s', float, 'seconds of a stream before its first interval is given'),
     ('baseline_p', '--baseline-p', float, '--method baseline: the relative threshold mean + p x (max - mean)'),
+    ('rigid_px', '--rigid-px', float, 'where the skull\'s part of the face departs this far (px) from one rigid '
+     'head\'s motion, the curve is marked untrusted (a turned or covered face)'),
 ]
 
 
@@ -242,7 +245,8 @@ def spot_parser():
     p.add_argument('-q', '--quiet', action='store_true', help='no progress bar, warnings only')
     t = p.add_argument_group('the spotter\'s settings (video/intervals.py, docs/spotting.md)')
     for key, flag, kind, text in SPOT_FLAGS:
-        t.add_argument(flag, dest=key, type=ranged(kind, above=0), metavar='S' if key.endswith('_s') else 'X', help=f'{text} (default {SPOTTING[key]})')
+        t.add_argument(flag, dest=key, type=ranged(kind, above=0), metavar='S' if key.endswith('_s') else 'X',
+                       help=f'{text} (default {SPOTTING[key]})')
     return p
 
 

@@ -289,3 +289,51 @@ def test_a_folder_without_either_release_is_one_line(tmp_path):
     (tmp_path / 'empty').mkdir()
     msg = _fail(['--data', str(tmp_path / 'empty')])
     assert 'neither CAS(ME)^2' in msg and 'SAMM Long Videos' in msg
+
+
+def test_where_the_head_does_not_move_as_one_the_curve_is_untrusted_and_the_interval_says_so(tmp_path):
+    from video import intervals
+    face = np.zeros(300)
+    face[100:111] = 1.0
+    curve = curve_of(face, np.zeros(300), 60)
+    curve['rigid'] = np.full(300, 0.3)
+    found, shown = intervals.spot(curve)
+    assert len(found) == 1 and found[0]['trusted'] is True and not shown['untrusted'].any()
+    curve['rigid'][90:125] = 1.5                      # a hand over the face, or a turn out of plane
+    found, shown = intervals.spot(curve)
+    assert found[0]['trusted'] is False and shown['untrusted'][90:125].all() and shown['untrusted'].sum() == 35
+    from video import longvideo
+    rec = longvideo.record(dict(path='v.mp4', name='v.mp4', files=None, fps=30.0), found[0])
+    assert rec['trusted'] is False and longvideo.line(rec).endswith(' untrusted')
+
+
+REALCLIPS = [Path(__file__).resolve().parents[2] / 'realclips', REAL.parent]
+
+
+@pytest.mark.parametrize('name', ['single_face.mp4', 'face_noface.mov', 'noface_face.mov'])
+def test_the_real_smiles_annotated_by_eye_are_found_as_recorded_mirrored_and_resampled(name):
+    from tools import realclips
+    path = realclips.clip_path(name, REALCLIPS[0])
+    if path is None:
+        pytest.skip(f'{name} not found in {REALCLIPS[0]} or {REALCLIPS[1]}: python -m tools.realclips fetch')
+    truth = realclips.annotations()[name]['intervals']
+    frames, fps = realclips.read(path)
+    for variant, fr, rate, tr in realclips.variants(frames, fps, [dict(start=t['onset'], end=t['offset'],
+                                                                       kind=t['kind']) for t in truth]):
+        found, _, _ = realclips.spot(fr, rate, 'mdmd2', name)
+        res = scoring.score({name: (found, tr)})['overall']
+        assert (res['tp'], res['fp'], res['fn']) == (1, 0, 0), (variant, found, tr)
+        assert found[0]['kind'] == 'macro' and found[0]['trusted']
+
+
+def test_the_crying_clip_s_hand_over_the_face_is_said_to_be_untrusted(caplog):
+    from tools import realclips
+    path = realclips.clip_path('WolfgangLanger_Pexels.mp4', REALCLIPS[0])
+    if path is None:
+        pytest.skip(f'WolfgangLanger_Pexels.mp4 not found in {REALCLIPS[0]}: python -m tools.realclips fetch')
+    frames, fps = realclips.read(path)
+    with caplog.at_level(logging.WARNING):
+        _, shown, curve = realclips.spot(frames, fps, 'mdmd2', 'WolfgangLanger_Pexels.mp4')
+    bad = curve['pos'][shown['untrusted']]
+    assert ((bad >= 60) & (bad <= 240)).sum() >= 24 and 'cannot be trusted' in caplog.text   # the hand: 60-240
+    assert ((bad > 250) & (bad < 390)).sum() == 0                   # the laugh, head upright: trusted

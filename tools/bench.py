@@ -259,6 +259,42 @@ def long_memory_child(seconds, model=None):
                           frames=int(curve['frames']), intervals=len(found))))
 
 
+def live_run(seconds, model=None):
+    """A live run as a camera would feed it: `seconds` of a generated 640x480 30-fps video written to an MJPG AVI,
+    then `mer.py spot FILE --live` (read at its own rate by the reader thread) in a child process. Returns the
+    child's peak RSS, the frames it dropped, each interval's delay (seconds after its last frame arrived), and the
+    intervals against those of the file mode (`mer.py spot FILE`) on the same file."""
+    import cv2
+    with tempfile.TemporaryDirectory() as d:
+        path = Path(d) / 'live.avi'
+        w = None
+        for f in long_frames_640(float(seconds)):
+            if w is None:
+                w = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*'MJPG'), 30.0, f.shape[1::-1])
+            w.write(f)
+        w.release()
+        extra = ['--model', model] if model else []
+
+        def spot(*flags):
+            child = ('import resource, runpy, sys; sys.argv = ["mer.py", *sys.argv[1:]]\n'
+                     'try:\n    runpy.run_path("mer.py", run_name="__main__")\nfinally:\n'
+                     '    print("PEAK", open("/proc/self/status").read().split("VmHWM:")[1].split()[0],\n'
+                     '          file=sys.stderr)')
+            t0 = time.perf_counter()
+            r = subprocess.run([sys.executable, '-c', child, 'spot', str(path), '--json', '-q', *extra, *flags],
+                               capture_output=True, text=True)
+            lines = [json.loads(x) for x in r.stdout.splitlines() if x.startswith('{')]
+            peak = int(r.stderr.split('PEAK')[-1].split()[0]) * 1024
+            dropped = r.stderr.count('frames dropped')
+            return lines, peak, time.perf_counter() - t0, dropped
+        live, peak, wall, dropped = spot('--live')
+        filed, _, _, _ = spot()
+    key = [(x['onset'], x['offset'], x['kind']) for x in live]
+    return dict(seconds=seconds, wall=wall, peak=peak, dropped_warnings=dropped, intervals=len(live),
+                same=key == [(x['onset'], x['offset'], x['kind']) for x in filed],
+                delays=[x['delay_s'] for x in live])
+
+
 # ----------------------------------------------------------------------------------------------- training
 def flops_per_sample(size, parts=True, device='cpu'):
     """FLOPs of one training sample: forward + backward of PartNet, counted by torch (convs and matmuls)."""
@@ -541,6 +577,8 @@ def main():
                    'recognition too')
     p.add_argument('--long', action='store_true', help='long-video spotting: frames/s at 640x480 and where the time '
                    'goes, peak RSS for 1 and 10 minutes of video')
+    p.add_argument('--live', type=float, metavar='MINUTES', help='a live run (--live: a generated file read at its own '
+                   'rate) of this many minutes: peak RSS, delays, and its intervals against the file mode\'s')
     p.add_argument('--child', nargs='+', help=argparse.SUPPRESS)
     a = p.parse_args()
     if a.spot:
@@ -558,6 +596,15 @@ def main():
         return 0
     if a.protocol:
         return gpu_protocol(a.epochs, not a.no_sweep)
+    if a.live:
+        print(f'# python -m tools.bench --live {a.live:g}, {time.strftime("%Y-%m-%d %H:%M")}\nmachine: {machine()}\n')
+        m = live_run(60 * a.live, a.model)
+        d = np.array(m['delays'] or [np.nan])
+        print(f"live: {m['seconds'] / 60:g} min of 640x480 at 30 fps{', recognised' if a.model else ''}: "
+              f"{m['intervals']} intervals, the same as the file mode's: {m['same']}; frames dropped: "
+              f"{'yes' if m['dropped_warnings'] else 'none'}; delay after an interval's last frame: median "
+              f"{np.median(d):.2f} s, max {d.max():.2f} s; peak RSS {m['peak'] / 2**20:.0f} MiB; wall {m['wall']:.0f} s")
+        return 0
     if a.long:
         print(f'# python -m tools.bench --long, {time.strftime("%Y-%m-%d %H:%M")}\nmachine: {machine()}\n')
         rate, parts = long_speed()

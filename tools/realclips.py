@@ -82,7 +82,8 @@ def variants(frames, fps, truths):
     def at(f):           # the first output frame showing input frame f or later
         return int(min(np.searchsorted(src, f), n - 1))
     moved = [dict(t, start=at(t['start']), end=at(t['end'])) for t in truths]
-    return [('as recorded', frames, fps, truths), ('mirrored', [np.ascontiguousarray(f[:, ::-1]) for f in frames], fps, truths),
+    mirrored = [np.ascontiguousarray(f[:, ::-1]) for f in frames]
+    return [('as recorded', frames, fps, truths), ('mirrored', mirrored, fps, truths),
             (f'at {rate:g} fps', [frames[i] for i in src], rate, moved)]
 
 
@@ -113,12 +114,15 @@ def score(folder, figures=None):
                     Path(figures).mkdir(parents=True, exist_ok=True)
                     video = dict(path=name, name=name, files=None, fps=rate, truths=tr)
                     longvideo.save_figure(Path(figures) / f'{Path(name).stem}.png', [(video, found, shown, curve)])
-    print('| clip | variant | method | truth | spotted (onset-offset kind) | TP | FP | FN |\n|---|---|---|---|---|---|---|---|')
+    print('| clip | variant | method | truth | spotted (onset-offset kind) | TP | FP | FN |\n'
+          '|---|---|---|---|---|---|---|---|')
     for name, variant, method, found, tr, s in rows:
-        said = ', '.join(f'{r["start"]}-{r["end"]} {r["kind"]}' for r in found) or 'none'
+        said = ', '.join(f'{r["start"]}-{r["end"]} {r["kind"]}' + ('' if r.get('trusted', True) else ' (untrusted)')
+                         for r in found) or 'none'
         truth = ', '.join(f'{t["start"]}-{t["end"]}' for t in tr)
         print(f'| {name} | {variant} | {method} | {truth} | {said} | {s["tp"]} | {s["fp"]} | {s["fn"]} |')
-    print('\n| method | TP | FP | FN | precision | recall | F1 (MEGC, all clips and variants) |\n|---|---|---|---|---|---|---|')
+    print('\n| method | TP | FP | FN | precision | recall | F1 (MEGC, all clips and variants) |\n'
+          '|---|---|---|---|---|---|---|')
     for method, res in per_method.items():
         s = scoring.score(res)['overall']
         print(f'| {method} | {s["tp"]} | {s["fp"]} | {s["fn"]} | {s["precision"]:.3f} | {s["recall"]:.3f} | '

@@ -52,10 +52,13 @@ log = logging.getLogger(__name__)
 # shorter runs are noise; micro_s: the longest micro-expression; blink_ratio: an interval whose eyes' regions move
 # this many times more than the rest of the face is a blink; baseline_s, baseline_p: the published baseline's
 # K (micro, macro) and relative threshold; warmup_s: seconds of a stream before its first intervals are given
-# (the threshold needs a neutral reference).
+# (the threshold needs a neutral reference); rigid_px: where the flow over the skull's part of the face departs
+# this far (pixels of the 64-px face, on average) from one rigid head's motion, the head has turned out of plane
+# or something covers the face, and the curve there cannot be trusted (chosen on the real clips: smiles and the
+# demo's in-plane head turn stay under 0.8, a hand over the face and a turned head reach 1.1-1.6).
 SPOTTING = dict(method='mdmd2', size=64, rate=50.0, detect_s=0.5, cut=20.0, window_s=2.0, rois=8, k=8.0, floor=0.2,
                 extend=0.2, min_s=0.12, micro_s=0.5, blink_ratio=1.25, baseline_s=(0.2, 0.6), baseline_p=0.3,
-                warmup_s=6.0)
+                warmup_s=6.0, rigid_px=1.0)
 # Farneback's settings for the small face: a smaller window than flow.py's (made for 224 px), so that the eyes'
 # motion stays in the eyes' regions.
 FLOW = dict(winsize=9)
@@ -113,10 +116,11 @@ def skull_mask(size):
     return mask
 
 
-def mdmd(flow, cell_sets, mask):
+def mdmd(flow, cell_sets, mask, rigid=None):
     """The main directional maximal difference of a flow field (see the docstring), its rigid part over `mask`
-    removed first: one value per set of regions (pixels' index arrays) in cell_sets."""
-    f = flow - rigid_part(flow, mask)
+    (rigid_part's, computed here unless given) removed first: one value per set of regions (pixels' index arrays)
+    in cell_sets."""
+    f = flow - (rigid_part(flow, mask) if rigid is None else rigid)
     mag = np.hypot(f[..., 0], f[..., 1]).ravel()
     quad = (((np.arctan2(f[..., 1], f[..., 0]) + np.pi) // (np.pi / 2)).astype(int) % 4).ravel()
     out = []
@@ -182,7 +186,8 @@ def arrays(state):
     """motion's dict of numpy arrays, of the curves track has computed so far."""
     return dict(state, pos=np.array(state['pos'], int), seg=np.array(state['seg'], int),
                 p=np.array(state['p'], np.float64).reshape(len(state['windows']), -1),
-                q=np.array(state['q'], np.float64), eyes=np.array(state['eyes'], np.float64))
+                q=np.array(state['q'], np.float64), eyes=np.array(state['eyes'], np.float64),
+                rigid=np.array(state['rigid'], np.float64))
 
 
 def track(frames, fps, name='video', settings=None, windows=None, progress=None):
@@ -203,9 +208,9 @@ def track(frames, fps, name='video', settings=None, windows=None, progress=None)
     across = s['method'] != 'baseline'
     # (analysed index, face) of the current segment: 2K + 1 of them for the across term
     ring = collections.deque(maxlen=(2 if across else 1) * max(windows) + 1)
-    c = dict(pos=[], seg=[], p=[[] for _ in windows], q=[], eyes=[], windows=list(windows), step=every, fps=afps,
-             frames=0, segments=0, several=0, ended=False)
-    pos, seg, curves, q, eyes = c['pos'], c['seg'], c['p'], c['q'], c['eyes']
+    c = dict(pos=[], seg=[], p=[[] for _ in windows], q=[], eyes=[], rigid=[], windows=list(windows), step=every,
+             fps=afps, frames=0, segments=0, several=0, ended=False)
+    pos, seg, curves, q, eyes, rigid = c['pos'], c['seg'], c['p'], c['q'], c['eyes'], c['rigid']
     m = w = ref = prev_thumb = None
     segment, last_check, confirmed, warned_several = -1, -detect_every, -1, False
     for i, frame in enumerate(frames):
@@ -254,7 +259,7 @@ def track(frames, fps, name='video', settings=None, windows=None, progress=None)
         q.append(np.nan)
         if m is None:
             seg.append(-1)
-            for x in curves + [eyes]:
+            for x in curves + [eyes, rigid]:
                 x.append(0.0)
             yield c
             continue
@@ -270,9 +275,14 @@ def track(frames, fps, name='video', settings=None, windows=None, progress=None)
         for n, (k, x) in enumerate(zip(windows, curves)):
             f = flow.optical_flow(ring[max(0, len(ring) - 1 - k)][1], face, method='farneback', **FLOW)
             if n == 0:
-                face_value, eye_value = mdmd(f, (cells, eye_cells), mask) if len(ring) > 1 else (0.0, 0.0)
+                face_value = eye_value = off = 0.0
+                if len(ring) > 1:
+                    rig = rigid_part(f, mask)
+                    face_value, eye_value = mdmd(f, (cells, eye_cells), mask, rig)
+                    off = float(np.hypot(*(f - rig)[mask > 0].T).mean())
                 x.append(face_value)
                 eyes.append(eye_value)
+                rigid.append(off)
             else:
                 x.append(mdmd(f, (cells,), mask)[0] if len(ring) > 1 else 0.0)
         if across:
@@ -345,12 +355,22 @@ def runs(mask):
     return list(zip(np.flatnonzero(d == 1), np.flatnonzero(d == -1) - 1))
 
 
+def untrusted(curve, s):
+    """(n,) bool: the analysed frames with a face where the curve cannot be trusted (SPOTTING['rigid_px'])."""
+    rigid = curve.get('rigid')
+    if rigid is None or not len(rigid):
+        return np.zeros(len(curve['seg']), bool)
+    return (rigid > s['rigid_px']) & (curve['seg'] >= 0)
+
+
 def interval(curve, a, b, apex, fps, s, score):
-    """The interval dict of analysed frames a..b (their video positions), with its apex and kind."""
+    """The interval dict of analysed frames a..b (their video positions), with its apex and kind, and whether the
+    curve can be trusted over most of it."""
     pos, every = curve['pos'], curve['step']
     start, end = int(pos[a]), min(int(pos[b]) + every - 1, curve['frames'] - 1)
     kind = 'micro' if (end - start + 1) / (fps * every) <= s['micro_s'] + 1e-9 else 'macro'
-    return dict(start=start, apex=int(pos[apex]), end=end, kind=kind, score=float(score))
+    return dict(start=start, apex=int(pos[apex]), end=end, kind=kind, score=float(score),
+                trusted=bool(untrusted(curve, s)[a:b + 1].mean() < 0.5))
 
 
 def spot(curve, settings=None):
@@ -399,7 +419,7 @@ def spot(curve, settings=None):
         log.info('%d blink%s not counted as expressions', len(blinks), 's' * (len(blinks) > 1))
     out = [interval(curve, a, b, peak, fps, s, v[peak]) for a, b, peak in found
            if (b - a + 1) / fps >= s['min_s'] and (a, b, peak) not in blinks]
-    return out, dict(v=v, threshold=thr)
+    return out, dict(v=v, threshold=thr, untrusted=untrusted(curve, s), one_sided=one_sided)
 
 
 def spot_baseline(curve, s):
@@ -413,7 +433,7 @@ def spot_baseline(curve, s):
         if not len(x):
             continue
         thr = x.mean() + s['baseline_p'] * (x.max() - x.mean())
-        shown = shown or dict(v=p, threshold=thr)
+        shown = shown or dict(v=p, threshold=thr, untrusted=untrusted(curve, s))
         taken = []
         for t in np.argsort(-p, kind='stable'):
             if p[t] < thr:
@@ -425,7 +445,8 @@ def spot_baseline(curve, s):
             iv['kind'] = kind
             out.append(iv)
             taken.append(t)
-    return sorted(out, key=lambda r: r['start']), shown or dict(v=np.zeros(len(seg)), threshold=np.inf)
+    return sorted(out, key=lambda r: r['start']), shown or dict(v=np.zeros(len(seg)), threshold=np.inf,
+                                                                untrusted=untrusted(curve, s))
 
 
 # ----------------------------------------------------------------------------------------------- as it arrives

@@ -30,7 +30,7 @@ log = logging.getLogger(__name__)
 
 # Seconds of frames a live source may queue while the work catches up; beyond it, frames are dropped (counted).
 QUEUE_S = 10.0
-COLUMNS = ['video', 'onset', 'offset', 'kind', 'apex', 'onset_s', 'apex_s', 'offset_s', 'score', 'label',
+COLUMNS = ['video', 'onset', 'offset', 'kind', 'apex', 'onset_s', 'apex_s', 'offset_s', 'score', 'trusted', 'label',
            *(f'p_{c}' for c in config.CLASSES), 'delay_s', 'path']
 
 
@@ -233,10 +233,22 @@ def spot_video(video, settings=None, quiet=False, model=None, buffer_s=8.0, on_i
                 on_interval(r)
     curve = intervals.arrays(latest['c'])
     _, shown = intervals.spot(curve, settings)
+    say_untrusted(video, curve, shown['untrusted'])
     if curve['several']:
         log.info('%s: %d analysed frames showed more than one face; the largest was followed', video['path'],
                  curve['several'])
     return found, shown, curve
+
+
+def say_untrusted(video, curve, bad, min_s=0.5):
+    """One warning naming the stretches (at least min_s long) where the curve cannot be trusted."""
+    runs = [(a, b) for a, b in intervals.runs(bad) if (b - a + 1) / curve['fps'] >= min_s]
+    if runs:
+        said = ', '.join(f'{number(video, int(curve["pos"][a]))}-{number(video, int(curve["pos"][b]))}'
+                         for a, b in runs[:5]) + (' ...' if len(runs) > 5 else '')
+        log.warning('%s: the motion curve cannot be trusted in frames %s: the face there does not move as one rigid '
+                    'head (turned out of plane, or covered by a hand); intervals there are marked untrusted',
+                    video['path'], said)
 
 
 def thumbnail(img, h=60):
@@ -280,6 +292,7 @@ def record(video, r):
                kind=r['kind'], **{f'{k}_s': round(r[j] / fps, 3) for k, j in
                                   (('onset', 'start'), ('apex', 'apex'), ('offset', 'end'))},
                score=round(r['score'], 4))
+    out['trusted'] = r.get('trusted', True)
     out.update({k: v for k, v in r.items() if k in ('label', 'delay_s') or k.startswith('p_')})
     out['path'] = video['path']
     return out
@@ -291,6 +304,8 @@ def line(rec):
              f'{rec["apex_s"]:.3f}', f'{rec["offset_s"]:.3f}', rec['kind']]
     if 'label' in rec:
         parts += [rec['label'], *(f'{rec[f"p_{c}"]:.4f}' for c in config.CLASSES)]
+    if not rec['trusted']:
+        parts.append('untrusted')
     return ' '.join(parts)
 
 
@@ -318,6 +333,12 @@ def save_figure(path, rows, max_rows=8):
         gone = curve['seg'] < 0
         if gone.any():
             ax.fill_between(t, 0, top * 1.6, where=gone, color='0.9', step='mid', label='no face')
+        if 'one_sided' in shown and shown['one_sided'].any():
+            ax.fill_between(t, 0, top * 1.6, where=shown['one_sided'] & (curve['seg'] >= 0), color='tab:olive',
+                            alpha=0.08, step='mid', label='one-sided (the next K s unknown: the curve is p)')
+        if shown['untrusted'].any():
+            ax.fill_between(t, 0, top * 1.6, where=shown['untrusted'], facecolor='none', edgecolor='0.6', hatch='//',
+                            lw=0, step='mid', label='untrusted (head turned, face covered)')
         for tr in video['truths']:
             ax.plot([tr['start'] / video['fps'], tr['end'] / video['fps']], [-0.06 * top] * 2, lw=5,
                     color='tab:orange' if tr['kind'] == 'micro' else 'tab:blue', alpha=0.5, solid_capstyle='butt')
