@@ -153,7 +153,8 @@ def new_fold(key, train_idx, test_idx, cfg, n_samples, device, weights=None):
                 torch.zeros((), dtype=torch.long, device=device), lr,
                 torch.zeros(cfg.epochs, len(SUMS), device=device),
                 torch.zeros(cfg.epochs, len(test), dtype=torch.long, device=device),
-                torch.zeros(len(test), net.joint.out_features, device=device))
+                # the joint classifier's last bias has one entry per class
+                torch.zeros(len(test), list(net.joint.parameters())[-1].numel(), device=device))
 
 
 def step(net, opt, x, y, domain, coeff, cfg, amp=contextlib.nullcontext()):

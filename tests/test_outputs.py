@@ -183,3 +183,16 @@ def test_a_live_file_gives_the_file_mode_s_intervals_as_they_settle(videos, spot
 
 def test_a_camera_that_is_not_there_is_one_line():
     assert 'no camera' in one_line_error(['spot', '--camera', '7', '-q'])
+
+
+def test_ctrl_c_ends_a_live_run_keeping_what_was_found(videos, tmp_path):
+    out = tmp_path / 'live.csv'
+    p = subprocess.Popen([sys.executable, 'mer.py', 'spot', str(videos['one']), '--live', '--json', '--out', str(out),
+                          '-q'], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(8.0)                       # the pull at 3-3.4 s has settled (about 6 s in); the video lasts 12 s
+    p.send_signal(signal.SIGINT)
+    printed, err = p.communicate(timeout=60)
+    assert p.returncode == 0 and 'stopping (Ctrl-C)' in err and 'Traceback' not in err, err
+    rows = outputs.read(out)[1]
+    assert [r['onset'] for r in rows] == [json.loads(x)['onset'] for x in printed.splitlines()]
+    assert rows and rows[0]['onset'] <= 96 <= rows[0]['offset'] and rows[0]['kind'] == 'micro'
