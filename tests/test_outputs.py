@@ -177,8 +177,9 @@ def test_a_live_file_gives_the_file_mode_s_intervals_as_they_settle(videos, spot
     assert [(r['onset'], r['apex'], r['offset'], r['kind']) for r in live] == \
         [(r['onset'], r['apex'], r['offset'], r['kind']) for r in want]
     assert took >= 11.5                                            # read at its own rate: 12 s
-    # the pull at 3 s settles while the video still plays (K + 0.5 s after it ends, or once the warm-up is over)
-    assert live[0]['delay_s'] < 4.5, live
+    # the pull (3-3.4 s) settles while the video still plays: once the 6-s warm-up is over, K + 0.5 s after it ends
+    # (about 2.6 s after its last frame on an idle machine; the bound leaves room for a loaded one)
+    assert live[0]['delay_s'] < 6.0, live
 
 
 def test_a_camera_that_is_not_there_is_one_line():
@@ -196,3 +197,20 @@ def test_ctrl_c_ends_a_live_run_keeping_what_was_found(videos, tmp_path):
     rows = outputs.read(out)[1]
     assert [r['onset'] for r in rows] == [json.loads(x)['onset'] for x in printed.splitlines()]
     assert rows and rows[0]['onset'] <= 96 <= rows[0]['offset'] and rows[0]['kind'] == 'micro'
+
+
+def test_merge_joins_files_and_refuses_a_video_twice_or_other_settings(spotted, tmp_path):
+    _, out = spotted
+    info, rows = outputs.read(out)
+    one = [r for r in rows if r['video'] == 'one.avi']
+    a, b = tmp_path / 'a.csv', tmp_path / 'b.jsonl'
+    outputs.write(a, one, list(rows[0]), info)
+    outputs.write(b, [r for r in rows if r['video'] == 'two.avi'], list(rows[0]), info)
+    assert mer.main(['spot', '--merge', str(a), str(b), '--out', str(tmp_path / 'all.csv'), '-q']) == 0
+    assert outputs.read(tmp_path / 'all.csv')[1] == rows
+    assert 'was spotted in' in one_line_error(['spot', '--merge', str(a), str(a), '-q'])
+    other = tmp_path / 'other.csv'
+    outputs.write(other, one, list(rows[0]), dict(info, settings=dict(info['settings'], k=6.0)))
+    assert 'other spotter settings' in one_line_error(['spot', '--merge', str(b), str(other), '-q'])
+    (tmp_path / 'junk.csv').write_text('# not: json at all\nx\n')
+    assert 'not a results file' in one_line_error(['spot', '--merge', str(tmp_path / 'junk.csv'), '-q'])

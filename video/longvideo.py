@@ -188,6 +188,19 @@ def live_frames(video):
                     QUEUE_S)
 
 
+def frame_count(video):
+    """The frames a video says it holds, for the progress bar only (a header's count is not reliable, a live source
+    has none: None)."""
+    if video['files'] is not None:
+        return len(video['files'])
+    if video.get('live') is not None or video.get('frames') is not None:
+        return None
+    cap = cv2.VideoCapture(video['path'])
+    n = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
+    cap.release()
+    return n or None
+
+
 def number(video, i):
     """The frame number of position i: a folder's file number, a video's position."""
     return frame_number(video['files'][i]) if video['files'] is not None else i
@@ -216,7 +229,7 @@ def spot_video(video, settings=None, quiet=False, model=None, buffer_s=8.0, on_i
             yield c
 
     found = []
-    with tqdm(total=len(video['files']) if video['files'] is not None else None, unit='frame',
+    with tqdm(total=frame_count(video), unit='frame',
               desc=Path(video['path']).name[:24], disable=quiet, leave=False) as bar:
         states = intervals.track(keeping(frames(video, every)), video['fps'], video['path'], settings,
                                  progress=bar.update)
