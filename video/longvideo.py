@@ -479,16 +479,16 @@ def merge(a):
     from data import long_releases
     out = outputs.out_path(a.out)
     infos, records, seen = [], [], {}
-    for f in a.merge:
+    for i, f in enumerate(a.merge):
         info, rows = outputs.read(f)
         if infos and (info.get('settings'), info.get('model')) != (infos[0].get('settings'), infos[0].get('model')):
             raise DatasetError(f'{f}: made with other spotter settings or another model than {a.merge[0]}; merge the '
                                'files of one run')
         infos.append(info)
         for r in rows:
-            if seen.setdefault(r['path'], f) != f:
-                raise DatasetError(f'{f}: {r["path"]} was spotted in {seen[r["path"]]} too; give each video\'s file '
-                                   'once')
+            if seen.setdefault(r['path'], i) != i:
+                raise DatasetError(f'{f}: {r["path"]} was spotted in {a.merge[seen[r["path"]]]} too; give each '
+                                   'video\'s file once')
         records += rows
     log.info('%d intervals of %d videos from %d files', len(records), len(seen), len(a.merge))
     if out is not None:
