@@ -337,3 +337,29 @@ def test_the_crying_clip_s_hand_over_the_face_is_said_to_be_untrusted(caplog):
     bad = curve['pos'][shown['untrusted']]
     assert ((bad >= 60) & (bad <= 240)).sum() >= 24 and 'cannot be trusted' in caplog.text   # the hand: 60-240
     assert ((bad > 250) & (bad < 390)).sum() == 0                   # the laugh, head upright: trusted
+
+
+def test_intervals_are_given_once_they_can_no_longer_change_and_as_the_whole_curve_gives_them():
+    from video import intervals
+    n, k = 900, 60                                   # 30 s at 30 fps, K = 2 s
+    face = np.zeros(n)
+    face[300:345] = 1.0                              # a macro-expression of 1.5 s
+    face[600:610] = 1.0                              # a micro-expression
+    full = dict(curve_of(face, np.zeros(n), k), rigid=np.zeros(n), ended=True)
+    at = {}
+
+    def states():                                    # the curve as track yields it, frame by frame
+        for m in range(1, n + 1):
+            c = {key: v[..., :m] if isinstance(v, np.ndarray) else v for key, v in full.items()}
+            c['q'] = np.where(np.arange(m) < m - k, c['q'], np.nan)      # q(t) is known from frame t + K on
+            c.update(frames=m, ended=m == n)
+            at['m'] = m
+            yield c
+    given = []
+    for r in intervals.online(states()):
+        given.append(r)
+        assert r['end'] < at['m'] - 1 - k or at['m'] == n, (r, at['m'])   # settled: more than K behind the newest
+        assert at['m'] < n                                                  # both before the stream ended
+    whole, _ = intervals.spot(full)
+    assert [(r['start'], r['end'], r['kind']) for r in given] == [(r['start'], r['end'], r['kind']) for r in whole]
+    assert [r['kind'] for r in given] == ['macro', 'micro']
