@@ -28,6 +28,10 @@ and this finds the clips in it. Each frame is read once and only a small grey fa
             height above that median, and its apex is its highest frame. A run whose eyes moved
             SPOTTING['blink_ratio'] times more than the rest of the face is a blink. A run of at most 0.5 s is a
             micro-expression (the datasets' definition), a longer one macro.
+  trust     where the flow over the skull's part of the face departs from one rigid head's motion by more than
+            SPOTTING['rigid_px'] (a head turned out of plane, a hand over the face), the curve measures that and not
+            an expression: those frames are untrusted, and so is an interval lying mostly inside them.
+  settle    `online` gives each interval of a stream (a camera) once no later frame can change it.
 
 `SPOTTING['method'] = 'baseline'` is the MEGC 2020 baseline as published instead: p alone with K the half length of
 an average micro (0.2 s) and macro (0.6 s) expression, the relative threshold mean + p x (max - mean) per video,
