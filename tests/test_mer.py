@@ -227,7 +227,9 @@ def test_ctrl_c_is_one_line(demo_root, tmp_path):
                                                                    '--workers', '2', '--out', str(tmp_path / 'run'))]
     # Ctrl-C in a terminal signals every process of the foreground group: here, the moment the feature stage's
     # worker processes are starting (Python up, still importing), when each printed its own traceback.
-    p = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    # Ctrl-C's default disposition, which a suite started in the background (nohup, `&`) would pass on as ignored
+    p = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True, start_new_session=True,
+                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         # The Ctrl-C lands as soon as a worker is past Python's own start, which installs the handler that raises
         # KeyboardInterrupt, unless the worker was born ignoring SIGINT: still importing, before worker_setup.

@@ -43,6 +43,12 @@ def videos(tmp_path_factory):
                 noface=write_video(d / 'noface.avi', noise))
 
 
+def ctrl_c_as_a_terminal_gives_it():
+    """For a child process: Ctrl-C's default disposition, which a suite started in the background (nohup, `&`)
+    would otherwise pass on as ignored."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def spot(args, capsys):
     assert mer.main(['spot', *args, '--json', '-q']) == 0
     return [json.loads(x) for x in capsys.readouterr().out.splitlines()]
@@ -127,7 +133,8 @@ def test_a_stop_leaves_the_previous_file_or_the_new_one_never_half(videos, tmp_p
     assert mer.main(['spot', str(videos['two']), '--out', str(out), '-q']) == 0
     before = out.read_text()
     p = subprocess.Popen([sys.executable, 'mer.py', 'spot', *paths, '--out', str(out), '-q'], cwd=ROOT,
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                         preexec_fn=ctrl_c_as_a_terminal_gives_it)
     deadline = time.time() + 120
     while out.read_text() == before and time.time() < deadline and p.poll() is None:
         time.sleep(0.05)                            # the first video's rows written: stop it in the second
@@ -189,7 +196,8 @@ def test_a_camera_that_is_not_there_is_one_line():
 def test_ctrl_c_ends_a_live_run_keeping_what_was_found(videos, tmp_path):
     out = tmp_path / 'live.csv'
     p = subprocess.Popen([sys.executable, 'mer.py', 'spot', str(videos['one']), '--live', '--json', '--out', str(out),
-                          '-q'], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                          '-q'], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                         preexec_fn=ctrl_c_as_a_terminal_gives_it)
     time.sleep(8.0)                       # the pull at 3-3.4 s has settled (about 6 s in); the video lasts 12 s
     p.send_signal(signal.SIGINT)
     printed, err = p.communicate(timeout=60)
