@@ -119,6 +119,16 @@ def parser(doc=None):
     return p
 
 
+def part_of(p, flag, text, example):
+    """(i, n) of an 'i/n' flag with 1 <= i <= n, or the parser's error naming the flag."""
+    try:
+        i, n = map(int, text.split('/'))
+        assert 1 <= i <= n
+        return i, n
+    except (ValueError, AssertionError):
+        p.error(f'{flag} {text}: expected i/n with 1 <= i <= n, e.g. {example}')
+
+
 def parse_args(argv=None, doc=None):
     """(argparse namespace, Run): the flags checked, and the one configuration built from them."""
     p = parser(doc)
@@ -126,12 +136,7 @@ def parse_args(argv=None, doc=None):
     a.argv = list(sys.argv[1:] if argv is None else argv)       # named in the run log
     if not (a.data or a.index or a.demo):
         p.error('give --data ./megc (with --ckplus ./ck), --index list.csv, or --demo')
-    try:
-        i, n = map(int, a.folds.split('/'))
-        assert 1 <= i <= n
-        a.shard = (i, n)
-    except (ValueError, AssertionError):
-        p.error(f'--folds {a.folds}: expected i/n with 1 <= i <= n, e.g. 1/4')
+    a.shard = part_of(p, '--folds', a.folds, '1/4')
     a.seed_list = None
     if a.seeds is not None:
         try:
@@ -261,12 +266,7 @@ def parse_spot(argv):
         p.error('--merge joins --out files: give it with --out (and --data or --demo to score), without videos')
     if a.live and not a.paths:
         p.error('--live reads video files at their own rate: give their paths')
-    try:
-        i, n = map(int, a.part.split('/'))
-        assert 1 <= i <= n
-        a.part = (i, n)
-    except (ValueError, AssertionError):
-        p.error(f'--part {a.part}: expected i/n with 1 <= i <= n, e.g. 3/40')
+    a.part = part_of(p, '--part', a.part, '3/40')
     if a.part != (1, 1) and not (a.data or a.demo):
         p.error('--part splits the videos of --data or --demo; give your own videos to each job instead')
     return a

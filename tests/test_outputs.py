@@ -222,3 +222,14 @@ def test_merge_joins_files_and_refuses_a_video_twice_or_other_settings(spotted, 
     assert 'other spotter settings' in one_line_error(['spot', '--merge', str(b), str(other), '-q'])
     (tmp_path / 'junk.csv').write_text('# not: json at all\nx\n')
     assert 'not a results file' in one_line_error(['spot', '--merge', str(tmp_path / 'junk.csv'), '-q'])
+
+
+def test_a_part_or_a_shard_that_is_not_i_of_n_is_refused_by_the_parser(capsys):
+    for argv, flag in ((['--demo', '--folds', '3/2'], '--folds 3/2'),
+                       (['spot', '--demo', '--part', '0/4'], '--part 0/4'), (['spot', '--demo', '--part', 'x'], '--part x')):
+        with pytest.raises(SystemExit) as e:
+            mer.main(argv)
+        assert e.value.code == 2 and f'{flag}: expected i/n with 1 <= i <= n' in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        mer.main(['spot', 'video.mp4', '--part', '1/2'])
+    assert '--part splits the videos of --data or --demo' in capsys.readouterr().err

@@ -10,17 +10,7 @@
 # job array of SHARDS shards over the folds (tools/slurm_job.sh, requeued when pre-empted), and the merge as a job
 # that starts once every shard has succeeded (--dependency=afterok). It prints the two job ids.
 set -euo pipefail
-if [ ! -f mer.py ]; then
-    echo "tools/slurm.sh: error: run it from the repository's root (where mer.py is), as bash tools/slurm.sh ..." >&2
-    exit 2
-fi
-# The activated environment's interpreter by its full path: a compute node's PATH need not have the right python.
-PY=${PYTHON:-${VIRTUAL_ENV:+$VIRTUAL_ENV/bin/python}}
-PY=${PY:-${CONDA_PREFIX:+$CONDA_PREFIX/bin/python}}
-if [ -z "$PY" ] || [ ! -x "$PY" ]; then
-    echo "tools/slurm.sh: error: no environment activated; run 'source .venv/bin/activate' first (or set PYTHON=/path/to/python)" >&2
-    exit 2
-fi
+source "$(dirname "$0")/slurm_env.sh"      # the root, and $PY: the activated environment's python
 SHARDS=${SHARDS:-4}
 args=("$@")
 case " $* " in

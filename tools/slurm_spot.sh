@@ -11,16 +11,7 @@
 # one task per line. Then the merge, as a job that starts once every task has succeeded (--dependency=afterok):
 # spots/all.csv, and with --data or --demo MEGC's scores in its output file. It prints the two job ids.
 set -euo pipefail
-if [ ! -f mer.py ]; then
-    echo "tools/slurm_spot.sh: error: run it from the repository's root (where mer.py is), as bash tools/slurm_spot.sh ..." >&2
-    exit 2
-fi
-PY=${PYTHON:-${VIRTUAL_ENV:+$VIRTUAL_ENV/bin/python}}
-PY=${PY:-${CONDA_PREFIX:+$CONDA_PREFIX/bin/python}}
-if [ -z "$PY" ] || [ ! -x "$PY" ]; then
-    echo "tools/slurm_spot.sh: error: no environment activated; run 'source .venv/bin/activate' first (or set PYTHON=/path/to/python)" >&2
-    exit 2
-fi
+source "$(dirname "$0")/slurm_env.sh"      # the root, and $PY: the activated environment's python
 if [ $# -lt 1 ] || [[ $1 == -* ]]; then
     echo "tools/slurm_spot.sh: error: give the output folder first, e.g. bash tools/slurm_spot.sh spots/ --data ./long" >&2
     exit 2

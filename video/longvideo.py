@@ -24,7 +24,7 @@ import numpy as np
 import config
 from data.releases import DatasetError, frame_number, list_frames
 from engine.files import atomic_write
-from video import intervals, outputs, scoring
+from video import intervals, outputs, predict, scoring
 
 log = logging.getLogger(__name__)
 
@@ -59,8 +59,7 @@ def open_video(path, fps=None):
         rate = cap.get(cv2.CAP_PROP_FPS) if ok else 0.0
         cap.release()
         if not ok:
-            raise DatasetError(f'{p}: OpenCV reads no frames from this file (empty, not a video, or a codec it '
-                               'lacks); re-encode it (e.g. ffmpeg -i in -c:v libx264 out.mp4) or give another file')
+            raise predict.no_frames(p)
         rate = rate if rate and rate > 0 and np.isfinite(rate) else 0.0
         if fps is None and not rate:
             raise DatasetError(f'{p}: the video\'s header gives a frame rate of 0 (none usable), and micro- and '
@@ -115,8 +114,7 @@ def frames(video, every=1):
     finally:
         cap.release()
     if i == 0:
-        raise DatasetError(f'{video["path"]}: OpenCV reads no frames from this file (empty, not a video, or a codec it '
-                           'lacks); re-encode it (e.g. ffmpeg -i in -c:v libx264 out.mp4) or give another file')
+        raise predict.no_frames(video['path'])
     if header > i + 1:
         log.warning('%s: the stream ended after %d frames, the header says %d; the rest cannot be decoded (re-encode '
                     'the video to read them)', video['path'], i, header)
@@ -274,7 +272,6 @@ def recognise(video, r, kept, every, model):
     apex (a micro interval as a micro-expression, a macro one with EMR's macro rule); a face the model's pipeline
     cannot use leaves it unlabelled, with a warning."""
     from align import FaceNotFound
-    from video import predict
     frames = [(i, img) for i, img in kept if r['start'] <= i <= max(r['apex'], r['start'] + 1)]
     if frames and frames[0][0] > r['start']:
         log.warning('%s: interval %d-%d began more than --buffer-s before it settled; recognised from frame %d',
@@ -417,7 +414,6 @@ def sources(a):
 def run(a):
     """`mer.py spot`: spots every video, prints a line (or JSON) per interval as it settles, writes --out after every
     video (and every interval of a live source), scores and draws where asked."""
-    from video import predict
     if a.merge:
         return merge(a)
     fig = predict.figure_path(a.figure)

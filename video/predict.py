@@ -35,6 +35,12 @@ log = logging.getLogger(__name__)
 HINT = 'give a video file (mp4, avi, mov) or a folder of numbered frames'
 
 
+def no_frames(path):
+    """The one-line error of a file OpenCV reads no frame from."""
+    return DatasetError(f'{path}: OpenCV reads no frames from this file (empty, not a video, or a codec it lacks); '
+                        're-encode it (e.g. ffmpeg -i in -c:v libx264 out.mp4) or give another file')
+
+
 def open_clip(path, fps=None, keep_from=0):
     """The clip of a user's video file or folder of numbered frames (frames before position `keep_from` are read
     past, not kept); a path that is missing, holds no numbered frames, or fewer than 2 frames OpenCV can read is a
@@ -56,17 +62,14 @@ def open_clip(path, fps=None, keep_from=0):
     else:
         cap = cv2.VideoCapture(str(p))
         if not cap.isOpened():
-            raise DatasetError(f'{p}: OpenCV reads no frames from this file (empty, not a video, or a codec it '
-                               'lacks); re-encode it (e.g. ffmpeg -i in -c:v libx264 out.mp4) or give another file')
+            raise no_frames(p)
         rate = cap.get(cv2.CAP_PROP_FPS)
         rate = rate if rate and rate > 0 and np.isfinite(rate) else 0.0
         clip = dict(path=str(p), fps=fps or rate or 30.0, numbers=[], frames=[], read=None,
                     stream=video_frames(cap, str(p), keep_from), files=None)
     if available(clip, 2) < 2:
-        raise DatasetError(f'{p}: {len(clip["numbers"])} frame; a clip needs at least 2 (an onset and a later '
-                           'frame)' if clip['numbers'] else f'{p}: OpenCV reads no frames from this file (empty, not '
-                           'a video, or a codec it lacks); re-encode it (e.g. ffmpeg -i in -c:v libx264 out.mp4) or '
-                           'give another file')
+        raise DatasetError(f'{p}: 1 frame; a clip needs at least 2 (an onset and a later frame)') \
+            if clip['numbers'] else no_frames(p)
     return clip
 
 
@@ -331,8 +334,7 @@ def check_path(path):
     ok = cap.isOpened()
     cap.release()
     if not ok:
-        raise DatasetError(f'{p}: OpenCV reads no frames from this file (empty, not a video, or a codec it lacks); '
-                           're-encode it (e.g. ffmpeg -i in -c:v libx264 out.mp4) or give another file')
+        raise no_frames(p)
 
 
 def run(a):
