@@ -251,8 +251,7 @@ def long_memory_child(seconds, model=None):
     generated on the fly (no file: the stream is what is measured)."""
     from video import longvideo, predict
     model = predict.load(model, stabilise=True, quiet=True) if model else None
-    video = dict(path='generated', name='generated', files=None, fps=30.0, truths=[], live=None,
-                 frames=long_frames_640(float(seconds)))
+    video = longvideo.memory_video(long_frames_640(float(seconds)), 30.0, 'generated')
     t0 = time.perf_counter()
     found, _, curve = longvideo.spot_video(video, quiet=True, model=model)
     print(json.dumps(dict(seconds=float(seconds), wall=time.perf_counter() - t0, peak=peak_rss(),
@@ -603,7 +602,8 @@ def main():
         print(f"live: {m['seconds'] / 60:g} min of 640x480 at 30 fps{', recognised' if a.model else ''}: "
               f"{m['intervals']} intervals, the same as the file mode's: {m['same']}; frames dropped: "
               f"{'yes' if m['dropped_warnings'] else 'none'}; delay after an interval's last frame: median "
-              f"{np.median(d):.2f} s, max {d.max():.2f} s; peak RSS {m['peak'] / 2**20:.0f} MiB; wall {m['wall']:.0f} s")
+              f"{np.median(d):.2f} s, max {d.max():.2f} s; peak RSS {m['peak'] / 2**20:.0f} MiB; "
+              f"wall {m['wall']:.0f} s")
         return 0
     if a.long:
         print(f'# python -m tools.bench --long, {time.strftime("%Y-%m-%d %H:%M")}\nmachine: {machine()}\n')

@@ -90,8 +90,7 @@ def variants(frames, fps, truths):
 def spot(frames, fps, method, name):
     """(intervals, shown, curve) of frames in memory, as `mer.py spot` finds them."""
     from video import longvideo
-    video = dict(path=name, name=name, files=None, fps=fps, truths=[], live=None, frames=frames)
-    return longvideo.spot_video(video, dict(method=method), quiet=True)
+    return longvideo.spot_video(longvideo.memory_video(frames, fps, name), dict(method=method), quiet=True)
 
 
 def score(folder, figures=None):

@@ -49,7 +49,7 @@ def spot(frames, fps, model=None, settings=None):
     """The expression intervals in frames held in memory, as `mer.py spot` finds them: dicts with 'onset', 'apex',
     'offset' (positions, inclusive), their seconds, 'kind' (micro | macro), 'score', and with a model 'label' and
     'p_<class>'. settings: the spotter's (intervals.SPOTTING keys, e.g. {'k': 6.0})."""
-    video = dict(path='frames', name='frames', files=None, fps=float(fps), truths=[], live=None, frames=frames)
+    video = longvideo.memory_video(frames, fps)
     found, _, _ = longvideo.spot_video(video, settings, quiet=True, model=model, buffer_s=len(frames) / fps + 1)
     out = []
     for r in found:

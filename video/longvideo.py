@@ -68,6 +68,11 @@ def open_video(path, fps=None):
     return dict(path=str(p), name=p.name, files=files, fps=float(fps or rate), truths=[], live=None)
 
 
+def memory_video(frames, fps, name='frames'):
+    """A video dict of frames held in memory (a list or an iterator of BGR frames): spotted as a file is."""
+    return dict(path=name, name=name, files=None, fps=float(fps), truths=[], live=None, frames=frames)
+
+
 def open_live(source, fps=None, paced=False):
     """A video dict of a live source: a camera's index, a stream's URL, or (paced) a file read at its own frame rate
     as a camera delivers it; one that OpenCV cannot open is a DatasetError naming it."""
@@ -207,8 +212,9 @@ def number(video, i):
 # ----------------------------------------------------------------------------------------------- one video
 def spot_video(video, settings=None, quiet=False, model=None, buffer_s=8.0, on_interval=None):
     """(intervals, the curve the threshold was applied to and its threshold, motion's curve) of one video, read
-    once; each interval recognised by `model` (predict.load's) where given (from the last buffer_s seconds of analysed frames) and
-    passed to on_interval as it settles. Each interval holds a thumbnail of its apex ('thumb')."""
+    once; each interval recognised by `model` (predict.load's) where given, from the last buffer_s seconds of
+    analysed frames, and passed to on_interval as it settles. Each interval holds a thumbnail of its apex
+    ('thumb')."""
     from tqdm import tqdm
     every = intervals.step(video['fps'], settings)
     afps = video['fps'] / every

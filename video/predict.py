@@ -228,9 +228,9 @@ def prepare(clip, cfg, onset=None, apex=None, no_face='error', max_frames=1000, 
 
 def spot_apex(frames, fps, cfg, name='clip', size=intervals.SPOTTING['size']):
     """Position of the apex (from the onset, the first frame) as spot.apex defines it, on the face aligned by the
-    onset's landmarks at `size` pixels, each frame's head motion removed under cfg.stabilise (one Farneback refinement a frame,
-    warm-started from the last, as the long-video spotter follows a face): the whole clip's alignment at the
-    method's size would cost a hundred flows where this costs a few milliseconds a frame."""
+    onset's landmarks at `size` pixels, each frame's head motion removed under cfg.stabilise (one Farneback
+    refinement a frame, warm-started from the last, as the long-video spotter follows a face): the whole clip's
+    alignment at the method's size would cost a hundred flows where this costs a few milliseconds a frame."""
     import stabilise
     faces, m, w, mask = [], None, np.eye(2, 3), stabilise.stable_mask(size)
     for img in frames:
