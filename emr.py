@@ -13,8 +13,11 @@ change of each pyramid level; with the band taken as the apex's change since the
 on those two frames alone, whatever the frame rate or the clip's length. Like MIT's code it works in YIQ (I and Q
 change by `chroma` of the luma's gain) and leaves the residual, the illumination, alone. Where alignment enlarged
 the face (`scale`, aligned pixels per pixel of the frame, above 1), the finest bands hold the camera's noise,
-interpolated, rather than the face: they are left alone too, else the flow reads magnified noise as motion. MIT's
-own magnifier, with its IIR band and its spatial attenuation, is evm.py, reached through the EVM settings.
+interpolated, rather than the face: they are left alone too, else the flow reads magnified noise as motion. That
+is `bands='camera'`, the default; 'all' magnifies every band but the residual as Wu et al. do, and 'cored' does too
+after coring each band's change below its noise level, as phase-based magnification does (`core`); docs/emr.md
+compares them. MIT's own magnifier, with its IIR band and its spatial attenuation, is evm.py, reached through the
+EVM settings.
 """
 import cv2
 import numpy as np
@@ -27,16 +30,34 @@ BGR2YIQ = _RGB2YIQ[:, ::-1].astype(np.float32)
 YIQ2BGR = _YIQ2RGB[::-1, :].astype(np.float32)
 
 
-def magnify(onset, apex, alpha=1.0, chroma=0.1, scale=1.0):
+BANDS = ('camera', 'all', 'cored')
+CORE = 1.0     # 'cored': a band's change under CORE noise deviations is taken as noise (docs/emr.md: 2 cost the
+               # hard demo's micro motions a third of their gain)
+
+
+def magnify(onset, apex, alpha=1.0, chroma=0.1, scale=1.0, bands='camera'):
     """The magnified apex (§III.A), BGR uint8: apex + alpha x (apex - onset) in every Laplacian band but the
-    residual and those finer than the frame's pixels (`kept_bands`), in YIQ with the I and Q channels' change
-    scaled by chroma."""
+    residual, in YIQ with the I and Q channels' change scaled by chroma. bands: 'camera' also leaves alone the
+    bands finer than the frame's pixels (`kept_bands`); 'all' magnifies them; 'cored' magnifies them too, each
+    band's change cored (`core`) first."""
+    if bands not in BANDS:
+        raise ValueError(f'bands {bands!r}: expected one of {", ".join(BANDS)}')
     y0, y1 = (cv2.transform(f.astype(np.float32), BGR2YIQ) for f in (onset, apex))
     n = levels(*onset.shape[:2])
     p0, p1 = pyramid(y0, n), pyramid(y1, n)
-    gain = [np.float32(alpha * keep) for keep in kept_bands(n, scale)]
-    bands = [(b1 - b0) * g for b0, b1, g in zip(p0, p1, gain)]
-    return to_bgr(y1 + collapse(bands) * np.array([1.0, chroma, chroma], np.float32))
+    gain = [np.float32(alpha * keep) for keep in kept_bands(n, scale if bands == 'camera' else 1.0)]
+    change = [b1 - b0 for b0, b1 in zip(p0, p1)]
+    if bands == 'cored':
+        change = [core(d) for d in change]
+    return to_bgr(y1 + collapse([d * g for d, g in zip(change, gain)]) * np.array([1.0, chroma, chroma], np.float32))
+
+
+def core(d, k=CORE):
+    """A band's change soft-thresholded at k noise deviations per channel: sign(d) max(|d| - k sigma, 0), sigma
+    estimated as 1.4826 x the median |d| (an expression moves a small part of the face, so the median is the
+    noise's); the change two noisy frames make where nothing moved is removed, the expression's kept less k sigma."""
+    sigma = 1.4826 * np.median(np.abs(d).reshape(-1, d.shape[-1] if d.ndim == 3 else 1), axis=0)
+    return np.sign(d) * np.maximum(np.abs(d) - np.float32(k) * sigma.astype(np.float32), 0)
 
 
 def kept_bands(n, scale=1.0):

@@ -86,7 +86,7 @@ def emr_apex(clip, apex, scale, s, cfg):
         return clip[apex]
     if cfg.mit_evm():
         return evm.magnified_apex(clip, 0, apex, **cfg.evm())
-    return emr.magnify(clip[0], clip[apex], cfg.evm_alpha, cfg.evm_chroma, scale)
+    return emr.magnify(clip[0], clip[apex], cfg.evm_alpha, cfg.evm_chroma, scale, cfg.emr_bands)
 
 
 def scale(m):

@@ -53,6 +53,16 @@ SAMM_EMOTION = {NEG: ('Anger', 'Contempt', 'Disgust'), POS: ('Happiness',), SUR:
 SMIC_FOLDER = {NEG: ('negative', 'ne'), POS: ('positive', 'po'), SUR: ('surprise', 'sur')}
 CK_CODES = {NEG: (1, 2, 3, 4, 6), POS: (5,), SUR: (7,)}
 
+# How each demo preset makes its micro clips (amp, jitter and head in pixels of a 224-px aligned face, noise in grey
+# levels of the frame). quick: faces of 36-48 px between the eyes, which alignment at 128 px shrinks, motions well
+# above the flow's noise floor: a check that every stage runs and learns. hard: smaller faces (24-32 px between the
+# eyes, as a wide shot or a low-resolution camera gives, enlarged 1.1-1.5x by alignment at 128 px, so that their
+# finest Laplacian band holds interpolated noise), a third of the motion (0.17-0.67 px, near TV-L1's floor), twice
+# the sensor noise, JPEG at quality 75 as recorders store video, each frame shaken by 0.2 px and the head drifting
+# 1 px over a clip: hard enough for Table I's rows to differ (docs/emr.md). CK+ stays the same macro source.
+PRESETS = {'quick': dict(eyes_px=(36, 48), amp=1.0, noise=1.5, jitter=0.0, quality=0, head=0.3),
+           'hard': dict(eyes_px=(24, 32), amp=1 / 3, noise=3.0, jitter=0.2, quality=75, head=1.0)}
+
 
 def photos():
     """The real face photos that installed packages ship, as BGR uint8 images."""
@@ -62,14 +72,15 @@ def photos():
     return [cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR), grace]
 
 
-def identity(photo, rng):
-    """(face image (FRAME_H, FRAME_W, 3) uint8, its 68 landmarks): one pseudo-subject drawn from a photo."""
+def identity(photo, rng, eyes_px=(36, 48)):
+    """(face image (FRAME_H, FRAME_W, 3) uint8, its 68 landmarks): one pseudo-subject drawn from a photo, its eye
+    distance drawn from eyes_px pixels."""
     # The astronaut photo also holds a mission patch that dlib with upsampling may call a face: take the
     # best-scored box, which is the real face in both photos.
     lm = align.detect_landmarks(photo, upsample=0, name='demo photo')
     eyes = align.anchor_points(lm)[:2]
     centre = eyes.mean(0) + [0, 0.45 * np.linalg.norm(eyes[1] - eyes[0])]
-    scale = rng.uniform(36, 48) / np.linalg.norm(eyes[1] - eyes[0])      # eye distance 36-48 px in the frame
+    scale = rng.uniform(*eyes_px) / np.linalg.norm(eyes[1] - eyes[0])
     m = cv2.getRotationMatrix2D(tuple(centre), rng.uniform(-6, 6), scale)
     m[:, 2] += np.array([FRAME_W / 2, FRAME_H / 2]) + rng.uniform(-12, 12, 2) - centre
     face = cv2.warpAffine(photo, m, (FRAME_W, FRAME_H), flags=cv2.INTER_AREA, borderMode=cv2.BORDER_REFLECT)
@@ -119,23 +130,28 @@ def head_drift(rng, head_motion):
     return drift * (head_motion / max(np.linalg.norm(drift), 1e-9))
 
 
-def render(face, field, prof, rng, noise=1.5, drift=(0.0, 0.0)):
-    """(T, H, W, 3) uint8 clip: the face warped by prof[t] * field, a slow rigid drift, Gaussian sensor noise."""
+def render(face, field, prof, rng, noise=1.5, drift=(0.0, 0.0), jitter=0.0, quality=0):
+    """(T, H, W, 3) uint8 clip: the face warped by prof[t] * field, a slow rigid drift, Gaussian sensor noise;
+    `jitter` (pixels, standard deviation) shakes each frame by a random sub-pixel shift, and `quality` (1-100, 0:
+    none) passes each frame through a JPEG codec, as a camera's recorder does."""
     h, w = face.shape[:2]
     gx, gy = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
     drift = np.asarray(drift, np.float64)
+    shake = rng.normal(0, jitter, (len(prof), 2)) if jitter else np.zeros((len(prof), 2))
     clip = np.empty((len(prof), h, w, 3), np.uint8)
     fx, fy = (np.ascontiguousarray(field[..., i], np.float32) for i in (0, 1))
     cv2.setRNGSeed(int(rng.integers(2 ** 31)))
     buf = np.empty((h, w, 3), np.float32)
     for t, p in enumerate(prof):
-        shift = drift * t / max(len(prof) - 1, 1)
+        shift = drift * t / max(len(prof) - 1, 1) + shake[t]
         # Backward warp by -d approximates the forward displacement d, exact to first order for small d.
         mx = gx - np.float32(p) * fx - np.float32(shift[0])
         my = gy - np.float32(p) * fy - np.float32(shift[1])
         f = cv2.remap(face, mx, my, cv2.INTER_CUBIC, borderMode=cv2.BORDER_REFLECT)
         # OpenCV's generator (seeded from rng above) is 3x faster than numpy's normals, most of the build time.
         clip[t] = cv2.add(f, cv2.randn(buf, 0.0, noise), dtype=cv2.CV_8U)     # rounds and saturates
+        if quality:
+            clip[t] = cv2.imdecode(cv2.imencode('.jpg', clip[t], [cv2.IMWRITE_JPEG_QUALITY, quality])[1], 1)
     return clip
 
 
@@ -151,9 +167,10 @@ def displacement(truth, shape, start, end):
     return d
 
 
-def micro_clip(face, lm, label, rng, apex_in_middle=False):
-    """(clip, onset, apex, offset, truth): a micro-expression of tens of frames, apex amplitude 0.5-2 px at 224 px;
-    truth is the record `displacement` reads."""
+def micro_clip(face, lm, label, rng, apex_in_middle=False, preset='quick'):
+    """(clip, onset, apex, offset, truth): a micro-expression of tens of frames, apex amplitude 0.5-2 px at 224 px
+    times the preset's `amp`; truth is the record `displacement` reads."""
+    look = PRESETS[preset]
     to_src = np.linalg.norm(align.anchor_points(lm)[1] - align.anchor_points(lm)[0]) / EYE_DIST_224
     n = int(rng.integers(24, 37))
     if apex_in_middle:    # SMIC-HS clips run onset..offset, and readers take the middle frame as apex
@@ -163,11 +180,13 @@ def micro_clip(face, lm, label, rng, apex_in_middle=False):
         onset = int(rng.integers(2, 6))
         apex = onset + int(rng.integers(8, 15))
         offset = min(apex + int(rng.integers(8, 15)), n - 1)
-    amp = rng.uniform(0.5, 2.0) * to_src
+    amp = rng.uniform(0.5, 2.0) * to_src * look['amp']
     prof = profile(n, onset, apex, offset)
-    drift = head_drift(rng, 0.3 * to_src)
+    drift = head_drift(rng, look['head'] * to_src)
     truth = _truth(lm, label, amp, prof, drift)
-    return render(face, deformation(lm, label, face.shape[:2], amp), prof, rng, drift=drift), onset, apex, offset, truth
+    clip = render(face, deformation(lm, label, face.shape[:2], amp), prof, rng, noise=look['noise'], drift=drift,
+                  jitter=look['jitter'] * to_src, quality=look['quality'])
+    return clip, onset, apex, offset, truth
 
 
 def macro_clip(face, lm, label, rng):
@@ -200,13 +219,13 @@ def _write_frames(folder, clip, names):
         cv2.imwrite(str(folder / name), img, [cv2.IMWRITE_JPEG_QUALITY, 95] if name.endswith('.jpg') else [])
 
 
-def _casme(root, faces, rng, per_subject):
+def _casme(root, faces, rng, per_subject, preset='quick'):
     rows = []
     sheet = [['Subject', 'Filename', None, 'OnsetFrame', 'ApexFrame', 'OffsetFrame', None, 'Action Units',
               'Estimated Emotion']]
     for s, (face, lm) in enumerate(faces, 1):
         for k, label in enumerate(_labels(rng, per_subject), 1):
-            clip, onset, apex, offset, truth = micro_clip(face, lm, label, rng)
+            clip, onset, apex, offset, truth = micro_clip(face, lm, label, rng, preset=preset)
             name, first = f'EP{k:02d}_{int(rng.integers(1, 20)):02d}', int(rng.integers(1, 300))
             _write_frames(root / 'CASME2' / 'CASME2_RAW_selected' / f'sub{s:02d}' / name, clip,
                           [f'img{first + i}.jpg' for i in range(len(clip))])
@@ -224,7 +243,7 @@ def _casme(root, faces, rng, per_subject):
     return rows
 
 
-def _samm(root, faces, rng, per_subject):
+def _samm(root, faces, rng, per_subject, preset='quick'):
     rows = []
     wb = openpyxl.Workbook()
     ws = wb.active
@@ -239,7 +258,7 @@ def _samm(root, faces, rng, per_subject):
     for s, (face, lm) in enumerate(faces):
         subject = 6 + s
         for k, label in enumerate(_labels(rng, per_subject), 1):
-            clip, onset, apex, offset, truth = micro_clip(face, lm, label, rng)
+            clip, onset, apex, offset, truth = micro_clip(face, lm, label, rng, preset=preset)
             name, first = f'{subject:03d}_{k}_{int(rng.integers(1, 6))}', int(rng.integers(1000, 6000))
             _write_frames(root / 'SAMM' / f'{subject:03d}' / name, clip,
                           [f'{subject:03d}_{first + i:05d}.jpg' for i in range(len(clip))])
@@ -254,12 +273,12 @@ def _samm(root, faces, rng, per_subject):
     return rows
 
 
-def _smic(root, faces, rng, per_subject):
+def _smic(root, faces, rng, per_subject, preset='quick'):
     rows = []
     for s, (face, lm) in enumerate(faces, 1):
         counts = {NEG: 0, POS: 0, SUR: 0}
         for label in _labels(rng, per_subject):
-            clip, _, _, _, truth = micro_clip(face, lm, label, rng, apex_in_middle=True)
+            clip, _, _, _, truth = micro_clip(face, lm, label, rng, apex_in_middle=True, preset=preset)
             counts[label] += 1
             folder, short = SMIC_FOLDER[label]
             name, first = f's{s}_{short}_{counts[label]:02d}', int(rng.integers(1000, 90000))
@@ -269,7 +288,7 @@ def _smic(root, faces, rng, per_subject):
     return rows
 
 
-def _ckplus(root, faces, rng, per_subject):
+def _ckplus(root, faces, rng, per_subject, preset='quick'):
     """CK+ in its release layout; its rows (with label None) only carry the truth: CK+ is not in the MEGC2019 list."""
     rows = []
     for s, (face, lm) in enumerate(faces):
@@ -291,8 +310,8 @@ def _ckplus(root, faces, rng, per_subject):
 
 
 def _part(job):
-    write, root, faces, seed, per_subject = job
-    return write(root, faces, np.random.default_rng(seed), per_subject)
+    write, root, faces, seed, per_subject, preset = job
+    return write(root, faces, np.random.default_rng(seed), per_subject, preset)
 
 
 def _built(stamp, params, force):
@@ -305,25 +324,28 @@ def _built(stamp, params, force):
 
 
 def build(root='demo_data', seed=0, subjects=6, clips=7, ck_subjects=8, ck_clips=5, force=False,
-          workers=0):
-    """Path of the demo root (megc/ and ck/ inside), generated deterministically from `seed`, reused if present;
-    `workers` processes write it (0: one per usable CPU)."""
+          workers=0, preset='quick'):
+    """Path of the demo root (megc/ and ck/ inside), generated deterministically from `seed` with the micro clips of
+    `preset` (PRESETS), reused if present; `workers` processes write it (0: one per usable CPU)."""
     workers = processes(workers)
     root = Path(root)
     params = dict(seed=seed, subjects=subjects, clips=clips, ck_subjects=ck_subjects, ck_clips=ck_clips, version=5)
+    if preset != 'quick':
+        params['preset'] = preset
     if _built(root / 'demo.json', params, force):
         return root
-    log.info('building the demo set in %s (seed %d)', root, seed)
+    log.info('building the %s demo set in %s (seed %d)', preset, root, seed)
     # One seed per part, so the four parts are written in parallel and the result does not depend on `workers`.
     seeds = np.random.SeedSequence(seed).spawn(5)
     rng = np.random.default_rng(seeds[0])
     pics = photos()
-    faces = [identity(pics[i % len(pics)], rng) for i in range(3 * subjects + ck_subjects)]
+    eyes = [PRESETS[preset]['eyes_px']] * (3 * subjects) + [PRESETS['quick']['eyes_px']] * ck_subjects
+    faces = [identity(pics[i % len(pics)], rng, eyes[i]) for i in range(3 * subjects + ck_subjects)]
     megc = root / 'megc'
-    jobs = [(_casme, megc, faces[:subjects], seeds[1], clips),
-            (_samm, megc, faces[subjects:2 * subjects], seeds[2], clips),
-            (_smic, megc, faces[2 * subjects:3 * subjects], seeds[3], clips),
-            (_ckplus, root / 'ck', faces[3 * subjects:], seeds[4], ck_clips)]
+    jobs = [(_casme, megc, faces[:subjects], seeds[1], clips, preset),
+            (_samm, megc, faces[subjects:2 * subjects], seeds[2], clips, preset),
+            (_smic, megc, faces[2 * subjects:3 * subjects], seeds[3], clips, preset),
+            (_ckplus, root / 'ck', faces[3 * subjects:], seeds[4], ck_clips, preset)]
     if workers > 1:
         with get_context('spawn').Pool(min(workers, len(jobs))) as pool:
             parts = pool.map(_part, jobs, chunksize=1)

@@ -41,6 +41,7 @@ def flow_key(s, cfg):
                                              'stabilise')}
     if cfg.emr:
         settings['evm'] = cfg.evm()
+        settings['emr_bands'] = cfg.emr_bands
     paths = s.frames[s.onset:] if cfg.apex == 'spot' else [s.frames[i] for i in pipeline.needed(s, cfg)[0]]
     return dict(kind='flow', sample=_identity(s), frames=_stats(paths), settings=settings,
                 constants=pipeline.constants(), source=_source(FLOW_MODULES))

@@ -90,9 +90,12 @@ def parser(doc=None):
     src.add_argument('--ckplus', help='CK+ folder (cohn-kanade-images/, Emotion/): the macro source domain')
     src.add_argument('--index', help='your own sample list instead of --data (columns in docs/data.md)')
     changes = ', '.join(f'{k} {v}' for k, v in dataclasses.asdict(DEMO).items() if getattr(PAPER, k) != v)
-    src.add_argument('--demo', action='store_true', help='build (once) and use the embedded synthetic demo set, with '
-                     f'the demo preset: {changes}')
-    src.add_argument('--demo-root', default='demo_data', help='where the demo set is written (default %(default)s)')
+    src.add_argument('--demo', nargs='?', const='quick', choices=('quick', 'hard'), help='build (once) and use the '
+                     'embedded synthetic demo set, with the demo preset: ' f'{changes}; quick (default): a check that '
+                     'every stage runs and learns; hard: micro motions near the flow\'s noise floor, camera noise, '
+                     'JPEG and head shake, for comparing settings (docs/emr.md)')
+    src.add_argument('--demo-root', help='where the demo set is written (default demo_data, or demo_hard for '
+                     '--demo hard)')
     src.add_argument('--strict', action='store_true', help='an annotated frame missing on disk is an error')
     src.add_argument('--skip-bad', action='store_true', help='skip (and list) bad annotation rows, and samples whose '
                      'frames or face cannot be used, instead of failing')
@@ -137,6 +140,7 @@ def parse_args(argv=None, doc=None):
     if not (a.data or a.index or a.demo):
         p.error('give --data ./megc (with --ckplus ./ck), --index list.csv, or --demo')
     a.shard = part_of(p, '--folds', a.folds, '1/4')
+    a.demo_root = a.demo_root or ('demo_hard' if a.demo == 'hard' else 'demo_data')
     a.seed_list = None
     if a.seeds is not None:
         try:
@@ -205,6 +209,8 @@ SPOT_FLAGS = [
     ('baseline_p', '--baseline-p', '--method baseline: the relative threshold mean + p x (max - mean)'),
     ('rigid_px', '--rigid-px', 'where the skull\'s part of the face departs this far (px) from one rigid '
      'head\'s motion, the curve is marked untrusted (a turned or covered face)'),
+    ('held_px', '--held-px', 'a face that differs this far (px) from its segment\'s first face for longer than '
+     'the window holds an expression (a macro interval)'),
 ]
 
 

@@ -29,7 +29,7 @@ log = logging.getLogger('mer')
 def load_samples(a):
     """(micro samples, macro samples) from the command line's sources (--demo builds the demo set once)."""
     if a.demo:
-        root = synth.build(a.demo_root, seed=0)
+        root = synth.build(a.demo_root, seed=0, preset=a.demo)
         a.data, a.ckplus = str(root / 'megc'), a.ckplus or str(root / 'ck')
     micro = (releases.load_index(a.index, strict=a.strict, skip_bad=a.skip_bad) if a.index else
              releases.load_megc(a.data, strict=a.strict, skip_bad=a.skip_bad))
@@ -219,7 +219,7 @@ def _run(a, cfg, runlog):
     log.info('%s', cpus_line(cfg))
     if a.demo:
         changed = [k for k, v in dataclasses.asdict(config.DEMO).items() if getattr(PAPER, k) != v]
-        log.info('demo preset instead of the paper\'s settings: %s (paper: %s)',
+        log.info('%s demo set, demo preset instead of the paper\'s settings: %s (paper: %s)', a.demo,
                  ', '.join(f'{k} {getattr(cfg, k)}' for k in changed),
                  ', '.join(f'{k} {getattr(PAPER, k)}' for k in changed))
     micro, macro = load_samples(a)
@@ -235,7 +235,7 @@ def _run(a, cfg, runlog):
     baseline = (a.table or a.method == 'lbptop') and not a.final_only
     rows = ROWS if a.table else [] if a.method == 'lbptop' else [(cfg.parts, cfg.adv, cfg.emr)]
     # Each row gets its own folder, so runs with other flags never collide (a resume checks the settings).
-    stem = 'demo' if a.demo else Path(a.data or a.index).stem
+    stem = {'quick': 'demo', 'hard': 'demo_hard'}.get(a.demo) or Path(a.data or a.index).stem
     base = Path(a.out or f"runs/{stem}{'_hde' * (a.protocol == 'hde')}")
     check_writable(base, '--out')
     check_writable(a.cache, '--cache')

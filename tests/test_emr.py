@@ -90,3 +90,46 @@ def test_bands_finer_than_the_frames_pixels_are_left_alone():
                               interpolation=cv2.INTER_LINEAR).astype(np.uint8) for _ in range(2))
     noise = {k: np.abs(emr.magnify(onset, apex, 2.0, 0.1, k).astype(float) - apex).mean() for k in (1.0, 2.0)}
     assert noise[2.0] < 0.8 * noise[1.0], noise
+
+
+def test_each_band_setting_keeps_its_equation():
+    rng = np.random.default_rng(1)
+    onset = face_texture(64).astype(np.uint8)
+    onset = cv2.resize(onset, (128, 128), interpolation=cv2.INTER_LINEAR)
+    apex = np.clip(onset + rng.normal(0, 3, onset.shape), 0, 255).astype(np.uint8)
+    y0, y1 = (cv2.transform(f.astype(np.float32), emr.BGR2YIQ) for f in (onset, apex))
+    n = emr.levels(128, 128)
+    p0, p1 = emr.pyramid(y0, n), emr.pyramid(y1, n)
+
+    def expected(gains, change):
+        out = y1 + emr.collapse([d * np.float32(2.0 * g) for d, g in zip(change, gains)]) * np.array(
+            [1, 0.1, 0.1], np.float32)
+        return emr.to_bgr(out)
+
+    change = [b1 - b0 for b0, b1 in zip(p0, p1)]
+    # camera: the finest band left alone on a face enlarged 2x; all: every band but the residual.
+    np.testing.assert_array_equal(emr.magnify(onset, apex, 2.0, 0.1, 2.0, 'camera'),
+                                  expected(emr.kept_bands(n, 2.0), change))
+    np.testing.assert_array_equal(emr.magnify(onset, apex, 2.0, 0.1, 2.0, 'all'), expected(emr.kept_bands(n), change))
+    # cored: every band but the residual, each band's change soft-thresholded at CORE robust noise deviations.
+    cored = []
+    for d in change:
+        sigma = 1.4826 * np.median(np.abs(d).reshape(-1, 3), axis=0)
+        cored.append(np.sign(d) * np.maximum(np.abs(d) - emr.CORE * sigma, 0))
+    np.testing.assert_allclose(emr.magnify(onset, apex, 2.0, 0.1, 2.0, 'cored').astype(int),
+                               expected(emr.kept_bands(n), cored).astype(int), atol=1)
+    with pytest.raises(ValueError, match='bands'):
+        emr.magnify(onset, apex, bands='fine')
+
+
+def test_coring_removes_the_noise_and_keeps_a_motion_above_it():
+    # Pure noise between two frames keeps a fifth of its size (E max(|x| - 1, 0) / E |x| = 0.21 for Gaussian noise
+    # cored at one deviation), a motion well above it nearly all of it.
+    rng = np.random.default_rng(2)
+    noise = rng.normal(0, 1.0, (64, 64, 3)).astype(np.float32)
+    assert np.abs(emr.core(noise)).mean() < 0.25 * np.abs(noise).mean()
+    signal = noise.copy()
+    signal[20:30, 20:30] += 12.0
+    kept = emr.core(signal)[20:30, 20:30]
+    assert np.all(kept > 12.0 - emr.CORE * 1.3 - 4)
+    assert np.median(kept) == pytest.approx(12.0 - emr.CORE * 1.0, abs=0.6)

@@ -169,6 +169,21 @@ def test_the_demo_preset_and_the_backbone_rate_follow_the_initialisation():
     assert (cfg.backbone_lr(), cfg.emr, cfg.parts, cfg.row()) == (1e-4, False, False, 'Global + Adversarial')
 
 
+def test_the_hard_demo_has_its_own_folder_and_the_quick_one_stays_the_default(monkeypatch, tmp_path):
+    a, _ = cli.parse_args(['--demo'])
+    assert (a.demo, a.demo_root) == ('quick', 'demo_data')
+    a, cfg = cli.parse_args(['--demo', 'hard'])
+    assert (a.demo, a.demo_root, cfg.size) == ('hard', 'demo_hard', 64)
+    a, _ = cli.parse_args(['--demo', 'hard', '--demo-root', str(tmp_path)])
+    assert a.demo_root == str(tmp_path)
+    built = []
+    monkeypatch.setattr(experiment.synth, 'build', lambda root, seed, preset: built.append((root, preset)) or
+                        pytest.fail('stop here'))
+    with pytest.raises(pytest.fail.Exception):
+        experiment.load_samples(a)
+    assert built == [(str(tmp_path), 'hard')]
+
+
 def test_table_shards_every_row(demo_root, tmp_path, monkeypatch, capsys):
     seen = []
 

@@ -96,3 +96,24 @@ def test_build_is_deterministic_and_cached(tmp_path, demo_root):
                   '.csv')) == sorted(p.relative_to(demo_root) for p in files)
     assert all((demo_root / p.relative_to(demo_root)).read_bytes() == (again / p.relative_to(demo_root)).read_bytes()
                for p in files)
+
+
+def test_the_hard_preset_moves_a_third_as_much_under_more_noise_shake_and_jpeg(face):
+    img, lm = face
+    quick = synth.micro_clip(img, lm, synth.POS, np.random.default_rng(4))
+    hard = synth.micro_clip(img, lm, synth.POS, np.random.default_rng(4), preset='hard')
+    assert hard[1:4] == quick[1:4]                                   # the same onset, apex, offset
+    assert hard[4]['amp'] == pytest.approx(quick[4]['amp'] / 3)
+    drift = [np.linalg.norm(c[4]['drift']) for c in (quick, hard)]
+    assert drift[1] == pytest.approx(drift[0] * synth.PRESETS['hard']['head'] / synth.PRESETS['quick']['head'])
+    # Two frames before the onset differ by noise alone in the quick clip; in the hard one by more noise, the
+    # shake and the codec's blocks.
+    still = [np.abs(c[0][1].astype(float) - c[0][0]).mean() for c in (quick, hard)]
+    assert still[1] > 1.5 * still[0], still
+    # Each frame goes through the codec: the same render without it, then encoded and decoded.
+    field = synth.deformation(lm, synth.POS, img.shape[:2], 2.0)
+    raw, coded = (synth.render(img, field, [0.0, 1.0], np.random.default_rng(5), jitter=0.3, quality=q)
+                  for q in (0, 75))
+    for a, b in zip(raw, coded):
+        np.testing.assert_array_equal(b, cv2.imdecode(cv2.imencode('.jpg', a, [cv2.IMWRITE_JPEG_QUALITY, 75])[1], 1))
+    assert not np.array_equal(raw[0], coded[0])

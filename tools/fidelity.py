@@ -3,6 +3,7 @@ it goes? Measured against the known motion of the demo set (data/synth.py writes
 
     python -m tools.fidelity                       # the demo set with the demo preset (faces aligned at 128 px)
     python -m tools.fidelity --align-size 224      # the paper's size; every Config field is a flag, as in mer.py
+    python -m tools.fidelity --demo hard --emr-bands all    # the hard demo set, every band magnified (docs/emr.md)
 
 For every micro clip, the pipeline's own steps (pipeline.run: alignment, EMR, flow) give the
 onset->apex flow without EMR (raw) and with it (EMR). The true displacement (synth.displacement) is carried into the
@@ -119,23 +120,26 @@ def main(argv=None):
     from engine import cli
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     p.add_argument('--json', help='also write the per-clip numbers and the summary to this file')
-    p.add_argument('--demo-root', default='demo_data', help='where the demo set is (built once if absent)')
+    p.add_argument('--demo', choices=('quick', 'hard'), default='quick', help="the demo set's preset (mer.py --demo)")
+    p.add_argument('--demo-root', help='where the demo set is (built once if absent; default demo_data, or '
+                   'demo_hard for --demo hard)')
     cli.add_config_flags(p)
     a = p.parse_args(argv)
+    a.demo_root = a.demo_root or ('demo_hard' if a.demo == 'hard' else 'demo_data')
     cfg = dataclasses.replace(cli.config(a, config.DEMO), emr=True)
     logging.basicConfig(level=logging.WARNING if cfg.quiet else logging.INFO, format='%(message)s')
-    root = synth.build(a.demo_root, seed=0)
+    root = synth.build(a.demo_root, seed=0, preset=a.demo)
     truths = json.loads((root / 'truth.json').read_text())
     micro = releases.load_megc(root / 'megc')
     t0 = time.time()
     rows = measure(micro, truths, cfg, workers=processes(cfg.workers), quiet=cfg.quiet)
     intended = 1 + cfg.evm_alpha
     summ = summary(rows, intended)
-    print(f'EMR fidelity, {len(rows)} micro clips, align {cfg.align_size} px, flow {cfg.flow}, '
-          f'EVM {cfg.evm()}, {time.time() - t0:.0f} s')
+    print(f'EMR fidelity, {len(rows)} micro clips of the {a.demo} demo set, align {cfg.align_size} px, flow '
+          f'{cfg.flow}, EVM {cfg.evm()}, bands {cfg.emr_bands}, {time.time() - t0:.0f} s')
     print(table(summ, intended))
     if a.json:
-        Path(a.json).write_text(json.dumps(dict(config=cfg.evm(), align_size=cfg.align_size, clips=rows,
+        Path(a.json).write_text(json.dumps(dict(config=cfg.evm(), bands=cfg.emr_bands, demo=a.demo, align_size=cfg.align_size, clips=rows,
                                                 summary=summ), indent=1))
 
 

@@ -28,6 +28,12 @@ and this finds the clips in it. Each frame is read once and only a small grey fa
             height above that median, and its apex is its highest frame. A run whose eyes moved
             SPOTTING['blink_ratio'] times more than the rest of the face is a blink. A run of at most 0.5 s is a
             micro-expression (the datasets' definition), a longer one macro.
+  held      an expression held for longer than K, or one that turns into another without a return to neutral
+            (crying, then a laugh held to the end), makes v vanish: the faces K before and after it differ as much
+            as it differs from them. held(t), the same MDMD from the segment's first face (its reference) to the
+            face at t, stays high instead: a run of more than K frames where it exceeds SPOTTING['held_px'] is a
+            macro interval, cut where the curve cannot be trusted (below). A run that an interval of v covers for
+            most of its length is that interval; v's intervals inside a run are parts of it. One more flow a frame.
   trust     where the flow over the skull's part of the face departs from one rigid head's motion by more than
             SPOTTING['rigid_px'] (a head turned out of plane, a hand over the face), the curve measures that and not
             an expression: those frames are untrusted, and so is an interval lying mostly inside them.
@@ -59,10 +65,13 @@ log = logging.getLogger(__name__)
 # (the threshold needs a neutral reference); rigid_px: where the flow over the skull's part of the face departs
 # this far (pixels of the 64-px face, on average) from one rigid head's motion, the head has turned out of plane
 # or something covers the face, and the curve there cannot be trusted (chosen on the real clips: smiles and the
-# demo's in-plane head turn stay under 0.8, a hand over the face and a turned head reach 1.1-1.6).
+# demo's in-plane head turn stay under 0.8, a hand over the face and a turned head reach 1.1-1.6); held_px: a face
+# that differs this far from its segment's first face for longer than K holds an expression (chosen on the real
+# clips and the demo: a face before an expression stays under 0.1 (synthetic) to 0.6 (real, its head drifting), a
+# smile reaches 0.6 (a 6-px smile at 224 px) to 4, crying and laughing 2-10; the real clips score the same from 0.5 to 3).
 SPOTTING = dict(method='mdmd2', size=64, rate=50.0, detect_s=0.5, cut=20.0, window_s=2.0, rois=8, k=8.0, floor=0.2,
                 extend=0.2, min_s=0.12, micro_s=0.5, blink_ratio=1.25, baseline_s=(0.2, 0.6), baseline_p=0.3,
-                warmup_s=6.0, rigid_px=1.0)
+                warmup_s=6.0, rigid_px=1.0, held_px=0.5)
 # Farneback's settings for the small face: a smaller window than flow.py's (made for 224 px), so that the eyes'
 # motion stays in the eyes' regions.
 FLOW = dict(winsize=9)
@@ -191,7 +200,7 @@ def arrays(state):
     return dict(state, pos=np.array(state['pos'], int), seg=np.array(state['seg'], int),
                 p=np.array(state['p'], np.float64).reshape(len(state['windows']), -1),
                 q=np.array(state['q'], np.float64), eyes=np.array(state['eyes'], np.float64),
-                rigid=np.array(state['rigid'], np.float64))
+                rigid=np.array(state['rigid'], np.float64), held=np.array(state['held'], np.float64))
 
 
 def track(frames, fps, name='video', settings=None, windows=None, progress=None):
@@ -212,9 +221,9 @@ def track(frames, fps, name='video', settings=None, windows=None, progress=None)
     across = s['method'] != 'baseline'
     # (analysed index, face) of the current segment: 2K + 1 of them for the across term
     ring = collections.deque(maxlen=(2 if across else 1) * max(windows) + 1)
-    c = dict(pos=[], seg=[], p=[[] for _ in windows], q=[], eyes=[], rigid=[], windows=list(windows), step=every,
-             fps=afps, frames=0, segments=0, several=0, ended=False)
-    pos, seg, curves, q, eyes, rigid = c['pos'], c['seg'], c['p'], c['q'], c['eyes'], c['rigid']
+    c = dict(pos=[], seg=[], p=[[] for _ in windows], q=[], eyes=[], rigid=[], held=[], windows=list(windows),
+             step=every, fps=afps, frames=0, segments=0, several=0, ended=False)
+    pos, seg, curves, q, eyes, rigid, held = c['pos'], c['seg'], c['p'], c['q'], c['eyes'], c['rigid'], c['held']
     m = w = ref = prev_thumb = None
     segment, last_check, confirmed, warned_several = -1, -detect_every, -1, False
     for i, frame in enumerate(frames):
@@ -263,7 +272,7 @@ def track(frames, fps, name='video', settings=None, windows=None, progress=None)
         q.append(np.nan)
         if m is None:
             seg.append(-1)
-            for x in curves + [eyes, rigid]:
+            for x in curves + [eyes, rigid, held]:
                 x.append(0.0)
             yield c
             continue
@@ -289,6 +298,9 @@ def track(frames, fps, name='video', settings=None, windows=None, progress=None)
                 rigid.append(off)
             else:
                 x.append(mdmd(f, (cells,), mask)[0] if len(ring) > 1 else 0.0)
+        # The face against the segment's first one, its reference: an expression held for longer than K.
+        held.append(mdmd(flow.optical_flow(ref, face, method='farneback', **FLOW), (cells,), mask)[0]
+                    if across and face is not ref else 0.0)
         if across:
             # The head frame 2K back against this one, stored at the frame between them.
             k = windows[0]
@@ -421,9 +433,41 @@ def spot(curve, settings=None):
     blinks = [x for x in found if eyes[x[0]:x[1] + 1].max() > s['blink_ratio'] * p[x[0]:x[1] + 1].max()]
     if blinks:
         log.info('%d blink%s not counted as expressions', len(blinks), 's' * (len(blinks) > 1))
-    out = [interval(curve, a, b, peak, fps, s, v[peak]) for a, b, peak in found
-           if (b - a + 1) / fps >= s['min_s'] and (a, b, peak) not in blinks]
-    return out, dict(v=v, threshold=thr, untrusted=untrusted(curve, s), one_sided=one_sided)
+    scored = [(a, b, peak, v[peak]) for a, b, peak in found
+              if (b - a + 1) / fps >= s['min_s'] and (a, b, peak) not in blinks]
+    shown = dict(v=v, threshold=thr, untrusted=untrusted(curve, s), one_sided=one_sided)
+    if 'held' in curve:
+        scored = held(curve, scored, thr, s, one_sided)
+        shown.update(held=np.where(seg >= 0, curve['held'], 0.0), held_threshold=max(thr, s['held_px']))
+    return [interval(curve, a, b, peak, fps, s, score) for a, b, peak, score in scored], shown
+
+
+def held(curve, found, thr, s, one_sided):
+    """`found` [(a, b, apex, score)] with the expressions held for longer than K added, sorted:
+    runs of at least K where the face differs from its segment's first face (the 'held' curve) by more than
+    SPOTTING['held_px'] (and the threshold), cut where the curve cannot be trusted (a hand over the face, a head
+    turned: whether the expression went on behind it is unknown). A run that an interval of `found` covers for
+    most of its length is that interval; the intervals of `found` inside a run are parts of the held expression,
+    and those in the segment's last K frames (`one_sided`) whose head frames fall inside it are its echo."""
+    h, seg, k = curve['held'], curve['seg'], curve['windows'][0]
+    covered = untrusted(curve, s)
+    for a, b in runs(covered):              # a frame or two of flow that fits no rigid head is not a hand
+        if b - a + 1 < s['min_s'] * curve['fps']:
+            covered[a:b + 1] = False
+    above = (h > max(thr, s['held_px'])) & (seg >= 0) & ~covered
+    above[1:] &= seg[1:] == seg[:-1]                    # a new segment, a new reference
+    out = list(found)
+    for a, b in runs(above):
+        if b - a + 1 <= k:
+            continue
+        inside = [x for x in out if x[0] <= b and a <= x[1]]
+        if any(min(b, x[1]) - max(a, x[0]) + 1 > (b - a + 1) / 2 for x in inside):
+            continue
+        echoes = [x for x in out if one_sided[x[0]:x[1] + 1].all() and x[0] - k <= b and a <= x[1] - k]
+        out = [x for x in out if x not in inside and x not in echoes]
+        apex = a + int(np.argmax(h[a:b + 1]))
+        out.append((a, b, apex, h[apex]))
+    return sorted(out)
 
 
 def spot_baseline(curve, s):

@@ -343,6 +343,10 @@ def save_figure(path, rows, max_rows=8):
         v = shown['v']
         top = max(float(np.max(v)) if len(v) else 1.0, shown['threshold'] if np.isfinite(shown['threshold']) else 0,
                   1e-3)
+        if 'held' in shown:
+            top = max(top, float(np.max(shown['held'], initial=0)))
+            ax.plot(t, shown['held'], lw=0.8, color='tab:purple', alpha=0.7, label='held: from the first face')
+            ax.axhline(shown['held_threshold'], color='tab:purple', lw=0.8, ls=':', label='held threshold')
         ax.plot(t, v, lw=0.8, color='k', label='motion')
         if np.isfinite(shown['threshold']):
             ax.axhline(shown['threshold'], color='r', lw=0.8, ls='--', label='threshold')
