@@ -52,9 +52,9 @@ class Config:
                             'since onset', above=0, max=1)
     evm_r2: float = setting(0.0, "MIT's IIR band's second coefficient, below r1", min=0, max=1)
     evm_chroma: float = setting(0.1, 'chroma attenuation: I and Q change by this share of alpha', min=0)
-    emr_bands: str = setting('camera', "EMR's Laplacian bands magnified besides the residual's: camera: not those "
-                             'finer than the camera\'s pixels; all: every one; cored: every one, its change cored '
-                             'below the noise (docs/emr.md)', choices=('camera', 'all', 'cored'))
+    emr_bands: str = setting('cored', "EMR's Laplacian bands, the residual never: cored: every one, its change cored "
+                             'below the noise; all: every one; camera: not those finer than the camera\'s pixels '
+                             '(docs/emr.md compares them)', choices=('cored', 'all', 'camera'))
     flow: str = setting('tvl1', 'optical flow: TV-L1 (paper) or Farneback', choices=('tvl1', 'farneback'))
     apex: str = setting('annotated', "the annotated apex (SMIC-HS: the middle frame), or spot.py's from the onset",
                         choices=('annotated', 'spot'))

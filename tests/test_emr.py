@@ -15,11 +15,12 @@ def test_the_apex_gains_alpha_times_its_change_since_the_onset():
     change = apex.astype(int) - onset
     assert np.abs(change).max() >= 3
     for alpha in (1.0, 2.0):
-        out = emr.magnify(onset, apex, alpha)
+        out = emr.magnify(onset, apex, alpha, bands='all')
         assert out.dtype == np.uint8 and out.shape == apex.shape
         assert np.abs(out.astype(int) - apex - alpha * change).max() <= alpha     # 8-bit frames, rounded
-    np.testing.assert_array_equal(emr.magnify(onset, apex, 0.0), apex)     # alpha 0: the apex itself
-    np.testing.assert_array_equal(emr.magnify(apex, apex, 5.0), apex)      # no change, nothing to magnify
+    for bands in emr.BANDS:
+        np.testing.assert_array_equal(emr.magnify(onset, apex, 0.0, bands=bands), apex)   # alpha 0: the apex itself
+        np.testing.assert_array_equal(emr.magnify(apex, apex, 5.0, bands=bands), apex)    # no change, no magnifying
 
 
 def test_the_residual_illumination_and_the_chroma_are_left_alone():
@@ -27,7 +28,7 @@ def test_the_residual_illumination_and_the_chroma_are_left_alone():
     onset = cv2.GaussianBlur(rng.integers(60, 190, (64, 64, 3)).astype(np.uint8), (0, 0), 3)
     brighter = np.clip(onset.astype(int) + 12, 0, 255).astype(np.uint8)
     # A uniform change of brightness sits in the residual: not amplified.
-    assert np.abs(emr.magnify(onset, brighter, 4.0).astype(int) - brighter).max() <= 1
+    assert np.abs(emr.magnify(onset, brighter, 4.0, bands='all').astype(int) - brighter).max() <= 1
     # A change of I alone is amplified by chroma x alpha.
     yiq = cv2.transform(onset.astype(np.float32), emr.BGR2YIQ)
     bump = np.zeros((64, 64), np.float32)
@@ -36,7 +37,7 @@ def test_the_residual_illumination_and_the_chroma_are_left_alone():
     tinted[..., 1] += cv2.GaussianBlur(bump, (0, 0), 2)
     apex = emr.to_bgr(tinted)
     for chroma in (0.1, 1.0):
-        out = cv2.transform(emr.magnify(onset, apex, 2.0, chroma).astype(np.float32), emr.BGR2YIQ)
+        out = cv2.transform(emr.magnify(onset, apex, 2.0, chroma, bands='all').astype(np.float32), emr.BGR2YIQ)
         got = out[28:36, 28:36, 1] - yiq[28:36, 28:36, 1]
         want = (1 + 2.0 * chroma) * (cv2.transform(apex.astype(np.float32), emr.BGR2YIQ) - yiq)[28:36, 28:36, 1]
         assert np.median(got) == pytest.approx(np.median(want), rel=0.15), chroma
@@ -67,7 +68,7 @@ def test_emr_magnifies_a_subpixel_warp_by_its_factor_and_keeps_its_direction(fps
     n = int(0.1 * fps)                                                      # onset -> apex in 0.1 s
     clip = synth.render(face, field, synth.profile(n + 1, 0, n, n), np.random.default_rng(0), noise=1.0)
     cfg = config.PAPER
-    magnified = emr.magnify(clip[0], clip[-1], cfg.evm_alpha, cfg.evm_chroma)
+    magnified = emr.magnify(clip[0], clip[-1], cfg.evm_alpha, cfg.evm_chroma, bands=cfg.emr_bands)
     gray = [cv2.cvtColor(x, cv2.COLOR_BGR2GRAY) for x in (clip[0], clip[-1], magnified)]
     region = bump >= 0.25
     raw_gain, raw_cos = fidelity.agreement(flow.optical_flow(gray[0], gray[1]), field, region)
@@ -88,7 +89,7 @@ def test_bands_finer_than_the_frames_pixels_are_left_alone():
     face = face_texture(64).astype(np.float32)
     onset, apex = (cv2.resize(np.clip(face + rng.normal(0, 3, face.shape), 0, 255), (128, 128),
                               interpolation=cv2.INTER_LINEAR).astype(np.uint8) for _ in range(2))
-    noise = {k: np.abs(emr.magnify(onset, apex, 2.0, 0.1, k).astype(float) - apex).mean() for k in (1.0, 2.0)}
+    noise = {k: np.abs(emr.magnify(onset, apex, 2.0, 0.1, k, 'camera').astype(float) - apex).mean() for k in (1.0, 2.0)}
     assert noise[2.0] < 0.8 * noise[1.0], noise
 
 

@@ -183,5 +183,5 @@ def test_its_limit_without_attenuation_is_emrs_magnification():
     shuffled = clip.copy()
     shuffled[1:-1] = clip[1:-1][::-1]
     np.testing.assert_array_equal(evm.magnify(shuffled, **kw)[-1], full[-1])
-    np.testing.assert_array_equal(full[-1], emr.magnify(clip[0], clip[-1], 1.0, 0.1))
+    np.testing.assert_array_equal(full[-1], emr.magnify(clip[0], clip[-1], 1.0, 0.1, bands='all'))
     assert evm.level_gains(128, 128, 1.0, 0.0) == [1.0] * 5 + [0.0]   # every band but the residual

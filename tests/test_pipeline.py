@@ -30,7 +30,8 @@ def test_every_step_of_a_micro_sample(samples):
     np.testing.assert_array_equal(st.apex, st.clip[1])
     scale = pipeline.scale(st.transform)
     assert 0.5 < scale < 1.5                            # the demo's faces are a little smaller than 96 px
-    np.testing.assert_array_equal(st.flow_to, emr.magnify(st.onset, st.apex, CFG.evm_alpha, CFG.evm_chroma, scale))
+    np.testing.assert_array_equal(st.flow_to, emr.magnify(st.onset, st.apex, CFG.evm_alpha, CFG.evm_chroma, scale,
+                                                                  CFG.emr_bands))
     gray = [cv2.cvtColor(x, cv2.COLOR_BGR2GRAY) for x in (st.onset, st.flow_to)]
     np.testing.assert_array_equal(st.flow, flow.optical_flow(*gray))
     np.testing.assert_array_equal(st.x, flow.encode(st.flow, CFG.size))
