@@ -9,22 +9,17 @@ its seeds are averaged, as `--table` does. The first is compared with each of th
 subjects (a paired bootstrap); all must hold the same subjects.
 """
 import argparse
-import csv
 import sys
 from pathlib import Path
 
-from engine import files
+from engine import files, runfolder
 from results import report, stats
 
 
 def fold_rows(folder):
-    """The prediction rows of a run folder's fold files (label and pred as ints)."""
-    rows = []
-    for path in sorted(Path(folder, 'folds').glob('*.csv')):
-        with open(path, newline='') as fh:
-            for r in csv.DictReader(fh):
-                rows.append(dict(r, label=int(r['label']), pred=int(r['pred'])))
-    return rows
+    """The prediction rows of a run folder's fold files (runfolder.read_fold's, label and pred as ints)."""
+    folder = Path(folder)
+    return [r for path in sorted((folder / 'folds').glob('*.csv')) for r in runfolder.read_fold(folder, path.stem)[0]]
 
 
 def runs_of(folder):
