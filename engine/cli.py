@@ -6,6 +6,7 @@ import argparse
 import dataclasses
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 
 from config import DEMO, PAPER, Config, setting
 
@@ -52,6 +53,23 @@ def ranged(kind, min=None, above=None, max=None):
             raise argparse.ArgumentTypeError(f'{text} is outside {bounds}')
         return v
     return parse
+
+
+def short_errors(p):
+    """Makes the parser's errors one line: the error, with the closest flag where one was mistyped, and where to
+    find the flags (instead of the whole usage, dozens of lines for mer.py)."""
+    import difflib
+
+    def error(message):
+        if message.startswith('unrecognized arguments: '):
+            typos = [w.split('=')[0] for w in message.split(': ', 1)[1].split() if w.startswith('-')]
+            near = {w: difflib.get_close_matches(w, [o for o in p._option_string_actions if o.startswith('--')], 1,
+                                                 0.6) for w in typos}
+            hints = [f'{w}: did you mean {m[0]}?' for w, m in near.items() if m]
+            message += ('; ' + '; '.join(hints)) if hints else ''
+        p.exit(2, f'{p.prog}: error: {message} ({p.prog} --help lists every flag)\n')
+    p.error = error
+    return p
 
 
 def add_config_flags(p):
@@ -119,7 +137,7 @@ def parser(doc=None):
                    "the row's settings and write it to the run folder as model.pt (what `mer.py predict` loads)")
     r.add_argument('--final-only', action='store_true', help='--save-model without the LOSO')
     add_config_flags(p)
-    return p
+    return short_errors(p)
 
 
 def part_of(p, flag, text, example):
@@ -189,7 +207,7 @@ def predict_parser():
                    'and the model\'s provenance; rewritten whole after every clip (docs/predict.md)')
     p.add_argument('--figure', help='save onset | apex | magnified apex | flow of every clip to this PNG')
     p.add_argument('-q', '--quiet', action='store_true', help='no progress bar, warnings only')
-    return p
+    return short_errors(p)
 
 
 # The spotter's settings that are flags: (SPOTTING key, flag, meaning); each parses as its default's type.
@@ -259,7 +277,7 @@ def spot_parser():
     for key, flag, text in SPOT_FLAGS:
         t.add_argument(flag, dest=key, type=ranged(type(SPOTTING[key]), above=0),
                        metavar='S' if key.endswith('_s') else 'X', help=f'{text} (default {SPOTTING[key]})')
-    return p
+    return short_errors(p)
 
 
 def parse_spot(argv):
@@ -267,8 +285,15 @@ def parse_spot(argv):
     p = spot_parser()
     a = p.parse_args(argv)
     a.argv = ['spot', *argv]
+    preset = [x for x in a.paths if x in ('quick', 'hard') and not Path(x).exists()]
+    if a.demo and preset:
+        p.error(f'--demo takes no preset here: the long-video demo is one set ("{preset[0]}" is a preset of the '
+                f'clip demo, mer.py --demo {preset[0]}); run mer.py spot --demo')
     if sum(map(bool, (a.paths, a.demo, a.data, a.camera is not None))) != 1 and not a.merge:
-        p.error('give video paths, --camera N, --demo, or --data DIR (one of them)')
+        given = [f'{len(a.paths)} video path{"s" * (len(a.paths) > 1)}'] * bool(a.paths) + ['--demo'] * a.demo + \
+            ['--data'] * bool(a.data) + ['--camera'] * (a.camera is not None)
+        p.error('give one source of video: video paths, --camera N, --demo, or --data DIR' +
+                (f' (given: {" and ".join(given)})' if given else ''))
     if a.merge and (a.paths or a.camera is not None):
         p.error('--merge joins --out files: give it with --out (and --data or --demo to score), without videos')
     if a.live and not a.paths:

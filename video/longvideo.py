@@ -76,14 +76,20 @@ def memory_video(frames, fps, name='frames'):
 def open_live(source, fps=None, paced=False):
     """A video dict of a live source: a camera's index, a stream's URL, or (paced) a file read at its own frame rate
     as a camera delivers it; one that OpenCV cannot open is a DatasetError naming it."""
-    cap = cv2.VideoCapture(source)
-    ok = cap.isOpened()
-    rate = cap.get(cv2.CAP_PROP_FPS) if ok else 0.0
-    cap.release()
+    level = cv2.utils.logging.getLogLevel()
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)   # its [ WARN ] lines say what we say below
+    try:
+        cap = cv2.VideoCapture(source)
+        ok = cap.isOpened()
+        rate = cap.get(cv2.CAP_PROP_FPS) if ok else 0.0
+        cap.release()
+    finally:
+        cv2.utils.logging.setLogLevel(level)
     name = f'camera {source}' if isinstance(source, int) else str(source)
     if not ok:
-        what = 'no camera at that index (none attached, or another program holds it); give another --camera N or ' \
-            'a video file' if isinstance(source, int) else 'cannot open it; check the address, or give a video file'
+        what = 'finds no camera at that index (none attached, or another program holds it); give another --camera ' \
+            'N or a video file' if isinstance(source, int) else 'cannot open it; check the address, or give a video ' \
+            'file'
         raise DatasetError(f'{name}: OpenCV {what}')
     rate = fps or (rate if rate and rate > 0 and np.isfinite(rate) else 0.0)
     if not rate:
@@ -429,8 +435,10 @@ def run(a):
     fig = predict.figure_path(a.figure)
     out = outputs.out_path(a.out)
     settings = settings_of(a)
+    videos = sources(a)                     # every video checked before the model is loaded
+    if a.model and not Path(a.model).exists():
+        raise DatasetError(f'--model {a.model}: no such file; give the model.pt that mer.py --save-model wrote')
     model = predict.load(a.model, stabilise=True, quiet=a.quiet) if a.model else None
-    videos = sources(a)
     info = outputs.meta(a.argv, a.model, model and model['record'], dict(intervals.SPOTTING, **settings))
     t0, n_frames, rows, results, records = time.time(), 0, [], {}, []
 

@@ -12,7 +12,9 @@ interval): a stop at any moment leaves the previous file or the new one, never h
 import csv
 import io
 import json
+import os
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -31,7 +33,23 @@ def out_path(name, flag='--out'):
         raise DatasetError(f'{flag} {p}: give a .csv or .jsonl file name (the extension picks the format)')
     if not p.parent.is_dir():
         raise DatasetError(f'{flag} {p}: the folder {p.parent} does not exist')
+    check_writable(p, flag)
     return p
+
+
+def check_writable(p, flag):
+    """A DatasetError naming the flag unless a file can be written beside p (as atomic_write writes it) and p
+    itself, where it exists, can be replaced: found before any work, not after it."""
+    p = Path(p)
+    if p.is_dir():
+        raise DatasetError(f'{flag} {p}: is a folder; give a file name')
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f'.{p.name}.', suffix='.check', dir=p.parent)
+        os.close(fd)
+        os.unlink(tmp)
+    except OSError as e:
+        raise DatasetError(f'{flag} {p}: the folder {p.parent} cannot be written ({e.strerror}); give a file in a '
+                           'folder you can write') from None
 
 
 def meta(command, model=None, record=None, settings=None):

@@ -293,6 +293,9 @@ def figure_path(name):
         raise DatasetError(f'--figure {fig}: give a .png or .jpg file name')
     if fig is not None and not fig.parent.is_dir():
         raise DatasetError(f'--figure {fig}: the folder {fig.parent} does not exist')
+    if fig is not None:
+        from video import outputs
+        outputs.check_writable(fig, '--figure')
     return fig
 
 
@@ -345,12 +348,14 @@ def run(a):
     from video import outputs
     fig = figure_path(a.figure)
     out = outputs.out_path(a.out)
+    for p in a.paths:                       # every path checked before the model is loaded
+        check_path(p)
+    if not Path(a.model).exists():
+        raise DatasetError(f'--model {a.model}: no such file; give the model.pt that mer.py --save-model wrote')
     # The onset's face is checked by choose_onset; head motion is removed unless asked not to, whatever training
     # did (lab recordings hold the head still; a clip of your own rarely does).
     model = load(a.model, stabilise=not a.no_stabilise, quiet=a.quiet)
     log.info('%s: %s', a.model, model['cfg'].row())
-    for p in a.paths:                       # every path checked before any long work
-        check_path(p)
     info = outputs.meta(['predict', *a.argv], a.model, model['record'])
     t0 = time.time()
     results = []
