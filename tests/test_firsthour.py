@@ -106,3 +106,92 @@ def test_a_camera_that_is_not_there_is_one_line_without_opencv_s_warnings():
                        text=True, timeout=120)
     assert r.returncode == 1 and r.stderr.splitlines() == [r.stderr.strip()], r.stderr
     assert 'camera 7: OpenCV finds no camera at that index' in r.stderr and 'WARN' not in r.stderr
+
+
+# ----------------------------------------------------------------------------------------------- video inputs
+def _ebml(id_, payload):
+    """One Matroska element: its id, its size as an EBML variable-length integer, its payload."""
+    if isinstance(payload, int):
+        payload = payload.to_bytes(max(1, (payload.bit_length() + 7) // 8), 'big')
+    elif isinstance(payload, str):
+        payload = payload.encode()
+    n = len(payload)
+    size = next(((1 << (7 * k)) | n).to_bytes(k, 'big') for k in range(1, 9) if n < (1 << (7 * k)) - 1)
+    return id_ + size + payload
+
+
+def write_mkv(path, frames, times_s):
+    """A Matroska file of JPEG frames (V_MJPEG), each with its own timestamp: a variable frame rate, as a phone
+    records it."""
+    import struct
+    h, w = frames[0].shape[:2]
+    header = _ebml(b'\x1a\x45\xdf\xa3', _ebml(b'\x42\x86', 1) + _ebml(b'\x42\xf7', 1) + _ebml(b'\x42\xf2', 4) +
+                   _ebml(b'\x42\xf3', 8) + _ebml(b'\x42\x82', 'matroska') + _ebml(b'\x42\x87', 4) +
+                   _ebml(b'\x42\x85', 2))
+    info = _ebml(b'\x15\x49\xa9\x66', _ebml(b'\x2a\xd7\xb1', 1000000) +          # timestamps in ms
+                 _ebml(b'\x44\x89', struct.pack('>d', 1000 * times_s[-1] + 33)))
+    track = _ebml(b'\xae', _ebml(b'\xd7', 1) + _ebml(b'\x73\xc5', 1) + _ebml(b'\x83', 1) + _ebml(b'\x86', 'V_MJPEG') +
+                  _ebml(b'\xe0', _ebml(b'\xb0', w) + _ebml(b'\xba', h)))
+    clusters = b''.join(_ebml(b'\x1f\x43\xb6\x75', _ebml(b'\xe7', int(round(1000 * t))) + _ebml(
+        b'\xa3', b'\x81\x00\x00\x80' + cv2.imencode('.jpg', f, [cv2.IMWRITE_JPEG_QUALITY, 95])[1].tobytes()))
+        for f, t in zip(frames, times_s))
+    Path(path).write_bytes(header + _ebml(b'\x18\x53\x80\x67', info + _ebml(b'\x16\x54\xae\x6b', track) + clusters))
+    return path
+
+
+def test_a_variable_frame_rate_video_gives_each_frame_s_own_time_and_says_so(tmp_path, capsys, caplog):
+    # 5 s at 30 fps, then 10 s at 15 fps; a pull at frames 195-207, 8.0-8.8 s into the video (6.5 s at 30 fps)
+    frames = face_frames(300, 195, 201, 207)
+    times = [i / 30 for i in range(150)] + [5 + i / 15 for i in range(150)]
+    path = write_mkv(tmp_path / 'phone.mkv', frames, times)
+    assert cv2.VideoCapture(str(path)).get(cv2.CAP_PROP_FPS) == 30      # the header's rate: the first frames'
+    assert mer.main(['spot', str(path), '--json', '-q']) == 0
+    import json
+    (r,) = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+    assert r['onset'] <= 201 <= r['offset']
+    for k in ('onset', 'apex', 'offset'):
+        assert r[f'{k}_s'] == pytest.approx(times[r[k]], abs=0.002), r
+    assert 'variable frame rate' in caplog.text and '-fps_mode cfr' in caplog.text
+
+
+def test_a_constant_rate_video_keeps_frame_over_rate_seconds(tmp_path, capsys, caplog):
+    frames = face_frames(150, 60, 66, 72)
+    path = write_mkv(tmp_path / 'steady.mkv', frames, [i / 30 for i in range(150)])
+    assert mer.main(['spot', str(path), '--json', '-q']) == 0
+    import json
+    (r,) = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+    assert [r[f'{k}_s'] for k in ('onset', 'apex', 'offset')] == [round(r[k] / 30, 3) for k in
+                                                                   ('onset', 'apex', 'offset')]
+    assert 'variable frame rate' not in caplog.text
+
+
+@pytest.fixture(scope='module')
+def long_video(tmp_path_factory):
+    """A 20-s video at 30 fps: a pull at 3 s, another at 16 s."""
+    frames = face_frames(600, 90, 96, 102)
+    frames[470:490] = face_frames(600, 470 - 10, 476 - 10, 482 - 10)[:20]
+    return write_video(tmp_path_factory.mktemp('long') / 'long.avi', frames)
+
+
+def child_ctrl_c():
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+@pytest.mark.parametrize('sig', [signal.SIGINT, signal.SIGTERM])
+def test_a_stopped_spot_run_keeps_every_printed_interval_in_out_and_promises_no_resume(long_video, tmp_path, sig):
+    import json
+    out = tmp_path / 'spots.csv'
+    p = subprocess.Popen([sys.executable, 'mer.py', 'spot', str(long_video), str(long_video), '--json', '--out',
+                          str(out), '-q'], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                         preexec_fn=child_ctrl_c)
+    first = p.stdout.readline()                  # the pull at 3 s, given while the first video is spotted
+    p.send_signal(sig)
+    rest, err = p.communicate(timeout=120)
+    printed = [json.loads(x) for x in [first, *rest.splitlines()]]
+    assert p.returncode == (143 if sig == signal.SIGTERM else 1) and 'Traceback' not in err, err
+    assert len(err.strip().splitlines()) == 1 and 'resume' not in err.replace('no resume', ''), err
+    assert 'stopped by' in err and 'video 1 of 2' in err and str(out) in err
+    info, rows = outputs.read(out)
+    assert [(r['onset'], r['offset']) for r in rows] == [(r['onset'], r['offset']) for r in printed]
+    assert printed[0]['onset'] <= 96 <= printed[0]['offset']
+    assert info['stopped']['video'] == str(long_video) and info['stopped']['videos_done'] == 0

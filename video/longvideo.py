@@ -14,6 +14,7 @@ import collections
 import json
 import logging
 import signal
+import sys
 import threading
 import time
 from pathlib import Path
@@ -114,21 +115,46 @@ def frames(video, every=1):
         return
     cap = cv2.VideoCapture(video['path'])
     header = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
+    clock = video['clock'] = dict(times=[], off=0.0, ok=True)     # the container's time of each frame (s)
     i = 0
     try:
         while True:
             ok, img = (cap.grab(), None) if i % every else cap.read()
             if not ok:
                 break
+            keep_time(clock, cap.get(cv2.CAP_PROP_POS_MSEC) / 1000, i, video['fps'])
             yield img
             i += 1
     finally:
         cap.release()
     if i == 0:
         raise predict.no_frames(video['path'])
+    if clock['ok'] and clock['off'] > 0.5 / video['fps']:
+        log.warning('%s: a variable frame rate: the frames\' own timestamps depart from frame / %g fps by up to %.2f '
+                    's; the seconds columns are the timestamps, but the spotter\'s windows and the micro/macro split '
+                    'count frames at %g fps; re-encode it at a constant rate for exact lengths (ffmpeg -i IN '
+                    '-fps_mode cfr OUT.mp4)', video['path'], video['fps'], clock['off'], video['fps'])
     if header > i + 1:
         log.warning('%s: the stream ended after %d frames, the header says %d; the rest cannot be decoded (re-encode '
                     'the video to read them)', video['path'], i, header)
+
+
+def keep_time(clock, t, i, fps):
+    """Keeps frame i's timestamp t (seconds from the container) and how far the timestamps so far depart from
+    i / fps; timestamps that do not increase (a backend that gives none) are not used."""
+    times = clock['times']
+    clock['ok'] = clock['ok'] and (not times or t > times[-1])
+    times.append(t)
+    clock['off'] = max(clock['off'], abs(t - times[0] - i / fps))
+
+
+def seconds(video, i):
+    """The time of position i from the video's first frame: its container timestamp where the video's frame rate
+    varies (timestamps departing from i / fps by more than half a frame), else i / fps."""
+    clock = video.get('clock')
+    if clock and clock['ok'] and i < len(clock['times']) and clock['off'] > 0.5 / video['fps']:
+        return clock['times'][i] - clock['times'][0]
+    return i / video['fps']
 
 
 def live_frames(video):
@@ -308,10 +334,9 @@ def recognise(video, r, kept, every, model):
 def record(video, r):
     """The output dict of one interval: MEGC's submission columns (video, onset, offset, kind) in frame numbers,
     the apex, the same in seconds, the score, and label and probabilities where recognised."""
-    fps = video['fps']
     out = dict(video=video['name'], **{k: number(video, r[j]) for k, j in
                                        (('onset', 'start'), ('offset', 'end'), ('apex', 'apex'))},
-               kind=r['kind'], **{f'{k}_s': round(r[j] / fps, 3) for k, j in
+               kind=r['kind'], **{f'{k}_s': round(seconds(video, r[j]), 3) for k, j in
                                   (('onset', 'start'), ('apex', 'apex'), ('offset', 'end'))},
                score=round(r['score'], 4))
     out['trusted'] = r.get('trusted', True)
@@ -449,9 +474,13 @@ def run(a):
         if out is not None and video.get('live') is not None:
             outputs.write(out, records, COLUMNS, info)
 
-    for video in videos:
-        found, shown, curve = spot_video(video, settings, a.quiet, model, a.buffer_s,
-                                         on_interval=lambda r, v=video: given(v, r))
+    from engine import checkpoint
+    for n, video in enumerate(videos):
+        try:
+            found, shown, curve = spot_video(video, settings, a.quiet, model, a.buffer_s,
+                                             on_interval=lambda r, v=video: given(v, r))
+        except (KeyboardInterrupt, checkpoint.Stopped) as e:
+            stopped(e, video, n, len(videos), out, records, info)
         n_frames += curve['frames']
         rows.append((video, found, shown, curve))
         results[video['path']] = (found, video['truths'])
@@ -470,6 +499,31 @@ def run(a):
         save_figure(fig, rows)
         log.info('timeline saved to %s', fig)
     return 0
+
+
+def stopped(e, video, n, total, out, records, info):
+    """Ctrl-C or a stop signal while spotting the n-th of `total` videos: --out gets every interval printed, those
+    of the video in progress too (its file says where it stopped), and the run ends with one line. Spot keeps no
+    state to resume from: a video is spotted from its first frame."""
+    from engine import checkpoint
+    name = 'Ctrl-C' if isinstance(e, KeyboardInterrupt) else e.args[0]
+    mine = sum(r['path'] == video['path'] for r in records)
+    if out is not None:
+        signals = (signal.SIGINT, *checkpoint.STOP_SIGNALS) if threading.current_thread() is \
+            threading.main_thread() else ()
+        handlers = {s: signal.signal(s, signal.SIG_IGN) for s in signals}    # a second Ctrl-C waits for the file
+        try:
+            outputs.write(out, records, COLUMNS, dict(info, stopped=dict(signal=name, video=video['path'],
+                                                                         videos_done=n, videos=total)))
+        finally:
+            for s, h in handlers.items():
+                signal.signal(s, h)
+    kept = f'{len(records)} interval{"s" * (len(records) != 1)} printed ({mine} of {video["name"]}, spotted up to ' \
+        f'where it stopped)' + (f' are in {out}' if out is not None else '')
+    rest = f'; spot has no resume: to finish, spot {video["name"]}' + \
+        (f' and the {total - n - 1} video{"s" * (total - n > 2)} after it' if total - n > 1 else '') + ' again'
+    print(f'mer.py: stopped by {name} in video {n + 1} of {total}; the {kept}{rest}', file=sys.stderr, flush=True)
+    raise SystemExit(checkpoint.STOPPED if name != 'Ctrl-C' else 1)
 
 
 def print_scores(results, recognised, as_json):
@@ -499,6 +553,9 @@ def merge(a):
             raise DatasetError(f'{f}: made with other spotter settings or another model than {a.merge[0]}; merge the '
                                'files of one run')
         infos.append(info)
+        if info.get('stopped'):
+            log.warning('%s: its run was stopped (%s) while spotting %s: that video\'s intervals end where it stopped',
+                        f, info['stopped']['signal'], info['stopped']['video'])
         for r in rows:
             if seen.setdefault(r['path'], i) != i:
                 raise DatasetError(f'{f}: {r["path"]} was spotted in {a.merge[seen[r["path"]]]} too; give each '
