@@ -76,7 +76,7 @@ def run_row(a, cfg, micro, macro, weights, out, feats):
     x, samples = feats[cfg.emr]
     out.mkdir(parents=True, exist_ok=True)
     runfolder.check_config(out, dict(config.result_settings(cfg), data=a.data, index=a.index, row=cfg.row(),
-                                protocol=a.protocol))
+                                protocol=a.protocol), machine(cfg))
     res = None if a.final_only else runfolder.run(x, samples, cfg, out, weights, a.shard, a.protocol, a.bootstrap)
     if a.save_model and a.shard == (1, 1) and (res is not None or a.final_only):
         save_final(x, samples, cfg, weights, out, provenance(a, samples), calibration_of(out, res))
@@ -104,7 +104,7 @@ def provenance(a, samples):
                 synthetic=bool(sources) and all(synth.is_demo(p) for p in sources),
                 datasets={ds: dict(samples=sum(s.dataset == ds for s in samples), subjects=len(per[ds]))
                           for ds in sorted(per)},
-                protocol=a.protocol, date=time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime()))
+                protocol=a.protocol, date=time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime()), **machine(a.cfg))
 
 
 def save_final(x, samples, cfg, weights, out, provenance=None, calibration=None):
@@ -165,6 +165,26 @@ def summaries(a, results):
     return lines, paired, audits
 
 
+def machine(cfg):
+    """{'precision': what --precision resolves to for this process (bf16 or fp32: 'auto' picks bf16 on a GPU or a
+    CPU with fast bf16, and the two give other numbers), 'device': the CPU's or GPU's name}."""
+    import platform
+
+    import torch
+
+    import train
+    from engine import graphs
+    device = graphs.resolve_device(cfg.device)
+    if device.type == 'cuda':
+        name = torch.cuda.get_device_name(device)
+    else:
+        try:
+            name = next(x.split(':', 1)[1].strip() for x in open('/proc/cpuinfo') if x.startswith('model name'))
+        except (OSError, StopIteration):
+            name = platform.processor() or platform.machine()
+    return dict(precision='bf16' if train.bf16(cfg, device) else 'fp32', device=f'{device.type}: {name}')
+
+
 def cpus_line(cfg):
     """What the run found of the CPUs it may use, and the processes it starts on them."""
     return (f"{usable_cpus()} of this machine's {os.cpu_count()} CPUs usable by this process (its affinity): "
@@ -196,6 +216,7 @@ def check_locks(*folders):
 def run(a, cfg):
     """Every stage for the rows asked for; prints Table I, the paired comparisons and the protocol audit; returns
     the exit status. Every log line and printed line also goes to the run's own log, run.log in its folder."""
+    a.cfg = cfg                 # its precision and device named in config.json, model.pt and the printed table
     runlog, root = logs.RunLog(), logging.getLogger()
     level = root.level
     root.addHandler(runlog)
@@ -299,8 +320,10 @@ def write_tables(a, results, where):
     lines, paired, audits = summaries(a, results)
     title = ('Held-out databases (MEGC2018 HDE: each dataset tested by a model trained on the others; "UF1", '
              '"UAR" pool the three test sets)' if a.protocol == 'hde' else 'Table I (LOSO over the composite)')
+    m = machine(a.cfg)
     text = (f'{title}; 95 % intervals over subjects ({a.bootstrap} bootstrap draws, subjects resampled within '
-            f'each dataset):\n\n{report.table(lines)}\n')
+            f'each dataset); trained in {m["precision"]} on {m["device"]} (--precision {a.cfg.precision}):\n\n'
+            f'{report.table(lines)}\n')
     if paired:
         text += ('\nPaired comparisons (the same resampled subjects for both rows; "first ahead": the share of '
                  f'draws in which the first row scores higher):\n\n{report.paired_table(paired)}\n')

@@ -81,13 +81,20 @@ def read_fold(out, key):
     return rows, epochs
 
 
-def check_config(out, settings):
+def check_config(out, settings, machine=None):
     """Writes config.json, or checks that a run being resumed or merged used the same result settings (a dict;
-    for a network row, config.result_settings of its Config and the data it ran on)."""
+    for a network row, config.result_settings of its Config and the data it ran on). `machine` (the precision
+    --precision resolved to, and the device's name) is recorded beside them; a resume in another precision is
+    warned of, as its folds' numbers differ."""
     path = out / 'config.json'
     keep = dict(settings)
     if path.is_file():
         old = json.loads(path.read_text())
+        before = old.pop('machine', None)
+        if machine and before and before.get('precision') != machine['precision']:
+            log.warning('%s: its folds so far were trained in %s on %s; this process trains in %s on %s, so the '
+                        'folds differ in precision (pass --precision %s to match them)', path, before['precision'],
+                        before.get('device'), machine['precision'], machine['device'], before['precision'])
         version = old.pop('code_version', None)
         diff = sorted(k for k in set(old) | set(keep) if old.get(k) != keep.get(k))
         if diff:
@@ -96,7 +103,8 @@ def check_config(out, settings):
         if version != code_version():
             log.warning('%s was written by code version %s; this is %s', path, version, code_version())
     else:
-        atomic_write(path, json.dumps(dict(keep, code_version=code_version()), indent=1, sort_keys=True))
+        atomic_write(path, json.dumps(dict(keep, code_version=code_version(), **({'machine': machine} if machine else
+                                                                                  {})), indent=1, sort_keys=True))
 
 
 def fold_claims(out):

@@ -119,7 +119,8 @@ def describe(d):
     if not p:
         return f'trained on {counts}; code version {d["code_version"]} (a format 1 file: no provenance)', None
     source = 'the synthetic demo set' if p['synthetic'] else p['source']
-    return (f'trained on {source} ({counts}), protocol {p["protocol"]}, {p["date"]}, code version '
+    machine = f', in {p["precision"]} on {p["device"]}' if 'precision' in p else ''
+    return (f'trained on {source} ({counts}), protocol {p["protocol"]}, {p["date"]}{machine}, code version '
             f'{d["code_version"]}'), p['synthetic']
 
 

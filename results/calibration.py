@@ -13,8 +13,12 @@ a network that never saw the clip's subject. Over all of them (the run's out-of-
 A network trained to near-zero training loss on a few hundred clips is overconfident on a new subject (its
 probabilities near 1 are right far less often than that); T > 1 softens them. The temperature is fitted on every
 out-of-fold prediction of the run, so the ECE after it is measured on the predictions it was fitted to: it says
-how well one number can correct the network, not how well it will do on new data. The model of --save-model,
-trained with the same settings on every subject, carries T, and `mer.py predict` and `mer.py spot` apply it.
+how well one number can correct the network, not how well it will do on new data. What a user reads the ECE as,
+how sure the model's probabilities are on a subject it never saw, is measured by cross-fitting: each fold's clips
+are scaled by the temperature fitted on the other folds' clips only, and the ECE is taken over those ('crossfit').
+Where that is no better than the network's own ECE, the temperature does not help ('helps' False): the model of
+--save-model, trained with the same settings on every subject, carries T either way, and `mer.py predict` and
+`mer.py spot` apply it only where it helps.
 """
 import numpy as np
 
@@ -64,17 +68,45 @@ def fit_temperature(logits, labels):
     return float(np.exp(r.x))
 
 
-def calibrate(logits, labels):
+def cross_fitted(logits, labels, folds):
+    """(n, classes) probabilities of every clip under the temperature fitted on the other folds' clips only."""
+    folds = np.asarray([str(f) for f in folds])
+    probs = np.empty_like(logits)
+    for f in np.unique(folds):
+        mine = folds == f
+        probs[mine] = softmax(logits[mine], fit_temperature(logits[~mine], labels[~mine]))
+    return probs
+
+
+def calibrate(logits, labels, folds=None):
     """The temperature of out-of-fold logits and the calibration before and after it: a dict for metrics.json and
-    model.pt, with the reliability tables."""
+    model.pt, with the reliability tables; with `folds` (each clip's fold, two or more) also the ECE and NLL of
+    the cross-fitted probabilities and whether the temperature helps on folds it was not fitted to."""
     logits, labels = np.asarray(logits, np.float64), np.asarray(labels)
     t = fit_temperature(logits, labels)
     before, table_before = ece(softmax(logits), labels)
     after, table_after = ece(softmax(logits, t), labels)
-    return dict(temperature=round(t, 6), n=int(len(labels)), ece_before=round(before, 6), ece_after=round(after, 6),
-                nll_before=round(nll(logits, labels), 6), nll_after=round(nll(logits, labels, t), 6),
-                bins_before=table_before, bins_after=table_after,
-                fitted_on='the out-of-fold logits of this run (each fold\'s test clips after its last epoch)')
+    out = dict(temperature=round(t, 6), n=int(len(labels)), ece_before=round(before, 6), ece_after=round(after, 6),
+               nll_before=round(nll(logits, labels), 6), nll_after=round(nll(logits, labels, t), 6),
+               bins_before=table_before, bins_after=table_after,
+               fitted_on='the out-of-fold logits of this run (each fold\'s test clips after its last epoch)')
+    if folds is not None and len(set(map(str, folds))) > 1:
+        p = cross_fitted(logits, labels, folds)
+        cross = ece(p, labels)[0]
+        logp = np.log(np.clip(p[np.arange(len(labels)), labels], 1e-300, None))
+        out.update(ece_crossfit=round(cross, 6), nll_crossfit=round(float(-logp.mean()), 6), helps=bool(cross < before))
+    return out
+
+
+def verdict(cal):
+    """One sentence of what the temperature does to predictions it was not fitted to."""
+    if 'ece_crossfit' not in cal:
+        return (f'ECE {cal["ece_before"]:.3f} -> {cal["ece_after"]:.3f} on the predictions the temperature was '
+                'fitted to (no folds to cross-fit)')
+    return (f'on folds it was not fitted to (each fold scaled by the temperature of the others) ECE '
+            f'{cal["ece_before"]:.3f} -> {cal["ece_crossfit"]:.3f}: ' +
+            ('it helps' if cal['helps'] else 'it does not help, and predict and spot leave the probabilities as '
+             'the network gives them'))
 
 
 def reliability_png(cal):
@@ -99,7 +131,9 @@ def reliability_png(cal):
         ax.set_title(f'{title}: ECE {cal[f"ece_{key}"]:.3f}', fontsize=9)
     axes[0].set_ylabel('accuracy')
     axes[0].legend(loc='upper left', fontsize=7)
-    fig.suptitle(f'out-of-fold predictions of {cal["n"]} clips', fontsize=9)
+    fig.suptitle(f'out-of-fold predictions of {cal["n"]} clips; the right panel is fitted on them' +
+                 (f' (on folds it was not fitted to: ECE {cal["ece_crossfit"]:.3f})' if 'ece_crossfit' in cal else ''),
+                 fontsize=9)
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format='png', dpi=90)

@@ -131,11 +131,13 @@ def write_run(out, rows, logs, protocol='loso', n_boot=1000):
     keys = [f'logit_{c}' for c in CLASSES]
     if rows and all(k in r for r in rows for k in keys):     # a network's run (a baseline has no logits)
         from results import calibration
-        cal = calibration.calibrate([[r[k] for k in keys] for r in rows], [r['label'] for r in rows])
+        fold = loso.fold_of(protocol)
+        cal = calibration.calibrate([[r[k] for k in keys] for r in rows], [r['label'] for r in rows],
+                                    [fold(r) for r in rows])
         res['calibration'] = cal
         atomic_write(out / 'reliability.png', calibration.reliability_png(cal))
-        log.info('calibration of the out-of-fold probabilities: ECE %.3f, temperature %.2f -> ECE %.3f '
-                 '(metrics.json, reliability.png)', cal['ece_before'], cal['temperature'], cal['ece_after'])
+        log.info('calibration of the out-of-fold probabilities by temperature %.2f: %s (metrics.json, '
+                 'reliability.png)', cal['temperature'], calibration.verdict(cal))
     atomic_write(out / 'metrics.json', json.dumps(res, indent=1))
     atomic_write(out / 'megc_log.txt', megc_log(rows))
     if any(rows for _, rows in logs):

@@ -67,14 +67,20 @@ def test_a_run_calibrates_its_out_of_fold_logits_and_its_model_carries_the_tempe
     face, lm = synth.identity(synth.photos()[1], rng)
     frames = synth.render(face, synth.deformation(lm, synth.POS, face.shape[:2], 5.0), synth.profile(12, 0, 6, 11),
                           rng)
-    with caplog.at_level(logging.INFO):
-        model = api.load(out / 'model.pt')
-    assert f'calibrated by temperature {m["temperature"]:.3f}' in caplog.text
-    got = api.predict(frames, 30, model, apex=6)
-    with torch.no_grad():
-        z = model['net'](torch.as_tensor(got['steps'].x)[None], 0.0)['joint'].numpy()
-    want = calibration.softmax(z, m['temperature'])[0]
-    assert np.allclose(list(got['probabilities'].values()), want, atol=1e-6)
+    # ... where it helps on folds it was not fitted to (the cross-fitted ECE); else it says so and leaves them be
+    for helps in (True, False):
+        path = tmp_path / f'helps_{helps}.pt'
+        torch.save(dict(d, calibration=dict(d['calibration'], helps=helps)), path)
+        caplog.clear()
+        with caplog.at_level(logging.INFO):
+            model = api.load(path)
+        said = f'calibrated by temperature {m["temperature"]:.3f}' if helps else 'did not help on folds it was not'
+        assert said in caplog.text
+        got = api.predict(frames, 30, model, apex=6)
+        with torch.no_grad():
+            z = model['net'](torch.as_tensor(got['steps'].x)[None], 0.0)['joint'].numpy()
+        want = calibration.softmax(z, m['temperature'] if helps else 1.0)[0]
+        assert np.allclose(list(got['probabilities'].values()), want, atol=1e-6)
 
 
 def test_a_model_without_a_calibration_says_its_probabilities_are_uncalibrated(model_file, caplog):

@@ -195,3 +195,63 @@ def test_a_stopped_spot_run_keeps_every_printed_interval_in_out_and_promises_no_
     assert [(r['onset'], r['offset']) for r in rows] == [(r['onset'], r['offset']) for r in printed]
     assert printed[0]['onset'] <= 96 <= printed[0]['offset']
     assert info['stopped']['video'] == str(long_video) and info['stopped']['videos_done'] == 0
+
+
+# ----------------------------------------------------------------------------------------------- numbers
+def test_a_temperature_fitted_on_other_folds_is_reported_and_said_not_to_help_where_it_does_not():
+    from results import calibration
+    rng = np.random.default_rng(0)
+    # two subjects' folds: one network overconfident on the first, underconfident on the second; one temperature
+    # fitted on both looks fine in sample, but each fold's, fitted on the other, pushes it the wrong way
+    z = rng.normal(0, 1.5, (2000, 3))
+    labels = np.array([rng.choice(3, p=row) for row in calibration.softmax(z)])
+    logits = np.concatenate([4.0 * z[:1000], 0.25 * z[1000:]])
+    folds = ['a'] * 1000 + ['b'] * 1000
+    cal = calibration.calibrate(logits, labels, folds)
+    assert cal['ece_crossfit'] > cal['ece_before'] and cal['helps'] is False
+    assert 'does not help' in calibration.verdict(cal)
+    # the same network overconfident everywhere: the temperature of the other folds helps each fold
+    folds = [i % 10 for i in range(2000)]
+    cal = calibration.calibrate(4.0 * z, labels, folds)
+    assert cal['ece_crossfit'] < cal['ece_before'] / 3 and cal['helps'] is True and 'it helps' in \
+        calibration.verdict(cal)
+    want = calibration.ece(calibration.cross_fitted(4.0 * z, labels, folds), labels)[0]
+    assert cal['ece_crossfit'] == pytest.approx(want, abs=1e-6)
+
+
+def test_a_run_records_the_precision_it_used_and_its_device(demo_root, feature_cache, tmp_path, capsys):
+    import json
+
+    import torch
+
+    import config
+    import train
+    from engine import weights
+    from test_mer import _args
+    out = tmp_path / 'run'
+    assert mer.main(_args(demo_root, feature_cache, '--out', str(out), '--save-model')) == 0
+    used = 'bf16' if train.bf16(config.Config(precision='auto'), torch.device('cpu')) else 'fp32'
+    printed = capsys.readouterr().out
+    assert f'trained in {used} on cpu: ' in printed and '(--precision auto)' in printed, printed
+    saved = json.loads((out / 'config.json').read_text())
+    assert saved['precision'] == 'auto' and saved['machine']['precision'] == used
+    assert saved['machine']['device'].startswith('cpu: ') and len(saved['machine']['device']) > 6
+    d = torch.load(out / 'model.pt', weights_only=True)
+    assert d['provenance']['precision'] == used and d['provenance']['device'] == saved['machine']['device']
+    assert f'in {used} on cpu: ' in weights.describe(d)[0]
+    cal = json.loads((out / 'metrics.json').read_text())['calibration']
+    assert {'ece_crossfit', 'nll_crossfit', 'helps'} <= set(cal) and d['calibration']['helps'] == cal['helps']
+    # a resume in another precision is warned of, not refused
+    other = 'fp32' if used == 'bf16' else 'bf16'
+    import logging
+    from engine import runfolder
+    logs = []
+    handler = logging.Handler()
+    handler.emit = lambda r: logs.append(r.getMessage())
+    logging.getLogger('engine.runfolder').addHandler(handler)
+    try:
+        runfolder.check_config(out, {k: v for k, v in saved.items() if k not in ('machine', 'code_version')},
+                               dict(precision=other, device='cpu: elsewhere'))
+    finally:
+        logging.getLogger('engine.runfolder').removeHandler(handler)
+    assert any(f'trained in {used}' in x and f'--precision {used}' in x for x in logs), logs

@@ -311,10 +311,17 @@ def load(path, stabilise, quiet):
         log.warning('%s was trained on the synthetic demo set: its labels mean nothing on real faces; train on your '
                     'licensed data (mer.py --data ... --save-model) to predict', path)
     cal = d.get('calibration')
-    if cal:
+    if cal and not cal.get('helps', True):
+        log.info('%s: probabilities as the network gives them: the temperature %.3f fitted on %d out-of-fold '
+                 'predictions of the LOSO with its settings did not help on folds it was not fitted to (ECE %.3f -> '
+                 '%.3f); read them as scores, not as how often it is right', path, cal['temperature'], cal['n'],
+                 cal['ece_before'], cal['ece_crossfit'])
+        cal = None
+    elif cal:
         log.info('%s: probabilities calibrated by temperature %.3f (fitted on %d out-of-fold predictions of the '
-                 'LOSO with its settings: ECE %.3f -> %.3f)', path, cal['temperature'], cal['n'], cal['ece_before'],
-                 cal['ece_after'])
+                 'LOSO with its settings; %s)', path, cal['temperature'], cal['n'],
+                 f'on folds it was not fitted to ECE {cal["ece_before"]:.3f} -> {cal["ece_crossfit"]:.3f}'
+                 if 'ece_crossfit' in cal else f'ECE {cal["ece_before"]:.3f} -> {cal["ece_after"]:.3f} on them')
     else:
         log.info('%s: its probabilities are uncalibrated (no LOSO of its settings calibrated them): read them as '
                  'scores, not as how often it is right', path)
