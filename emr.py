@@ -16,8 +16,8 @@ the face (`scale`, aligned pixels per pixel of the frame, above 1), the finest b
 interpolated, rather than the face, and magnified, it is read by the flow as motion. `bands` chooses:
 'cored' (the default) magnifies every band but the residual after coring each band's change below its noise level,
 as phase-based magnification does (`core`); 'all' magnifies every band but the residual, as Wu et al. do; 'camera'
-leaves alone the bands finer than the frame's pixels. On the hard demo, whose near-floor motions make the choice
-matter, coring scored best by 0.05 UF1 and the other two no better than no EMR (docs/emr.md). MIT's own
+leaves alone the bands finer than the frame's pixels. docs/emr.md compares them on the hard demo, whose near-floor
+motions make the choice matter. MIT's own
 magnifier, with its IIR band and its spatial attenuation, is evm.py, reached through the EVM settings.
 """
 import cv2
@@ -32,8 +32,7 @@ YIQ2BGR = _YIQ2RGB[::-1, :].astype(np.float32)
 
 
 BANDS = ('cored', 'all', 'camera')
-CORE = 1.0     # 'cored': a band's change under CORE noise deviations is taken as noise (docs/emr.md: 2 cost the
-               # hard demo's micro motions a third of their gain)
+CORE = 1.0     # 'cored': a band's change under CORE noise deviations is taken as noise (docs/emr.md compares others)
 
 
 def magnify(onset, apex, alpha=1.0, chroma=0.1, scale=1.0, bands='cored'):

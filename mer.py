@@ -2,6 +2,7 @@
 
     python mer.py --data ./megc --ckplus ./ck     # Part + Adversarial + EMR, LOSO on MEGC2019, Table I row
     python mer.py --demo                          # the same on the embedded synthetic demo set
+    python mer.py --demo --plain                  # the same as the plain calls below, in memory (no run folder)
     python mer.py --demo --table                  # every ablation row of Table I
     python mer.py --demo --save-model             # also one model on every subject: <run folder>/model.pt
     python mer.py predict clip.mp4 --model runs/demo/part_adversarial_emr/model.pt
@@ -17,16 +18,64 @@ The method, in the order a sample meets it (README.md maps each to the paper):
     train.py     §IV     a fold: its schedule, its step, the epoch loop, its result after the last epoch
     loso.py      §IV     folds by subject; UF1 and UAR as MEGC2019 defines them
     lbptop.py            Table I's baseline: TIM, LBP-TOP, linear SVM
-The folders beside them run it and never enter it: engine/ (the command line, run folders, CUDA graphs, the
-feature cache), data/ (the releases' readers, the demo sets), results/ (Table I, intervals over subjects), video/
-(predict, spot), tools/ (bench, fidelity).
+`method` below chains them, as the paper tells it, in plain calls. The folders beside them run the same calls fast
+and safe and never enter them: engine/ (the command line, run folders, CUDA graphs, checkpoints, the feature
+cache), data/ (the releases' readers, the demo sets), results/ (Table I, intervals over subjects), video/ (predict,
+spot), tools/ (bench, fidelity); `python mer.py --demo` runs the engine, and its fold predictions are the plain
+path's (tests/test_mer.py).
 """
+import dataclasses
 import importlib
 import sys
 
+import numpy as np
+
 import align
+import loso
+import pipeline
+import train
 from data import frames, releases
 from engine import checkpoint, cli, logs, weights
+
+
+def method(samples, cfg, read, weights=None):
+    """The paper end to end: (Table I's metrics, the prediction rows) of `samples` (micro and macro, config.Sample)
+    under `cfg`, their frames read by read(paths). §III.A-C every sample's network input (pipeline.run: aligned,
+    EMR, onset -> apex flow), then §IV the Leave-One-Subject-Out (`loso_predictions`), scored as MEGC2019 does."""
+    x = np.stack([pipeline.run(s, cfg, read).x for s in samples])
+    rows = loso_predictions(x, samples, cfg, weights)
+    return loso.metrics(rows), rows
+
+
+def loso_predictions(x, samples, cfg, weights=None):
+    """§IV: for each micro subject, a fresh PartNet (ImageNet `weights`, or random) trained on every other sample,
+    CK+'s macro ones included, for cfg.epochs epochs (train.train); the subject's clips predicted by the model after
+    the last epoch. x: the samples' network inputs, (n, 3, size, size). Returns a row per micro clip."""
+    import torch
+    device = torch.device(('cuda' if torch.cuda.is_available() else 'cpu') if cfg.device == 'auto' else cfg.device)
+    cfg = dataclasses.replace(cfg, adv=cfg.adv and any(s.domain == 'macro' for s in samples))  # no CK+: no Ladv
+    data = train.fold_data(x, samples, device)
+    rows = []
+    for key, train_idx, test_idx in loso.plan_folds(samples):
+        fold = train.new_fold(key, train_idx, test_idx, cfg, len(samples), device, weights)
+        train.train(fold, data, cfg)
+        last, _, _, _ = train.results(fold, cfg)
+        rows += [dict(dataset=samples[i].dataset, subject=samples[i].subject, clip=samples[i].clip,
+                      label=samples[i].label, pred=int(p)) for i, p in zip(test_idx, last)]
+    return rows
+
+
+def plain(a, cfg):
+    """`mer.py --plain`: `method` on the command line's samples; prints Table I's row."""
+    import torch
+    from engine import experiment
+    from results import report
+    torch.set_num_threads(1)      # as the engine trains on a CPU: a fold's numbers depend on the thread count
+    micro, macro = experiment.load_samples(a)
+    init = None if cfg.init == 'random' else weights.imagenet_weights(a.weights, download=True)
+    metrics, _ = method(micro + macro, cfg, frames.read_frames, init)
+    print(f'Table I (LOSO over the composite, the plain path):\n\n{report.table([(cfg.row(), metrics)])}')
+    return 0
 
 
 def main(argv=None):
@@ -40,7 +89,8 @@ def main(argv=None):
         quiet, work = a.quiet, lambda: importlib.import_module('video.longvideo').run(a)
     else:
         a, cfg = cli.parse_args(argv, __doc__)
-        quiet, work = cfg.quiet, lambda: importlib.import_module('engine.experiment').run(a, cfg)
+        quiet, work = cfg.quiet, ((lambda: plain(a, cfg)) if a.plain else
+                                  lambda: importlib.import_module('engine.experiment').run(a, cfg))
     logs.setup(quiet)
     try:
         return work()

@@ -215,34 +215,16 @@ def evaluate(fold, data, cfg, epoch):
     fold.logits.copy_(z)
 
 
-def each(fn, folds, *args):
-    """fn(fold, *args) for each of `folds`, in turn: how `train` carries out steps and evaluations unless told
-    otherwise."""
-    for fold in folds:
-        fn(fold, *args)
-
-
-def train(folds, data, cfg, taken=None, run=each, between=lambda k: None):
-    """Trains folds side by side through the epoch loop (§IV): every epoch, each scheduled step of every fold
-    (`fold_step`), then each fold's test subject predicted (`evaluate`).
-
-    `taken`: the steps each fold has taken already (restored from a checkpoint): it waits for them, and its
-    epochs that are over are not evaluated again. `run(fn, folds, *args)` carries out a step or an evaluation of
-    some folds (by default `each`); `between(k)` is called before step k (the engine's progress, checkpoints and
-    stops).
-    """
-    taken = taken or [0] * len(folds)
-    steps = folds[0].batches.shape[0] // cfg.epochs
+def train(fold, data, cfg):
+    """The epoch loop (§IV): every epoch, each scheduled step of the fold (`fold_step`), then its test subject
+    predicted (`evaluate`; a fold without one, the final model, is never evaluated). engine/graphs.py makes the same
+    calls, in the same order, for several folds at once: replayed from CUDA graphs, checkpointed, stoppable."""
+    steps = fold.batches.shape[0] // cfg.epochs
     for epoch in range(cfg.epochs):
-        for k in range(epoch * steps, (epoch + 1) * steps):
-            between(k)
-            live = [fold for fold, n in zip(folds, taken) if n <= k]
-            if live:
-                run(fold_step, live, data, cfg)
-        for fold, n in zip(folds, taken):
-            # Restored from after this epoch (its predictions with it), or no one to test: the final model.
-            if n < (epoch + 1) * steps and len(fold.test):
-                run(evaluate, [fold], data, cfg, epoch)
+        for _ in range(steps):
+            fold_step(fold, data, cfg)
+        if len(fold.test):
+            evaluate(fold, data, cfg, epoch)
 
 
 def results(fold, cfg):

@@ -28,7 +28,7 @@ import numpy as np
 import openpyxl
 
 import align
-from engine.workers import processes
+from util.workers import processes
 
 log = logging.getLogger(__name__)
 

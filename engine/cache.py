@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.files import atomic_write, lock, source_digest
+from util.files import atomic_write, lock, source_digest
 
 log = logging.getLogger(__name__)
 # The modules whose code computes each feature: what they compute is part of its key.
@@ -164,7 +164,7 @@ def features(samples, cfg, cache_dir, compute=flow_input, key=flow_key, workers=
     `workers` processes, cached. Samples whose frames or face cannot be used are listed together in one
     DatasetError, or with skip_bad left out and listed in a warning."""
     from data.releases import DatasetError
-    from engine.workers import imap
+    from util.workers import imap
     keys = [digest(**key(s, cfg)) for s in samples]
     out = [_load(_path(cache_dir, k)) for k in keys]
     todo = [i for i, a in enumerate(out) if a is None]

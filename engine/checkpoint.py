@@ -22,7 +22,7 @@ import signal
 
 import torch
 
-from engine.files import atomic_write
+from util.files import atomic_write
 
 log = logging.getLogger(__name__)
 STOP_SIGNALS = tuple(getattr(signal, name) for name in ('SIGTERM', 'SIGUSR1') if hasattr(signal, name))

@@ -136,6 +136,8 @@ def parser(doc=None):
     r.add_argument('--save-model', action='store_true', help='after the LOSO, train one model on every subject with '
                    "the row's settings and write it to the run folder as model.pt (what `mer.py predict` loads)")
     r.add_argument('--final-only', action='store_true', help='--save-model without the LOSO')
+    r.add_argument('--plain', action='store_true', help='the method as mer.py\'s plain calls, in memory: no '
+                   'feature cache, processes, CUDA graphs or run folder; the same predictions, slower')
     add_config_flags(p)
     return short_errors(p)
 
@@ -177,6 +179,10 @@ def parse_args(argv=None, doc=None):
     if a.final_only and a.method == 'lbptop':
         p.error('--final-only trains the network; the LBP-TOP baseline has no model to save')
     a.save_model = a.save_model or a.final_only
+    if a.plain and (a.table or a.method == 'lbptop' or a.save_model or a.seed_list or a.shard != (1, 1)
+                    or a.protocol != 'loso' or a.figure):
+        p.error('--plain runs one row of the method in memory: give it without --table, --method lbptop, '
+                '--save-model, --final-only, --seeds, --folds, --protocol hde and --figure')
     cfg = config(a, DEMO if a.demo else PAPER)
     for problem in cfg.problems():
         p.error(problem)

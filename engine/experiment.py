@@ -18,10 +18,11 @@ import lbptop
 import pipeline
 from config import PAPER, ROWS
 from data import releases, synth
-from engine import cache, checkpoint, files, logs, runfolder
+from engine import cache, checkpoint, logs, runfolder
 from engine import weights as weight_files
-from engine.workers import processes, usable_cpus
 from results import report, stats
+from util import files
+from util.workers import processes, usable_cpus
 
 log = logging.getLogger('mer')
 

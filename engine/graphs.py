@@ -55,26 +55,13 @@ def capture(fold, data, cfg, warmup=3):
     return graph
 
 
-def replayer(graphs, streams, progress):
-    """train.train's `run`: the folds' steps replayed from their graphs (or taken eagerly without them) and their
-    evaluations, each fold on its own stream if it has one; each step of the wave counted once on `progress`."""
-    def run(fn, folds, *args):
-        for fold in folds:
-            with torch.cuda.stream(streams[fold.key]) if streams else contextlib.nullcontext():
-                if fn is train.fold_step and graphs:
-                    graphs[fold.key].replay()
-                else:
-                    fn(fold, *args)
-        if fn is train.fold_step and progress is not None:
-            progress.update(len(folds))
-    return run
-
-
 def train_wave(folds, data, cfg, graphs=None, progress=None, keep=None):
-    """Trains `folds` to their last step, together (train.train): eagerly one step of each in turn, or, given their
-    captured `graphs` {key: CUDA graph}, each replayed on its own stream. Each goes on from its checkpoint in the
-    folder `keep`, if any, saves it at epoch ends at most every cfg.checkpoint_every minutes, and on a stop signal
-    saves it before the next step and raises checkpoint.Stopped."""
+    """Trains `folds` to their last step, together: train.train's epoch loop, its calls made for every fold in
+    turn, each step of each fold taken eagerly (train.fold_step) or, given their captured `graphs` {key: CUDA
+    graph}, replayed on the fold's own stream, and each fold's test subject predicted (train.evaluate) on it after
+    every epoch. Each fold goes on from its checkpoint in the folder `keep`, if any, saves it at epoch ends at most
+    every cfg.checkpoint_every minutes, and on a stop signal saves it before the next step and raises
+    checkpoint.Stopped. Each step of the wave is counted once on `progress`."""
     streams = {fold.key: torch.cuda.Stream() for fold in folds} if graphs else {}
     taken = [checkpoint.restore(keep, fold) if keep else 0 for fold in folds]    # after capture: in place
     if graphs:
@@ -82,26 +69,42 @@ def train_wave(folds, data, cfg, graphs=None, progress=None, keep=None):
     if progress is not None and any(taken):
         progress.update(sum(taken))
     steps = folds[0].batches.shape[0] // cfg.epochs
-    saved = [time.monotonic()]
+    saved = time.monotonic()
 
-    def between(k):
-        if keep and k and k % steps == 0 and time.monotonic() - saved[0] >= cfg.checkpoint_every * 60:
-            if graphs:
-                torch.cuda.synchronize()
-            for fold in folds:
-                checkpoint.save(keep, fold)
-            saved[0] = time.monotonic()
-        if keep and checkpoint.requested():
-            checkpoint.stop(keep, folds)
+    def on(fold):
+        return torch.cuda.stream(streams[fold.key]) if streams else contextlib.nullcontext()
 
-    train.train(folds, data, cfg, taken, replayer(graphs, streams, progress), between)
+    for epoch in range(cfg.epochs):
+        for k in range(epoch * steps, (epoch + 1) * steps):
+            if keep and k and k % steps == 0 and time.monotonic() - saved >= cfg.checkpoint_every * 60:
+                if graphs:
+                    torch.cuda.synchronize()
+                for fold in folds:
+                    checkpoint.save(keep, fold)
+                saved = time.monotonic()
+            if keep and checkpoint.requested():
+                checkpoint.stop(keep, folds)
+            live = [fold for fold, n in zip(folds, taken) if n <= k]     # a restored fold waits for its step
+            for fold in live:
+                with on(fold):
+                    if graphs:
+                        graphs[fold.key].replay()
+                    else:
+                        train.fold_step(fold, data, cfg)
+            if live and progress is not None:
+                progress.update(len(live))
+        for fold, n in zip(folds, taken):
+            # Restored from after this epoch (its predictions with it), or no one to test: the final model.
+            if n < (epoch + 1) * steps and len(fold.test):
+                with on(fold):
+                    train.evaluate(fold, data, cfg, epoch)
     if graphs:
         torch.cuda.synchronize()
 
 
 def results(fold, data, cfg):
     """(honest predictions after the last epoch, the predictions of the epoch the authors' code would keep, per-epoch
-    log). The second (stats.epoch_on_test: the epoch of the best F1 on the test subject) is optimistic; it is kept
+    log, logits after the last epoch): train.results with the second added. The second (stats.epoch_on_test: the epoch of the best F1 on the test subject) is optimistic; it is kept
     only for the protocol audit (stats.audit)."""
     last, preds, log_, z = train.results(fold, cfg)
     truth = data[1].index_select(0, fold.test).cpu().numpy()
@@ -138,7 +141,8 @@ def train_all(train_idx, data, n_samples, cfg, device, weights=None, progress=No
 
 def train_folds(specs, data, n_samples, cfg, device, weights=None, streams=1, use_graphs=None, progress=None,
                 claim=None, keep=None):
-    """Trains every fold of `specs` [(key, train_idx, test_idx)]; yields (key, honest, selected, log) per fold.
+    """Trains every fold of `specs` [(key, train_idx, test_idx)]; yields (key, honest, selected, log, logits) per fold
+    (`results`).
 
     `data` is (x, y, domain) on the device; `n_samples` the number of micro + macro samples, which sets the epoch.
     `claim(key)`, asked just before a fold would train, may say False: then another process has it, and it is

@@ -19,8 +19,8 @@ import config
 import loso
 import train
 from engine import checkpoint, graphs
-from engine.files import atomic_write, code_version, lock
-from engine.workers import processes
+from util.files import atomic_write, code_version, lock
+from util.workers import processes
 from results import report
 
 log = logging.getLogger(__name__)
@@ -138,7 +138,7 @@ def _worker(specs, data, n_samples, cfg, device, weights, out, counter, queue):
     """A training process: trains its folds one by one on one thread, sending each result to the parent, and ends
     with 'done', or with 'stopped' and the checkpoints it saved when a stop signal came (from the parent, from the
     job's scheduler, or at the parent's death)."""
-    from engine.workers import worker_setup
+    from util.workers import worker_setup
     worker_setup()
     checkpoint.catch_stop_signals(at_once=False)
     one_torch_thread()
@@ -164,13 +164,13 @@ def _worker(specs, data, n_samples, cfg, device, weights, out, counter, queue):
 def _train_in_processes(specs, data, n_samples, cfg, device, weights, bar, jobs, out):
     """Yields train_folds' results as `jobs` processes of one thread each finish their folds.
 
-    On a 2-core CPU, two processes of one thread each train 1.3-2.3x more samples/s than one process of two
-    threads (BENCHMARKS.md): a 64-px ResNet18 step is too small to keep two threads busy. The inputs are shared
+    Processes of one thread each train more samples/s than one process of as many threads (BENCHMARKS.md): a
+    64-px ResNet18 step is too small to keep two threads busy. The inputs are shared
     with the workers through shared memory, not copied. A fold's result does not depend on its process.
     """
     import torch.multiprocessing as tmp
 
-    from engine.workers import starting
+    from util.workers import starting
     ctx = tmp.get_context('spawn')
     with starting():              # the resource tracker and the workers are born ignoring Ctrl-C
         counter, queue = ctx.Value('q', 0), ctx.Queue()

@@ -89,7 +89,7 @@ def save_model(path, net, settings, pipeline, classes, code_version, trained_on,
     """Writes model.pt atomically: the weights, every setting and pipeline constant that makes its input, the
     class names, the code version, what it was trained on (samples per dataset), its provenance (a dict:
     `describe` reads it) and the temperature scaling of its probabilities (results/calibration.py), if any."""
-    from engine.files import atomic_write
+    from util.files import atomic_write
     state = {k: v.detach().cpu().clone() for k, v in net.state_dict().items()}
     buf = io.BytesIO()
     torch.save(dict(format=FORMAT, version=FORMAT_VERSION, state_dict=state, settings=plain(settings),

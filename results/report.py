@@ -9,7 +9,7 @@ import numpy as np
 
 import loso
 from config import CLASSES, DATASETS
-from engine.files import atomic_write
+from util.files import atomic_write
 from results import stats
 
 log = logging.getLogger(__name__)

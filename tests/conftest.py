@@ -8,6 +8,13 @@ sys.path.insert(0, str(ROOT))
 SHARED = ROOT.parent / 'shared' / 'megc2019'
 
 
+def pytest_configure(config):
+    # The fast lane, `pytest -m "not slow"`, checks the method; the slow tests run whole commands, processes,
+    # signals and long videos (README; CI runs every test).
+    config.addinivalue_line('markers', 'slow: a test of seconds to minutes: whole commands, processes, signals, '
+                                       'long videos (deselect with -m "not slow")')
+
+
 @pytest.fixture(scope='session')
 def shared_megc():
     """The real MEGC2019 annotation files beside the repository, or a skip that says why."""

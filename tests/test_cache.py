@@ -14,7 +14,8 @@ import config
 import flow
 import pipeline
 from config import Sample
-from engine import cache, cli, files
+from engine import cache, cli
+from util import files
 
 
 def _sample(tmp_path, domain='micro', n=11, onset=2, apex=8):
@@ -235,7 +236,7 @@ def test_two_processes_on_one_cold_cache_compute_each_sample_once(tmp_path):
 
 def test_a_claimed_feature_is_waited_for_and_a_dead_claim_taken_over(tmp_path):
     """A claim is an flock, which dies with its process: closing the claim's file here stands for that death."""
-    from engine.files import lock
+    from util.files import lock
     key = cache.digest(sample='claimed')
     path = tmp_path / key[:2] / f'{key}.npy'
     path.parent.mkdir(parents=True)

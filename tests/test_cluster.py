@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import mer
-from engine import files
+from util import files
 
 TESTS = Path(__file__).resolve().parent
 FAST = ['--init', 'random', '--epochs', '1', '--batch-size', '16', '--size', '36', '--align-size', '64',
@@ -30,7 +30,8 @@ os.sched_setaffinity(0, {{min(os.sched_getaffinity(0))}})
 sys.path.insert(0, {str(TESTS)!r})
 logging.basicConfig(level=logging.INFO, format='%(message)s')
 import toy_run
-from engine import experiment, runfolder, workers
+from engine import experiment, runfolder
+from util import workers
 print(workers.usable_cpus(), workers.processes(0), workers.processes(3))
 cfg = toy_run.settings(jobs=0, epochs=1)
 print(experiment.cpus_line(cfg))

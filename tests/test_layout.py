@@ -48,6 +48,32 @@ def test_the_method_imports_nothing_of_the_machinery():
     assert not {k: v for k, v in wrong.items() if v}, f'method files that import the machinery: {wrong}'
 
 
+# The folders' floors: a module may import the method (the root), its own folder and folders on lower floors,
+# never a folder above it. util/ is the leaf every folder may use; mer.py and the tests stand above them all.
+FLOORS = {'util': 0, 'data': 1, 'results': 2, 'engine': 3, 'video': 4, 'tools': 5}
+# Known upward imports, each with what removes it: the spotter's flag defaults, read by the command line from
+# video/intervals.py until video/ owns its flags.
+UPWARD_ALLOWED = {('engine.cli', 'video.intervals')}
+
+
+def upward(graph, floors):
+    """[(module, imported module)] of every import in `graph` {module: imported modules} from a folder to a folder on
+    a higher floor (the root's modules have no dot and sit below every folder)."""
+    def floor(m):
+        return floors[m.split('.')[0]] if '.' in m else -1
+    return sorted((m, i) for m, imports in graph.items() if '.' in m for i in imports if floor(i) > floor(m))
+
+
+def test_every_folder_imports_only_its_own_floor_and_below():
+    assert set(FLOORS) == set(PACKAGES), 'give every folder its floor in FLOORS'
+    known = modules()
+    graph = {name: imported(path, known) for name, path in known.items() if name != 'mer'}
+    wrong = [pair for pair in upward(graph, FLOORS) if pair not in UPWARD_ALLOWED]
+    assert not wrong, f'imports from a folder to a folder above it: {wrong}'
+    assert upward({'results.report': {'util.files', 'engine.files', 'loso'}, 'loso': set()}, FLOORS) == [
+        ('results.report', 'engine.files')]                                                  # the check finds one
+
+
 def cycles(graph):
     """Every strongly connected group of more than one module (or a module importing itself): the cycles."""
     index, low, stack, on, out, counter = {}, {}, [], set(), [], [0]

@@ -10,7 +10,8 @@ from toy_run import children
 
 import config
 import mer
-from engine import cli, experiment, files
+from engine import cli, experiment
+from util import files
 
 FAST = ['--init', 'random', '--epochs', '1', '--batch-size', '16', '--size', '36', '--align-size', '64',
         '--workers', '1', '--jobs', '1', '-q']
@@ -372,7 +373,7 @@ def test_worker_processes_are_born_ignoring_ctrl_c_and_sigusr1():
     # under spawn): every pool and training process is started inside workers.starting().
     import multiprocessing
 
-    from engine import workers
+    from util import workers
     before = signal.getsignal(signal.SIGINT)
     with workers.starting():
         pool = multiprocessing.get_context('spawn').Pool(1)
@@ -466,3 +467,34 @@ def test_a_subject_spelled_otherwise_gives_the_same_fold_files(demo_root, tmp_pa
     assert {'casme2_sub01.csv', 'samm_6.csv', 'smic_s01.csv'} <= set(files_of[0])
     assert (outs[0] / 'megc_log.txt').read_bytes() == (outs[1] / 'megc_log.txt').read_bytes()
     assert 'casme2 subject sub1 is sub01 everywhere' in (outs[1] / 'run.log').read_text()
+
+
+def test_the_plain_path_predicts_what_the_engine_writes(demo_root, tmp_path, cache, capsys):
+    """mer.method's plain calls (pipeline.run, loso.plan_folds, train.new_fold, train.train, train.results) and the
+    engine (feature cache, training loop of engine/graphs.py, run folder) give the same prediction to every clip of
+    the small demo set (6 subjects, 2 epochs), and the same Table I row."""
+    import csv
+
+    from data import frames
+    from results import report
+    flags = _args(demo_root, cache, '--epochs', '2')
+    out = tmp_path / 'run'
+    assert mer.main(flags + ['--out', str(out)]) == 0
+    engine = {}
+    for p in sorted((out / 'folds').glob('*.csv')):
+        with open(p, newline='') as fh:
+            engine.update({(r['dataset'], r['subject'], r['clip']): (int(r['label']), int(r['pred']))
+                           for r in csv.DictReader(fh)})
+    capsys.readouterr()
+
+    a, cfg = cli.parse_args(flags)
+    micro, macro = experiment.load_samples(a)
+    metrics, rows = mer.method(micro + macro, cfg, frames.read_frames)
+    assert len(rows) == len(engine) == 18
+    assert {(r['dataset'], r['subject'], r['clip']): (r['label'], r['pred']) for r in rows} == engine
+
+    assert mer.main(flags + ['--plain']) == 0                 # the command line's plain path prints the same row
+    row = report.table([(cfg.row(), metrics)]).splitlines()[-1]
+    assert row in capsys.readouterr().out.splitlines()
+    m = json.loads((out / 'metrics.json').read_text())['honest']
+    assert {ds: (v['uf1'], v['uar']) for ds, v in m.items()} == {ds: (v['uf1'], v['uar']) for ds, v in metrics.items()}

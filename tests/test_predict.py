@@ -13,7 +13,8 @@ import mer
 import model
 import pipeline
 from data import synth
-from engine import files, weights
+from engine import weights
+from util import files
 
 REAL = Path(__file__).resolve().parents[2] / 'shared' / 'realclips' / 'single_face.mp4'
 FIELDS = {k for k in config.result_settings(config.PAPER)}

@@ -134,9 +134,9 @@ def test_dann_coefficient_follows_the_schedule_step_by_step(monkeypatch):
 
 
 def _trained(cfg=TOY, **kw):
-    """A fold trained to its end through the engine's own loop (graphs.train_wave -> train.train), eagerly."""
+    """A fold trained to its end by the epoch loop (train.train)."""
     f, data, cfg = _fold(cfg, **kw)
-    graphs.train_wave([f], data, cfg)
+    train.train(f, data, cfg)
     return f, data, cfg
 
 
@@ -173,7 +173,7 @@ def test_the_trunk_trains_at_its_own_rate_and_the_heads_at_theirs():
     # A trunk rate 10^7 times below the heads': the trunk barely moves while the heads learn.
     f, data, cfg = _fold(epochs=2, lr_backbone=1e-9, lr_heads=1e-2)
     before = {n: p.detach().clone() for n, p in f.net.named_parameters()}
-    graphs.train_wave([f], data, cfg)
+    train.train(f, data, cfg)
     moved = {n: float((p.detach() - before[n]).abs().max()) for n, p in f.net.named_parameters()}
     trunk = [v for n, v in moved.items() if n.startswith('trunk.')]
     heads = [v for n, v in moved.items() if not n.startswith('trunk.')]

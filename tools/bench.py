@@ -37,7 +37,7 @@ import numpy as np
 
 import config
 from engine import cli
-from engine.workers import usable_cpus
+from util.workers import usable_cpus
 
 ROOT = Path(__file__).resolve().parents[1]
 # The children that measure in a process of their own: this module, run from the repository's root.

@@ -12,8 +12,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from engine import files, runfolder
+from engine import runfolder
 from results import report, stats
+from util import files
 
 
 def fold_rows(folder):

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 import config
-from engine.workers import processes
+from util.workers import processes
 
 log = logging.getLogger(__name__)
 REGION = 0.25      # the moving region: expression motion >= REGION x its largest value in the clip
@@ -77,7 +77,7 @@ def clip_fidelity(job):
 
 def measure(samples, truths, cfg, workers=1, quiet=False):
     """Per-clip fidelity dicts of the micro samples that have a truth record."""
-    from engine.workers import imap
+    from util.workers import imap
     jobs = [(s, truths[f'{s.dataset}/{s.subject}/{s.clip}'], cfg) for s in samples if s.domain == 'micro']
     return imap(clip_fidelity, jobs, workers, quiet=quiet)
 

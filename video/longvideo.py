@@ -24,7 +24,7 @@ import numpy as np
 
 import config
 from data.releases import DatasetError, frame_number, list_frames
-from engine.files import atomic_write
+from util.files import atomic_write
 from video import intervals, outputs, predict, scoring
 
 log = logging.getLogger(__name__)

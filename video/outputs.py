@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 from data.releases import DatasetError
-from engine.files import atomic_write, code_version
+from util.files import atomic_write, code_version
 
 SUFFIXES = ('.csv', '.jsonl', '.ndjson')
 

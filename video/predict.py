@@ -20,7 +20,7 @@ import spot
 from config import Sample
 from data.frames import FrameError, read_frames, same_size
 from data.releases import DatasetError, frame_number, list_frames
-from engine.files import atomic_write
+from util.files import atomic_write
 from video import intervals
 
 log = logging.getLogger(__name__)
@@ -302,7 +302,8 @@ def figure_path(name):
 def load(path, stabilise, quiet):
     """A saved model: {'net', 'cfg' (the settings it was trained with, a faceless onset an error, head motion
     removed or not), 'record' (model.pt's dict), 'temperature' (its calibration, 1 where it has none)}."""
-    from engine import cli, files, weights
+    from engine import cli, weights
+    from util import files
     fields = set(config.result_settings(config.PAPER))
     net, d = weights.load_model(path, fields, pipeline.constants(), config.CLASSES, files.code_version())
     said, synthetic = weights.describe(d)
