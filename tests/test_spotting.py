@@ -272,7 +272,7 @@ def test_an_expression_held_longer_than_the_window_and_one_turning_into_another_
     curve['held'] = np.abs(face - face[0]) * 3 + 0.01 * np.random.default_rng(1).random(400)
     found, shown = intervals.spot(curve)
     assert [(r['start'], r['end'], r['kind']) for r in found] == [(40, 199, 'macro'), (215, 399, 'macro')], found
-    assert shown['held_threshold'] == intervals.SPOTTING['held_px'] and shown['held'][100] == curve['held'][100]
+    assert (shown['held_threshold'] == intervals.SPOTTING['held_px']).all() and shown['held'][100] == curve['held'][100]
     # Without the held curve, v alone sees neither: it vanishes inside a face that differs from both sides.
     found, _ = intervals.spot(dict(curve, held=np.zeros(400)))
     assert not any(scoring.iou((r['start'], r['end']), (40, 199)) >= 0.5 for r in found)

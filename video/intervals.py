@@ -71,7 +71,10 @@ log = logging.getLogger(__name__)
 # smile reaches 0.6 (a 6-px smile at 224 px) to 4, crying and laughing 2-10; the real clips score the same from 0.5 to 3).
 SPOTTING = dict(method='mdmd2', size=64, rate=50.0, detect_s=0.5, cut=20.0, window_s=2.0, rois=8, k=8.0, floor=0.2,
                 extend=0.2, min_s=0.12, micro_s=0.5, blink_ratio=1.25, baseline_s=(0.2, 0.6), baseline_p=0.3,
-                warmup_s=6.0, rigid_px=1.0, held_px=0.5)
+                warmup_s=6.0, rigid_px=1.0, held_px=0.5, ref_s=30.0, ref_every_s=0.5,
+                ref_gate_px=1.0, ref_stale_s=4.0, valley=0.5, held_s=2.0,
+                speech_px=0.15, speech_s=1.0, speech_held=2.0, speech_smooth_s=0.7,
+                merge_s=0.0, v_away=False)
 # Farneback's settings for the small face: a smaller window than flow.py's (made for 224 px), so that the eyes'
 # motion stays in the eyes' regions.
 FLOW = dict(winsize=9)
@@ -81,19 +84,20 @@ EYE_BOX = (0.09, 0.07)
 
 
 # ----------------------------------------------------------------------------------------------- the face
-def regions(size, rois, eyes=False):
-    """[(y0, y1, x0, x1)]: the face's grid of regions, without a one-region border and without the eyes (with
-    eyes=True: the eyes' regions only)."""
+def cells(size, rois):
+    """(boxes [(y0, y1, x0, x1)], eyes (n,) bool, row (n,) int): the face's grid of regions without a one-region
+    border; `eyes` marks the regions that touch the eyes' boxes (a blink moves them), `row` is each region's row
+    (0 at the top of the inner grid)."""
     edges = np.linspace(0, size, rois + 1).round().astype(int)
-    out = []
+    boxes, eyes, row = [], [], []
     for i in range(1, rois - 1):
         for j in range(1, rois - 1):
             y0, y1, x0, x1 = edges[i], edges[i + 1], edges[j], edges[j + 1]
-            near_eye = any(abs((x0 + x1) / 2 / size - ex) < EYE_BOX[0] + 0.5 / rois and
-                           abs((y0 + y1) / 2 / size - ey) < EYE_BOX[1] + 0.5 / rois for ex, ey in align.TEMPLATE[:2])
-            if near_eye == eyes:
-                out.append((y0, y1, x0, x1))
-    return out
+            boxes.append((y0, y1, x0, x1))
+            eyes.append(any(abs((x0 + x1) / 2 / size - ex) < EYE_BOX[0] + 0.5 / rois and
+                            abs((y0 + y1) / 2 / size - ey) < EYE_BOX[1] + 0.5 / rois for ex, ey in align.TEMPLATE[:2]))
+            row.append(i - 1)
+    return boxes, np.array(eyes), np.array(row)
 
 
 @functools.lru_cache(maxsize=4)
@@ -101,19 +105,49 @@ def _grid(h, w):
     return np.meshgrid(np.arange(w, dtype=np.float64), np.arange(h, dtype=np.float64))
 
 
-def rigid_part(flow, mask):
-    """(H, W, 2) the similarity motion that best explains the flow over the mask (the skull's part of the face):
-    what stabilisation left of the head's own motion between the two frames."""
-    ys, xs = np.nonzero(mask)
-    pts = np.stack([xs, ys], 1).astype(np.float64)
-    m = align.similarity(pts, pts + flow[ys, xs])
-    gx, gy = _grid(*flow.shape[:2])
-    return np.stack([m[0, 0] * gx + m[0, 1] * gy + m[0, 2] - gx, m[1, 0] * gx + m[1, 1] * gy + m[1, 2] - gy], -1)
+def depth(size):
+    """(size, size) a generic face's depth towards the camera, in pixels of the aligned face: an ellipsoid over
+    the face's oval with the nose standing out of it. Under a small turn of the head (yaw, pitch) a point moves in
+    the image in proportion to its depth: what lets one rigid 3-D head explain the flow of a turning face."""
+    gx, gy = (g / size for g in _grid(size, size))
+    oval = np.sqrt(np.clip(1 - ((gx - 0.5) / 0.45) ** 2 - ((gy - 0.58) / 0.6) ** 2, 0, None))
+    (lx, ly), (rx, ry), (nx, ny) = align.TEMPLATE[:3]
+    ridge = np.clip((gy - (ly + ry) / 2 + 0.04) / (ny - (ly + ry) / 2 + 0.04), 0, 1) * (gy < ny + 0.05)
+    nose = 0.12 * ridge * np.exp(-((gx - nx) / 0.06) ** 2)
+    return (0.3 * oval + nose) * size
 
 
-def pixels(cells, size):
-    """(cells, pixels per cell) flat indices of each region's pixels in a size x size image (regions of one size)."""
-    out = [(np.arange(y0, y1)[:, None] * size + np.arange(x0, x1)[None]).ravel() for y0, y1, x0, x1 in cells]
+@functools.lru_cache(maxsize=4)
+def _head_basis(size):
+    """(basis (size * size * 2, 6), its least-squares inverse over the skull's pixels (6, 2m), their indices): one
+    rigid head under weak perspective, u = tx + a x - b y + c z, v = ty + b x + a y + d z (x, y from the face's
+    centre, z its depth): a similarity (tx, ty, a, b) and a small turn about the vertical (c) and horizontal (d)
+    axes."""
+    gx, gy = _grid(size, size)
+    x, y, z = (gx - size / 2).ravel(), (gy - size / 2).ravel(), depth(size).ravel()
+    one, zero = np.ones_like(x), np.zeros_like(x)
+    bu = np.stack([one, zero, x, -y, z, zero], 1)
+    bv = np.stack([zero, one, y, x, zero, z], 1)
+    idx = np.flatnonzero(skull_mask(size).ravel())
+    inverse = np.linalg.pinv(np.vstack([bu[idx], bv[idx]]))
+    return np.stack([bu, bv], 1).reshape(-1, 6), inverse, idx
+
+
+def rigid_fit(flow):
+    """((H, W, 2) the motion of one rigid head that best explains the flow over the skull's part of the face, (6,)
+    its parameters (tx, ty, a, b, c, d): _head_basis's): what stabilisation left of the head's own motion between
+    the two frames, a turn out of the image's plane included."""
+    size = flow.shape[0]
+    basis, inverse, idx = _head_basis(size)
+    f = flow.reshape(-1, 2)
+    params = inverse @ np.r_[f[idx, 0], f[idx, 1]]
+    return (basis @ params).reshape(size, size, 2), params
+
+
+def pixels(boxes, size):
+    """(regions, pixels per region) flat indices of each region's pixels in a size x size image (regions of one
+    size)."""
+    out = [(np.arange(y0, y1)[:, None] * size + np.arange(x0, x1)[None]).ravel() for y0, y1, x0, x1 in boxes]
     if len({len(x) for x in out}) != 1:
         raise ValueError(f'regions of unequal size: the face\'s side ({size}) must be a multiple of SPOTTING["rois"]')
     return np.stack(out)
@@ -129,24 +163,31 @@ def skull_mask(size):
     return mask
 
 
-def mdmd(flow, cell_sets, mask, rigid=None):
-    """The main directional maximal difference of a flow field (see the docstring), its rigid part over `mask`
-    (rigid_part's, computed here unless given) removed first: one value per set of regions (pixels' index arrays)
-    in cell_sets."""
-    f = flow - (rigid_part(flow, mask) if rigid is None else rigid)
+def region_mdmd(f, idx):
+    """(regions,) the main directional maximal difference of a flow field (its head's motion already removed) in
+    each region (pixels' index arrays): the mean of the largest third of the magnitudes in the quadrant most of
+    its vectors point into."""
     mag = np.hypot(f[..., 0], f[..., 1]).ravel()
     quad = (((np.arctan2(f[..., 1], f[..., 0]) + np.pi) // (np.pi / 2)).astype(int) % 4).ravel()
-    out = []
-    for idx in cell_sets:
-        m, q = mag[idx], quad[idx]                                        # (regions, pixels)
-        counts = (q[..., None] == np.arange(4)).sum(1)
-        main = counts.argmax(1)                                           # the quadrant most vectors point into
-        top = np.maximum(1, counts[np.arange(len(idx)), main] // 3)       # its largest third
-        ordered = -np.sort(-np.where(q == main[:, None], m, -np.inf), 1)
-        vals = np.cumsum(np.where(np.isfinite(ordered), ordered, 0), 1)[np.arange(len(idx)), top - 1] / top
-        vals = np.sort(vals)[::-1]
-        out.append(float(vals[:max(1, len(vals) // 3)].mean()))
-    return out
+    m, q = mag[idx], quad[idx]                                        # (regions, pixels)
+    counts = (q[..., None] == np.arange(4)).sum(1)
+    main = counts.argmax(1)
+    top = np.maximum(1, counts[np.arange(len(idx)), main] // 3)
+    ordered = -np.sort(-np.where(q == main[:, None], m, -np.inf), 1)
+    return np.cumsum(np.where(np.isfinite(ordered), ordered, 0), 1)[np.arange(len(idx)), top - 1] / top
+
+
+def top_third(values, axis=-1):
+    """The mean of the largest third of the regions' values (MDMD's last step), along `axis`."""
+    v = -np.sort(-np.asarray(values, np.float64), axis)
+    n = max(1, v.shape[axis] // 3)
+    return np.take(v, np.arange(n), axis).mean(axis)
+
+
+def mdmd(flow, idx):
+    """The MDMD of a flow field over the regions `idx` (pixels' index arrays), the head's rigid motion removed:
+    the mean of the largest third of the regions' values."""
+    return float(top_third(region_mdmd(flow - rigid_fit(flow)[0], idx)))
 
 
 def largest(faces):
@@ -186,28 +227,77 @@ def step(fps, settings=None):
 
 def motion(frames, fps, name='video', settings=None, windows=None, progress=None):
     """The motion curves of a stream of BGR frames (those that are not analysed may be None): a dict of numpy
-    arrays over the analysed frames, 'pos' (their positions in the video), 'seg' (the face segment each belongs to,
-    -1 where there is no face), 'p' (K, n) one curve per window K (frames analysed) in 'windows', 'q' and 'eyes';
-    with 'step', 'fps' (analysed frames per second), 'frames' (read), 'segments' (how many), 'several' (frames
-    analysed with more than one face). Memory: the last 2 max(K) + 1 small faces and a few numbers a frame."""
+    arrays over the analysed frames (track's, stacked: `arrays`). Memory: the last 2 max(K) + 1 small faces, the
+    neutral reference's bank, and a few numbers a frame per region."""
     for state in track(frames, fps, name, settings, windows, progress):
         pass
     return arrays(state)
 
 
+PER_FRAME = ('q', 'eyes', 'rigid', 'held', 'mouth', 'corners', 'turn', 'rp', 'rq', 'rh')
+
+
 def arrays(state):
     """motion's dict of numpy arrays, of the curves track has computed so far."""
-    return dict(state, pos=np.array(state['pos'], int), seg=np.array(state['seg'], int),
-                p=np.array(state['p'], np.float64).reshape(len(state['windows']), -1),
-                q=np.array(state['q'], np.float64), eyes=np.array(state['eyes'], np.float64),
-                rigid=np.array(state['rigid'], np.float64), held=np.array(state['held'], np.float64))
+    out = dict(state, pos=np.array(state['pos'], int), seg=np.array(state['seg'], int),
+               p=np.array(state['p'], np.float64).reshape(len(state['windows']), -1))
+    n = len(state['pos'])
+    for key in PER_FRAME:
+        if key in state:
+            x = np.array(state[key], np.float64)
+            out[key] = x.reshape(n, -1) if key in ('corners', 'turn', 'rp', 'rq', 'rh') else x
+    return out
+
+
+def box_pixels(size, x0, x1, y0, y1):
+    """Flat pixel indices of a box given in the aligned face's unit square."""
+    ys, xs = np.arange(int(y0 * size), int(np.ceil(y1 * size))), np.arange(int(x0 * size), int(np.ceil(x1 * size)))
+    return (ys[:, None] * size + xs[None]).ravel()
+
+
+def mouth_boxes(size):
+    """(upper lip, below the lower lip, left corner, right corner) pixel indices: the jaw opens the mouth by moving
+    what lies below the lips down, the upper lip barely; a smile pulls the corners out and up."""
+    (lx, ly), (rx, ry) = align.TEMPLATE[3], align.TEMPLATE[4]
+    cx, cy = (lx + rx) / 2, (ly + ry) / 2
+    return (box_pixels(size, cx - 0.08, cx + 0.08, cy - 0.1, cy - 0.04),
+            box_pixels(size, cx - 0.08, cx + 0.08, cy + 0.06, cy + 0.15),
+            box_pixels(size, lx - 0.05, lx + 0.03, ly - 0.04, ly + 0.04),
+            box_pixels(size, rx - 0.03, rx + 0.05, ry - 0.04, ry + 0.04))
+
+
+def mouth_motion(f, boxes):
+    """(aperture, (widening, rise)) of a flow field from the reference to now, the head's motion removed: how far
+    the mouth has opened (pixels) and how far its corners have moved apart and up."""
+    u, v = f[..., 0].ravel(), f[..., 1].ravel()
+    upper, lower, left, right = boxes
+    return float(v[lower].mean() - v[upper].mean()), (float(u[right].mean() - u[left].mean()),
+                                                      float(-(v[left].mean() + v[right].mean()) / 2))
+
+
+def nearest(bank, face):
+    """The face at rest in the bank [(face, its 16x16 thumbnail)] that looks most like `face` (least mean absolute
+    difference of the thumbnails): the same head pose and light, so that the flow between them is the expression."""
+    if len(bank) == 1:
+        return bank[0][0]
+    small = cv2.resize(face, (16, 16), interpolation=cv2.INTER_AREA)
+    return bank[int(np.argmin([np.abs(b - small).mean() for _, b in bank]))][0]
 
 
 def track(frames, fps, name='video', settings=None, windows=None, progress=None):
     """motion's curves as they grow: yields, after each analysed frame, the same dict with lists in place of
     arrays (one object, updated in place; read it before the next frame). A frame given as None at a position that
     would be analysed (a live source dropped it) is skipped. Entries up to SPOTTING['detect_s'] seconds back may
-    still change: frames whose face a later check finds gone are set to segment -1."""
+    still change: frames whose face a later check finds gone are set to segment -1.
+
+    Per analysed frame: 'pos' (its position in the video), 'seg' (its face segment, -1 without a face), 'p' (one
+    curve per window K in 'windows': MDMD from the face K frames before), 'q' (from 2K before, stored at the frame
+    between), 'held' (from the neutral reference), 'eyes' (the eyes' regions of p's flow), 'rigid' (how far p's
+    flow over the skull departs from one rigid head), 'turn' (the head's turn about the vertical and horizontal
+    axes since the reference, in pixels at the nose), 'mouth' and 'corners' (mouth_motion from the reference), and
+    per region of the grid 'rp', 'rq', 'rh' (p's, q's and held's values); 'eye_regions' and 'row' describe the
+    regions; 'step', 'fps' (analysed frames a second), 'frames' (read), 'segments', 'several' (frames with more
+    than one face)."""
     import flow
     s = dict(SPOTTING, **(settings or {}))
     every = step(fps, s)
@@ -216,16 +306,21 @@ def track(frames, fps, name='video', settings=None, windows=None, progress=None)
         windows = [max(1, int(round(w * afps))) for w in
                    (s['baseline_s'] if s['method'] == 'baseline' else (s['window_s'],))]
     size, mask = s['size'], skull_mask(s['size'])
-    cells, eye_cells = (pixels(regions(size, s['rois'], e), size) for e in (False, True))
+    boxes, eye_regions, row = cells(size, s['rois'])
+    idx, mboxes = pixels(boxes, size), mouth_boxes(size)
+    face_idx = idx[~eye_regions]
     detect_every = max(1, int(round(s['detect_s'] * afps)))
+    bank_every, stale = max(1, int(round(s['ref_every_s'] * afps))), int(round(s['ref_stale_s'] * afps))
     across = s['method'] != 'baseline'
     # (analysed index, face) of the current segment: 2K + 1 of them for the across term
     ring = collections.deque(maxlen=(2 if across else 1) * max(windows) + 1)
-    c = dict(pos=[], seg=[], p=[[] for _ in windows], q=[], eyes=[], rigid=[], held=[], windows=list(windows),
-             step=every, fps=afps, frames=0, segments=0, several=0, ended=False)
-    pos, seg, curves, q, eyes, rigid, held = c['pos'], c['seg'], c['p'], c['q'], c['eyes'], c['rigid'], c['held']
-    m = w = ref = prev_thumb = None
-    segment, last_check, confirmed, warned_several = -1, -detect_every, -1, False
+    bank = collections.deque(maxlen=max(2, int(round(s['ref_s'] / s['ref_every_s']))))
+    c = dict(pos=[], seg=[], p=[[] for _ in windows], windows=list(windows), eye_regions=eye_regions, row=row,
+             step=every, fps=afps, frames=0, segments=0, several=0, ended=False, **{k: [] for k in PER_FRAME})
+    pos, seg, curves = c['pos'], c['seg'], c['p']
+    none = np.full(len(boxes), np.nan, np.float32)
+    m = w = first = prev_thumb = None
+    segment, last_check, confirmed, admitted, warned_several = -1, -detect_every, -1, 0, False
     for i, frame in enumerate(frames):
         c['frames'] = i + 1
         if progress is not None:
@@ -260,54 +355,72 @@ def track(frames, fps, name='video', settings=None, windows=None, progress=None)
             if box is None or cut:
                 m = None
             if box is not None and m is None:
-                m, w, ref = face_transform(gray, box, size), np.eye(2, 3), None
+                m, w, first = face_transform(gray, box, size), np.eye(2, 3), None
                 segment += 1
                 c['segments'] = segment + 1
                 ring.clear()
+                bank.clear()
                 log.info('%s: face found at frame %d (%s)', name, i, 'after a cut' if cut else
                          'segment %d' % segment)
             if box is not None:
                 confirmed = t
         pos.append(i)
-        q.append(np.nan)
+        c['q'].append(np.nan)
+        c['rq'].append(none)
         if m is None:
             seg.append(-1)
-            for x in curves + [eyes, rigid, held]:
+            for x in curves + [c['eyes'], c['rigid'], c['held'], c['mouth']]:
                 x.append(0.0)
+            for key, n in (('corners', 2), ('turn', 2), ('rp', len(boxes)), ('rh', len(boxes))):
+                c[key].append(np.zeros(n, np.float32))
             yield c
             continue
         face = small_face(gray, m, size)
-        if ref is None:
-            ref = face
+        if first is None:
+            first = face
+            bank.append((face, cv2.resize(face, (16, 16), interpolation=cv2.INTER_AREA)))
+            admitted = t
         else:
             # Warm-started from the last frame's head motion, one refinement a frame follows the head.
-            w = stabilise.head_motion(ref, small_face(gray, m, size), mask, w, iterations=1)
+            w = stabilise.head_motion(first, face, mask, w, iterations=1)
             face = small_face(gray, stabilise.compose(cv2.invertAffineTransform(w), m), size)
         ring.append((t, face))
         seg.append(segment)
         for n, (k, x) in enumerate(zip(windows, curves)):
             f = flow.optical_flow(ring[max(0, len(ring) - 1 - k)][1], face, method='farneback', **FLOW)
+            rig, _ = rigid_fit(f)
+            values = region_mdmd(f - rig, idx) if len(ring) > 1 else np.zeros(len(boxes))
+            x.append(float(top_third(values[~eye_regions])))
             if n == 0:
-                face_value = eye_value = off = 0.0
-                if len(ring) > 1:
-                    rig = rigid_part(f, mask)
-                    face_value, eye_value = mdmd(f, (cells, eye_cells), mask, rig)
-                    off = float(np.hypot(*(f - rig)[mask > 0].T).mean())
-                x.append(face_value)
-                eyes.append(eye_value)
-                rigid.append(off)
-            else:
-                x.append(mdmd(f, (cells,), mask)[0] if len(ring) > 1 else 0.0)
-        # The face against the segment's first one, its reference: an expression held for longer than K.
-        held.append(mdmd(flow.optical_flow(ref, face, method='farneback', **FLOW), (cells,), mask)[0]
-                    if across and face is not ref else 0.0)
+                c['rp'].append(values.astype(np.float32))
+                c['eyes'].append(float(top_third(values[eye_regions])))
+                c['rigid'].append(float(np.hypot(*(f - rig)[mask > 0].T).mean()) if len(ring) > 1 else 0.0)
+        # The face against its neutral reference: of the faces seen at rest over the last ref_s seconds, the one
+        # that looks most like it (the head may have turned, the light changed since the segment began).
+        f = flow.optical_flow(nearest(bank, face), face, method='farneback', **FLOW)
+        rig, params = rigid_fit(f)
+        values = region_mdmd(f - rig, idx)
+        c['rh'].append(values.astype(np.float32))
+        c['held'].append(float(top_third(values[~eye_regions])) if across else 0.0)
+        opening, corners = mouth_motion(f - rig, mboxes)
+        c['mouth'].append(opening)
+        c['corners'].append(np.array(corners, np.float32))
+        nose = depth(size).max()
+        c['turn'].append(np.array([params[4] * nose, params[5] * nose], np.float32))
+        if t % bank_every == 0 and (c['held'][-1] <= s['ref_gate_px'] or t - admitted >= stale):
+            # A face far from the reference enters the bank only when none has for ref_stale_s: an expression
+            # does not become the reference, a reference that was not at rest (a first face smiling) gives way.
+            bank.append((face, cv2.resize(face, (16, 16), interpolation=cv2.INTER_AREA)))
+            admitted = t
         if across:
             # The head frame 2K back against this one, stored at the frame between them.
             k = windows[0]
             if len(ring) > k + 1:
                 j = len(ring) - 1 - 2 * k
-                q[t - k] = mdmd(flow.optical_flow(ring[max(0, j)][1], face, method='farneback', **FLOW),
-                                (cells,), mask)[0]
+                f = flow.optical_flow(ring[max(0, j)][1], face, method='farneback', **FLOW)
+                values = region_mdmd(f - rigid_fit(f)[0], idx)
+                c['rq'][t - k] = values.astype(np.float32)
+                c['q'][t - k] = float(top_third(values[~eye_regions]))
         yield c
     if segment < 0 and pos:
         raise align.FaceNotFound(f'{name}: no face found by the dlib detector in any of its {len(pos) * every} '
@@ -342,12 +455,17 @@ def face_span(frames, fps, settings=None):
 
 
 # ----------------------------------------------------------------------------------------------- intervals
-def two_sided(p, q, seg, k):
-    """v(t) = min(p(t), p(t + k)) - q(t) where t + k is in t's segment, else p(t); 0 where there is no face."""
+def two_sided(p, q, seg, k, h=None):
+    """v(t) = min(p(t), p(t + k)) - q(t) where t + k is in t's segment, else p(t); given the face's departure from
+    its neutral reference h, at most h(t): an expression departs from the face at rest, and the echo of one that
+    has ended (the face at rest again, differing from K before, or from K before and K after when two
+    expressions lie 2K apart) does not; 0 where there is no face."""
     v = p.copy()
-    later = np.r_[p[k:], np.zeros(k)]
+    later = np.r_[p[k:], np.zeros(min(k, len(p)))]
     same = np.r_[seg[k:] == seg[:-k] if k < len(seg) else np.zeros(0, bool), np.zeros(min(k, len(seg)), bool)]
     v[same] = np.maximum(np.minimum(p[same], later[same]) - np.nan_to_num(q[same]), 0.0)
+    if h is not None:
+        v = np.minimum(v, h)
     v[seg < 0] = 0.0
     return v
 
@@ -389,35 +507,109 @@ def interval(curve, a, b, apex, fps, s, score):
                 trusted=bool(untrusted(curve, s)[a:b + 1].mean() < 0.5))
 
 
+def smooth(x, n):
+    """x averaged over a centred window of n samples (fewer at the ends)."""
+    n = max(1, int(round(n)))
+    if n == 1 or not len(x):
+        return np.asarray(x, np.float64)
+    kernel = np.ones(n)
+    return np.convolve(x, kernel, 'same') / np.convolve(np.ones(len(x)), kernel, 'same')
+
+
+def speech(curve, s):
+    """(n,) bool: the analysed frames where the face is talking: the mouth's opening (track's 'mouth') moves at
+    syllable rate, its band of about 2-7 Hz (the opening less its 0.4-s average, smoothed over 0.1 s) holding an RMS
+    of more than SPOTTING['speech_px'] over a second, with at least 3 reversals a second, for at least
+    SPOTTING['speech_s'] seconds (pauses under 0.5 s bridged). A mouth that opens once (a smile showing its teeth,
+    a yawn) has one or two reversals, not a rhythm."""
+    seg, fps = curve['seg'], curve['fps']
+    out = np.zeros(len(seg), bool)
+    if 'mouth' not in curve or fps < 10:           # under 10 analysed frames a second, syllables alias
+        return out
+    for a, b in segments(seg):
+        y = curve['mouth'][a:b + 1]
+        band = smooth(y - smooth(y, 0.4 * fps), 0.1 * fps)
+        loud = np.sqrt(smooth(band ** 2, fps)) > s['speech_px']
+        for x, z in runs(~loud):
+            if z - x + 1 < 0.5 * fps and x > 0 and z < len(loud) - 1:
+                loud[x:z + 1] = True
+        dead = 0.5 * s['speech_px']
+        sign = np.where(band > dead, 1, np.where(band < -dead, -1, 0))
+        for x, z in runs(loud):
+            signs = sign[x:z + 1][sign[x:z + 1] != 0]
+            reversals = int((np.diff(signs) != 0).sum())
+            length = (z - x + 1) / fps
+            if length >= s['speech_s'] and reversals >= 3 * length:
+                out[a + x:a + z + 1] = True
+    return out
+
+
+def segments(seg):
+    """[(first, last)] of each face segment's runs of analysed frames."""
+    edges = np.flatnonzero(np.diff(seg)) + 1
+    return [(a, b - 1) for a, b in zip(np.r_[0, edges], np.r_[edges, len(seg)]) if seg[a] >= 0]
+
+
+def talking_held(curve, speaking, s):
+    """(the departure from the face at rest per analysed frame, the median departure where the face talks). Where
+    the face talks, the words move it too: there the departure is its running median over
+    SPOTTING['speech_smooth_s'] (the words come and go several times within it, an expression stays)."""
+    h = np.array(curve['held'], np.float64)
+    if not speaking.any():
+        return h, 0.0
+    from scipy.ndimage import median_filter
+    width = max(1, int(round(s['speech_smooth_s'] * curve['fps'])))
+    for a, b in runs(speaking):
+        h[a:b + 1] = median_filter(h[a:b + 1], width, mode='nearest')
+    return h, float(np.median(h[speaking]))
+
+
 def spot(curve, settings=None):
     """The spotted intervals of a motion curve (motion's result), in video frame positions: dicts with 'start',
-    'apex', 'end' (inclusive), 'kind' (micro | macro) and 'score' (the curve at the apex); and the curve the
-    threshold was applied to with its threshold, for the figure."""
+    'apex', 'end' (inclusive), 'kind' (micro | macro | speech) and 'score' (the curve at the apex); and the curves
+    the thresholds were applied to, for the figure."""
     s = dict(SPOTTING, **(settings or {}))
     if s['method'] == 'baseline':
         return spot_baseline(curve, s)
     seg, fps = curve['seg'], curve['fps']
     k = curve['windows'][0]
-    v = two_sided(curve['p'][0], curve['q'], seg, k)
-    thr, med = threshold(v, seg, s)
+    speaking = speech(curve, s)
+    p, q = curve['p'][0], curve['q']
+    h, talk = talking_held(curve, speaking, s) if 'held' in curve else (None, 0.0)
+    v = two_sided(p, q, seg, k, h)
     # Where the future is unknown (a segment's last K frames) only the past is compared, which also holds the echo
-    # of an expression that ended less than K before; a run there whose head frames fall inside an interval already
-    # found is that echo.
+    # of an expression that ended less than K before: given the face's departure from its neutral reference, v
+    # there is min(p, h), thresholded against that curve's own noise over the segment, and a run there counts only
+    # where the face is away from its reference (held's threshold); without it, a run whose head frames fall
+    # inside an interval already found is the echo.
     one_sided = np.ones(len(v), bool)
     one_sided[:max(0, len(v) - k)] = seg[k:] != seg[:len(v) - k] if len(v) > k else one_sided[:0]
+    thr, med = threshold(v, np.where(one_sided, -1, seg) if h is not None else seg, s)
+    tail = (thr, med) if h is None else threshold(np.minimum(p, h), seg, s)
+    if not np.isfinite(thr):
+        thr, med = tail
+    # While the face talks, its departure from rest must exceed speech_held times the larger of the usual
+    # threshold and the median departure of its talking (how far this face's words move it), and a run of v that
+    # lies mostly in speech counts only where it does.
+    base = max(thr, s['held_px'])
+    hthr = np.where(speaking, s['speech_held'] * max(talk, base), base)
     found = []
-    for a, b in runs(v > thr):
+    for a, b in runs(np.where(one_sided, v > tail[0], v > thr)):
         if seg[a] < 0:
             continue
-        if one_sided[a:b + 1].all() and any(fa <= b - k and a - k <= fb for fa, fb, _ in found):
+        away = h is not None and (h[a:b + 1] > hthr[a:b + 1]).any()
+        if h is not None and not away and (one_sided[a:b + 1].all() or speaking[a:b + 1].mean() > 0.5 or
+                                           s['v_away']) or \
+                h is None and one_sided[a:b + 1].all() and any(fa <= b - k and a - k <= fb for fa, fb, _ in found):
             continue
+        base = tail[1] if one_sided[a] else med
         peak = a + int(np.argmax(v[a:b + 1]))
-        low = med + s['extend'] * (v[peak] - med)
+        low = base + s['extend'] * (v[peak] - base)
         while a > 0 and seg[a - 1] == seg[peak] and v[a - 1] > low:
             a -= 1
         while b + 1 < len(v) and seg[b + 1] == seg[peak] and v[b + 1] > low:
             b += 1
-        if not one_sided[a] and one_sided[b]:
+        if not one_sided[a] and one_sided[b] and not away:
             # Running on into the segment's last K frames, where only the past is compared: from K frames after
             # its start on, the past it is compared with is itself, and the rest is its echo.
             c = a + int(np.argmax(one_sided[a:b + 1]))
@@ -429,36 +621,67 @@ def spot(curve, settings=None):
         found.append((a, b, peak))
     # A blink moves the eyes far more than the rest of the face, which the regions above leave out but the flow's
     # window spreads a little beyond them; an interval whose eyes moved blink_ratio times more is a blink.
-    p, eyes = curve['p'][0], curve['eyes']
+    eyes = curve['eyes']
     blinks = [x for x in found if eyes[x[0]:x[1] + 1].max() > s['blink_ratio'] * p[x[0]:x[1] + 1].max()]
     if blinks:
         log.info('%d blink%s not counted as expressions', len(blinks), 's' * (len(blinks) > 1))
     scored = [(a, b, peak, v[peak]) for a, b, peak in found
               if (b - a + 1) / fps >= s['min_s'] and (a, b, peak) not in blinks]
-    shown = dict(v=v, threshold=thr, untrusted=untrusted(curve, s), one_sided=one_sided)
-    if 'held' in curve:
-        scored = held(curve, scored, thr, s, one_sided)
-        shown.update(held=np.where(seg >= 0, curve['held'], 0.0), held_threshold=max(thr, s['held_px']))
-    return [interval(curve, a, b, peak, fps, s, score) for a, b, peak, score in scored], shown
+    shown = dict(v=v, threshold=thr, untrusted=untrusted(curve, s), one_sided=one_sided, speech=speaking)
+    if h is not None:
+        scored = held(curve, h, scored, hthr, s, one_sided)
+        shown.update(held=np.where(seg >= 0, h, 0.0), held_threshold=hthr)
+    out = [interval(curve, a, b, peak, fps, s, score) for a, b, peak, score in scored]
+    out += [dict(interval(curve, a, b, a, fps, s, 0.0), kind='speech') for a, b in runs(speaking)]
+    return sorted(out, key=lambda r: (r['start'], r['kind'] == 'speech')), shown
 
 
-def held(curve, found, thr, s, one_sided):
-    """`found` [(a, b, apex, score)] with the expressions held for longer than K added, sorted:
-    runs of at least K where the face differs from its segment's first face (the 'held' curve) by more than
-    SPOTTING['held_px'] (and the threshold), cut where the curve cannot be trusted (a hand over the face, a head
-    turned: whether the expression went on behind it is unknown). A run that an interval of `found` covers for
-    most of its length is that interval; the intervals of `found` inside a run are parts of the held expression,
-    and those in the segment's last K frames (`one_sided`) whose head frames fall inside it are its echo."""
-    h, seg, k = curve['held'], curve['seg'], curve['windows'][0]
+def valleys(h, valley, width):
+    """Indices where a run of the curve h (a departure from the face at rest) splits into two expressions: the
+    lowest point between two peaks that falls back to less than `valley` of the lower peak's height (h smoothed
+    over `width` samples first, so that a flicker is no peak)."""
+    from scipy.signal import find_peaks
+    x = smooth(h, width)
+    if len(x) < 3:
+        return []
+    peaks, props = find_peaks(np.r_[-np.inf, x, -np.inf], prominence=0)
+    peaks = peaks - 1
+    keep = [p for p, pr in zip(peaks, props['prominences']) if pr >= (1 - valley) * x[p]]
+    cuts = []
+    for p0, p1 in zip(keep, keep[1:]):
+        m = p0 + int(np.argmin(x[p0:p1 + 1]))
+        if x[m] < valley * min(x[p0], x[p1]):
+            cuts.append(m)
+    return cuts
+
+
+def held(curve, h, found, thr, s, one_sided):
+    """`found` [(a, b, apex, score)] with the expressions held for longer than SPOTTING['held_s'] added, sorted:
+    runs where the face differs from its neutral reference (h) by more than the threshold `thr`, cut where the
+    curve cannot be trusted (a hand over the face, a head turned too far: whether the expression went on behind it
+    is unknown) and where it falls back most of the way between two peaks (two expressions in a row). A run that an
+    interval of `found` covers for most of its length is that interval; the intervals of `found` inside a run are
+    parts of the held expression, and those in the segment's last K frames (`one_sided`) whose head frames fall
+    inside it are its echo."""
+    seg, k, fps = curve['seg'], curve['windows'][0], curve['fps']
     covered = untrusted(curve, s)
     for a, b in runs(covered):              # a frame or two of flow that fits no rigid head is not a hand
-        if b - a + 1 < s['min_s'] * curve['fps']:
+        if b - a + 1 < s['min_s'] * fps:
             covered[a:b + 1] = False
-    above = (h > max(thr, s['held_px'])) & (seg >= 0) & ~covered
+    above = (h > thr) & (seg >= 0) & ~covered
     above[1:] &= seg[1:] == seg[:-1]                    # a new segment, a new reference
-    out = list(found)
+    for a, b in runs(~above):              # a dip shorter than merge_s inside an expression does not end it
+        if 0 < a and b < len(above) - 1 and b - a + 1 < s['merge_s'] * fps and not covered[a:b + 1].any() and \
+                seg[a - 1] == seg[b + 1] >= 0:
+            above[a:b + 1] = True
+    pieces = []
     for a, b in runs(above):
-        if b - a + 1 <= k:
+        cuts = valleys(h[a:b + 1], s['valley'], 0.2 * fps)
+        edges = [a] + [a + c for c in cuts] + [b + 1]
+        pieces += [(x, y - 1) for x, y in zip(edges, edges[1:])]
+    out = list(found)
+    for a, b in pieces:
+        if b - a + 1 <= s['held_s'] * fps:
             continue
         inside = [x for x in out if x[0] <= b and a <= x[1]]
         if any(min(b, x[1]) - max(a, x[0]) + 1 > (b - a + 1) / 2 for x in inside):
@@ -531,11 +754,15 @@ def after(r, given, fps, s):
     """r, started after every interval in `given` that it overlaps, with its kind for its new length; None when
     its apex lies inside one of them or what is left is shorter than SPOTTING['min_s'] (fps: the video's rate)."""
     for g in given:
+        if (r['kind'] == 'speech') != (g['kind'] == 'speech'):      # talking and an expression may overlap
+            continue
         if r['start'] <= g['end'] and g['start'] <= r['end']:
             if r['apex'] <= g['end']:
                 return None
             r = dict(r, start=g['end'] + 1)
     length = (r['end'] - r['start'] + 1) / fps
+    if r['kind'] == 'speech':
+        return r if length >= s['speech_s'] - 1e-9 else None
     if length < s['min_s'] - 1e-9:
         return None
     return dict(r, kind='micro' if length <= s['micro_s'] + 1e-9 else 'macro')

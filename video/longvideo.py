@@ -270,7 +270,7 @@ def spot_video(video, settings=None, quiet=False, model=None, buffer_s=8.0, on_i
         states = intervals.track(keeping(frames(video, every)), video['fps'], video['path'], settings,
                                  progress=bar.update)
         for r in intervals.online(watched(states), settings):
-            if model is not None:
+            if model is not None and r['kind'] != 'speech':
                 recognise(video, r, kept, every, model)
             apex = dict(kept).get(r['apex'])
             r['thumb'] = None if apex is None else thumbnail(apex) if model is not None else apex
@@ -357,6 +357,9 @@ def line(rec):
 
 
 # ----------------------------------------------------------------------------------------------- the figure
+KIND_COLOURS = dict(micro='tab:orange', macro='tab:blue', speech='tab:green')
+
+
 def save_figure(path, rows, max_rows=8):
     """The timeline of each video (at most max_rows): the curve the threshold was applied to, the threshold, each
     spotted interval shaded (micro orange, macro blue) and labelled, its apex frame above it, and the true
@@ -376,8 +379,9 @@ def save_figure(path, rows, max_rows=8):
                   1e-3)
         if 'held' in shown:
             top = max(top, float(np.max(shown['held'], initial=0)))
-            ax.plot(t, shown['held'], lw=0.8, color='tab:purple', alpha=0.7, label='held: from the first face')
-            ax.axhline(shown['held_threshold'], color='tab:purple', lw=0.8, ls=':', label='held threshold')
+            ax.plot(t, shown['held'], lw=0.8, color='tab:purple', alpha=0.7, label='held: from the face at rest')
+            ax.plot(t, np.broadcast_to(shown['held_threshold'], t.shape), color='tab:purple', lw=0.8, ls=':',
+                    label='held threshold (higher while talking)')
         ax.plot(t, v, lw=0.8, color='k', label='motion')
         if np.isfinite(shown['threshold']):
             ax.axhline(shown['threshold'], color='r', lw=0.8, ls='--', label='threshold')
@@ -392,9 +396,13 @@ def save_figure(path, rows, max_rows=8):
                             lw=0, step='mid', label='untrusted (head turned, face covered)')
         for tr in video['truths']:
             ax.plot([tr['start'] / video['fps'], tr['end'] / video['fps']], [-0.06 * top] * 2, lw=5,
-                    color='tab:orange' if tr['kind'] == 'micro' else 'tab:blue', alpha=0.5, solid_capstyle='butt')
+                    color=KIND_COLOURS[tr['kind']], alpha=0.5, solid_capstyle='butt')
         for r in found:
-            colour = 'tab:orange' if r['kind'] == 'micro' else 'tab:blue'
+            colour = KIND_COLOURS[r['kind']]
+            if r['kind'] == 'speech':         # a band along the foot of the axes: talking, not an expression
+                ax.fill_between([r['start'] / video['fps'], (r['end'] + 1) / video['fps']], -0.12 * top, 0,
+                                color=colour, alpha=0.35, lw=0)
+                continue
             ax.axvspan(r['start'] / video['fps'], (r['end'] + 1) / video['fps'], color=colour, alpha=0.3)
             text = r['kind'] + (f' {r["label"]}' if 'label' in r else '')
             ax.text(r['apex'] / video['fps'], top * 1.05, text, ha='center', fontsize=8)

@@ -1,0 +1,144 @@
+"""The long-video spotter's rules (video/intervals.py), each on a curve or a face made to need it: expressions in a
+row, talking, a turning head, the end of a clip, and every setting read where it is said to be."""
+import numpy as np
+import pytest
+from test_spotting import curve_of
+
+from data import synth
+from video import intervals, longvideo, scoring
+
+
+def spans(found, kinds=('micro', 'macro')):
+    return [(r['start'], r['end'], r['kind']) for r in found if r['kind'] in kinds]
+
+
+def with_held(face, k=60, n_eyes=None):
+    """curve_of's curve with the departure from the face at rest (3 px per unit of face) and a rigid head."""
+    n = len(face)
+    c = curve_of(face, np.zeros(n) if n_eyes is None else n_eyes, k)
+    c['held'] = np.abs(face) * 3 + 0.01 * np.random.default_rng(1).random(n)
+    c['rigid'] = np.full(n, 0.3)
+    return c
+
+
+def test_two_expressions_with_a_partial_return_between_them_are_two():
+    face = np.zeros(600)
+    face[100:250] = 1.0                     # a first expression held for 5 s
+    face[250:270] = 0.35                    # the face falls back two thirds of the way, not to rest
+    face[270:450] = 0.8                     # and a second one, held for 6 s
+    found, shown = intervals.spot(with_held(face))
+    (a0, b0, k0), (a1, b1, k1) = spans(found)
+    assert (a0, k0, b1, k1) == (100, 'macro', 449, 'macro') and 250 <= b0 < 270 and a1 == b0 + 1, found
+    assert shown['held'][260] > intervals.SPOTTING['held_px']            # the valley is above the threshold
+    # Asked to split only where the face falls back below a tenth of the lower peak, it is one expression.
+    found, _ = intervals.spot(with_held(face), dict(valley=0.1))
+    assert spans(found) == [(100, 449, 'macro')]
+
+
+def test_an_expression_in_the_last_window_is_reported_and_an_echo_there_is_not():
+    face = np.zeros(300)
+    face[150:200] = 1.0                     # ends 100 frames before the end: its echo reaches 200-259
+    face[250:290] = 1.0                     # a second one, beginning in the last K (60) frames, inside the echo
+    found, _ = intervals.spot(with_held(face))
+    hits = [r for r in found if scoring.iou((r['start'], r['end']), (250, 289)) >= 0.5]
+    assert len(hits) == 1 and len(found) == 2, found
+    face[250:290] = 0.0                     # without it, the echo alone is not an expression
+    found, _ = intervals.spot(with_held(face))
+    assert spans(found) == [(150, 199, 'macro')], found
+
+
+def test_the_threshold_is_k_robust_spreads_above_the_noise():
+    rng = np.random.default_rng(3)
+    face = np.zeros(600)
+    face[300:312] = 1.0
+    c = curve_of(face, np.zeros(600), 60, noise=0.0)
+    c['p'] = c['p'] * 0.12 + rng.normal(0.3, 0.01, 600)       # a bump of 0.12 px (12 noise deviations)
+    c['q'] = np.where(np.isnan(c['q']), np.nan, 0.0)
+    # The lowest quarter's median is 1.3 deviations below the mean, its spread a third of one: 20 spreads lie
+    # 5 deviations above the mean, clear of the noise and under the bump; 60 lie 17 deviations above, over it.
+    assert spans(intervals.spot(c, dict(k=20.0, floor=0.0))[0]) == [(300, 311, 'micro')]
+    assert spans(intervals.spot(c, dict(k=60.0, floor=0.0))[0]) == []
+
+
+def test_micro_and_macro_count_video_frames_where_only_every_nth_is_analysed():
+    # A 200-fps recording analysed at every 4th frame: 12 analysed frames are 48 video frames, 0.24 s: micro.
+    face = np.zeros(400)
+    face[200:212] = 1.0
+    c = dict(curve_of(face, np.zeros(400), 100), step=4, fps=50.0, frames=1600, pos=np.arange(400) * 4)
+    found, _ = intervals.spot(c)
+    assert [(r['start'], r['end'], r['kind']) for r in found] == [(800, 847, 'micro')]
+
+
+def talking_face(seconds_talk=(2.0, 6.0), fps=25.0, n=250, rate_hz=4.0, smile=None, turn=None, seed=7):
+    """Frames of a real face (astronaut photo) whose jaw opens and closes at rate_hz within seconds_talk (the
+    mouth alone moves); with smile=(onset, offset) frames it smiles then (AU12, 6 px at 224 px), with
+    turn=(onset, offset, radians) the head turns about its vertical axis and back, the face's points moving in
+    proportion to their depth (a generic face's, intervals.depth)."""
+    import cv2
+
+    import align
+    rng = np.random.default_rng(seed)
+    face, lm = synth.identity(synth.photos()[0], rng)
+    h, w = face.shape[:2]
+    gx, gy = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
+    eye = np.linalg.norm(align.anchor_points(lm)[1] - align.anchor_points(lm)[0])
+    jaw = np.zeros((h, w), np.float32)
+    for i in (5, 6, 7, 8, 9, 10, 11, 56, 57, 58, 65, 66, 67):
+        x, y = lm[i]
+        jaw = np.maximum(jaw, (1 - np.minimum(((gx - x) ** 2 + (gy - y) ** 2) / (0.35 * eye) ** 2, 1)) ** 2)
+    t = np.arange(n) / fps
+    talking = (t >= seconds_talk[0]) & (t < seconds_talk[1])
+    opening = np.where(talking, 0.5 - 0.5 * np.cos(2 * np.pi * rate_hz * (t - seconds_talk[0])), 0.0)
+    to_src = eye / synth.EYE_DIST_224
+    smile_field = synth.deformation(lm, synth.POS, (h, w), 6.0 * to_src)
+    smile_prof = np.zeros(n) if smile is None else synth.hold_profile(n, smile[0], smile[0] + 8, smile[1] - 8,
+                                                                      smile[1])
+    # Depth of each frame pixel: the aligned face's generic depth carried back to the frame.
+    size = 64
+    m = align.similarity(align.anchor_points(lm), align.TEMPLATE * size)
+    z = cv2.warpAffine(intervals.depth(size).astype(np.float32), cv2.invertAffineTransform(m), (w, h))
+    z = z / np.hypot(m[0, 0], m[0, 1])                                   # pixels of the frame
+    turn_prof = np.zeros(n) if turn is None else synth.hold_profile(n, turn[0], (turn[0] + turn[1]) // 2,
+                                                                    (turn[0] + turn[1]) // 2, turn[1]) * turn[2]
+    cv2.setRNGSeed(seed)
+    buf = np.empty((h, w, 3), np.float32)
+    frames = []
+    for i in range(n):
+        dx = smile_prof[i] * smile_field[..., 0] + turn_prof[i] * (z - z.max() / 2)
+        dy = smile_prof[i] * smile_field[..., 1] + opening[i] * 6.0 * jaw
+        f = cv2.remap(face, (gx - dx).astype(np.float32), (gy - dy).astype(np.float32), cv2.INTER_LINEAR,
+                      borderMode=cv2.BORDER_REFLECT)
+        frames.append(cv2.add(f, cv2.randn(buf, 0.0, 1.0), dtype=cv2.CV_8U))
+    return frames, fps
+
+
+@pytest.fixture(scope='module')
+def talking():
+    frames, fps = talking_face()
+    return longvideo.spot_video(longvideo.memory_video(frames, fps), quiet=True)
+
+
+def test_a_mouth_opening_and_closing_at_syllable_rate_is_speech_not_an_expression(talking):
+    found, shown, curve = talking
+    assert spans(found) == [], found
+    speech = [r for r in found if r['kind'] == 'speech']
+    assert len(speech) == 1 and scoring.iou((speech[0]['start'], speech[0]['end']), (50, 149)) >= 0.7, speech
+    # The same opening, once (a mouth that opens and stays open), is no speech.
+    opened = dict(curve, mouth=np.where(curve['pos'] >= 50, 2.0, 0.0))
+    assert not intervals.speech(opened, intervals.SPOTTING).any()
+
+
+def test_a_smile_while_talking_is_found_and_the_talking_is_not_an_expression():
+    frames, fps = talking_face(seconds_talk=(1.0, 9.0), n=300, smile=(120, 200))
+    found, _, _ = longvideo.spot_video(longvideo.memory_video(frames, fps), quiet=True)
+    assert [r['kind'] for r in found if r['kind'] == 'speech'] == ['speech']
+    hits = [r for r in found if r['kind'] != 'speech' and scoring.iou((r['start'], r['end']), (120, 199)) >= 0.5]
+    assert len(hits) == 1 and len(spans(found)) == 1, found
+
+
+def test_an_expression_while_the_head_turns_is_found_and_trusted():
+    frames, fps = talking_face(seconds_talk=(0, 0), n=250, smile=(100, 170), turn=(80, 200, 0.25))
+    found, shown, _ = longvideo.spot_video(longvideo.memory_video(frames, fps), quiet=True)
+    hits = [r for r in found if scoring.iou((r['start'], r['end']), (100, 169)) >= 0.5]
+    assert len(hits) == 1 and hits[0]['trusted'], found
+    assert len(spans(found)) == 1, found
