@@ -33,9 +33,8 @@ import numpy as np
 import align
 import loso
 import pipeline
-import train
 from data import frames, releases
-from engine import checkpoint, cli, logs, weights
+from engine import cli, logs
 
 
 def method(samples, cfg, read, weights=None):
@@ -52,6 +51,8 @@ def loso_predictions(x, samples, cfg, weights=None):
     CK+'s macro ones included, for cfg.epochs epochs (train.train); the subject's clips predicted by the model after
     the last epoch. x: the samples' network inputs, (n, 3, size, size). Returns a row per micro clip."""
     import torch
+
+    import train        # here, not above: torch loads in seconds, and --help or a mistyped flag answers before it
     device = torch.device(('cuda' if torch.cuda.is_available() else 'cpu') if cfg.device == 'auto' else cfg.device)
     cfg = dataclasses.replace(cfg, adv=cfg.adv and any(s.domain == 'macro' for s in samples))  # no CK+: no Ladv
     data = train.fold_data(x, samples, device)
@@ -68,7 +69,7 @@ def loso_predictions(x, samples, cfg, weights=None):
 def plain(a, cfg):
     """`mer.py --plain`: `method` on the command line's samples; prints Table I's row."""
     import torch
-    from engine import experiment
+    from engine import experiment, weights
     from results import report
     torch.set_num_threads(1)      # as the engine trains on a CPU: a fold's numbers depend on the thread count
     micro, macro = experiment.load_samples(a)
@@ -91,6 +92,7 @@ def main(argv=None):
         a, cfg = cli.parse_args(argv, __doc__)
         quiet, work = cfg.quiet, ((lambda: plain(a, cfg)) if a.plain else
                                   lambda: importlib.import_module('engine.experiment').run(a, cfg))
+    from engine import weights          # torch: only once the flags are read
     logs.setup(quiet)
     try:
         return work()
@@ -100,7 +102,10 @@ def main(argv=None):
         raise SystemExit(f'mer.py: error: {e}') from None
 
 
-if __name__ == '__main__':
+def console():
+    """`python mer.py ...` and the `mer` command of the installed package (pyproject.toml): main, with a stop signal
+    or Ctrl-C ending in one line."""
+    from engine import checkpoint
     checkpoint.catch_stop_signals()
     try:
         sys.exit(main())
@@ -112,3 +117,7 @@ if __name__ == '__main__':
         checkpoint.ignore_signals()
         print(checkpoint.message(e), file=sys.stderr)
         sys.exit(checkpoint.STOPPED)
+
+
+if __name__ == '__main__':
+    console()

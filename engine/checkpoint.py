@@ -20,8 +20,6 @@ import io
 import logging
 import signal
 
-import torch
-
 from util.files import atomic_write
 
 log = logging.getLogger(__name__)
@@ -57,6 +55,7 @@ def fold_state(fold):
 
 def save(folder, fold):
     """Writes the fold's checkpoint; returns (key, steps taken, steps)."""
+    import torch            # here, not above: mer.py imports this module before its flags are read
     buf = io.BytesIO()
     torch.save(dict(key=fold.key, steps=fold.batches.shape[0], state=fold_state(fold)), buf)
     atomic_write(path(folder, fold.key), buf.getvalue())
@@ -67,6 +66,7 @@ def _targets(fold, saved):
     """The fold's tensors that the saved state's names address, creating Adam's state where the optimiser has taken
     no step yet (eagerly, before its first step, nothing reads it: as Adam creates it, zeros beside each
     parameter)."""
+    import torch
     targets = {f'net.{k}': v for k, v in fold.net.state_dict().items()}
     params = [p for g in fold.opt.param_groups for p in g['params']]
     for i, p in enumerate(params):
@@ -86,6 +86,7 @@ def _targets(fold, saved):
 def restore(folder, fold):
     """The steps the fold has taken: its checkpoint's, copied into the fold's own tensors, or 0 when it has none
     (or one that cannot be used: warned, removed)."""
+    import torch
     p = path(folder, fold.key)
     if not p.is_file():
         return 0
@@ -163,6 +164,7 @@ def deferred():
 def stop(folder, folds):
     """Saves the checkpoint of every fold in training that has taken a step, then raises Stopped."""
     if folds and folds[0].t.is_cuda:
+        import torch
         torch.cuda.synchronize()
     raise Stopped(_stop['signal'], [save(folder, f) for f in folds if int(f.t)], None, None)
 

@@ -255,3 +255,55 @@ def test_a_run_records_the_precision_it_used_and_its_device(demo_root, feature_c
     finally:
         logging.getLogger('engine.runfolder').removeHandler(handler)
     assert any(f'trained in {used}' in x and f'--precision {used}' in x for x in logs), logs
+
+
+# ----------------------------------------------------------------------------------------------- a package
+@pytest.mark.parametrize('argv', [['--help'], ['spot', '--help'], ['predict', '--help'], ['--dmeo']])
+def test_help_and_a_mistyped_flag_answer_before_torch_is_imported(argv):
+    r = subprocess.run([sys.executable, '-X', 'importtime', 'mer.py', *argv], cwd=ROOT, capture_output=True,
+                       text=True, timeout=300)
+    imported = {x.split('|')[-1].strip() for x in r.stderr.splitlines() if x.startswith('import time:')}
+    assert imported and 'torch' not in imported and 'torchvision' not in imported, sorted(imported)[:5]
+    assert r.returncode == (2 if argv == ['--dmeo'] else 0)
+
+
+@pytest.mark.parametrize('tool', ['bench', 'fidelity', 'compare'])
+def test_a_tool_run_as_a_file_says_to_run_it_as_a_module(tool):
+    r = subprocess.run([sys.executable, f'tools/{tool}.py', '--help'], cwd=ROOT, capture_output=True, text=True,
+                       timeout=300)
+    assert r.returncode == 1 and 'Traceback' not in r.stderr and f'-m tools.{tool}' in r.stderr, r.stderr
+    r = subprocess.run([sys.executable, '-m', f'tools.{tool}', '--help'], cwd=ROOT, capture_output=True, text=True,
+                       timeout=300)
+    assert r.returncode == 0 and r.stdout.startswith(f'usage: python -m tools.{tool} '), r.stdout[:200]
+    if tool == 'bench':
+        assert 'timed calls per figure' in r.stdout                # --repeats says what it repeats
+
+
+def test_the_package_installs_and_the_notebook_example_runs_outside_the_repository(model_file, tmp_path):
+    import re
+    import shutil
+    src, target, outside = tmp_path / 'src', tmp_path / 'site', tmp_path / 'elsewhere'
+    src.mkdir()
+    outside.mkdir()
+    for f in [*ROOT.glob('*.py'), *(ROOT / n for n in ('pyproject.toml', 'requirements.txt', 'README.md', 'LICENSE'))]:
+        shutil.copy(f, src)
+    for d in ('data', 'engine', 'results', 'tools', 'util', 'video'):
+        shutil.copytree(ROOT / d, src / d, ignore=shutil.ignore_patterns('__pycache__'))
+    r = subprocess.run([sys.executable, '-m', 'pip', 'install', '--no-deps', '--no-build-isolation', '--no-index',
+                        '-q', '--target', str(target), str(src)], capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    assert (target / 'bin' / 'mer').is_file() and (target / 'video' / 'api.py').is_file()
+    code = re.search(r'```python\n(.*?)```', (ROOT / 'docs' / 'notebook.md').read_text(), re.S).group(1)
+    (outside / 'example.py').write_text(code.replace('runs/demo/part_adversarial_emr/model.pt', str(model_file)) +
+                                        '\nimport video\nprint(video.__file__)\n')
+    env = dict(os.environ, PYTHONPATH=str(target))
+    r = subprocess.run([sys.executable, 'example.py'], cwd=outside, env=env, capture_output=True, text=True,
+                       timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    lines = r.stdout.splitlines()
+    assert len(lines) == 3 and lines[-1].startswith(str(target)), lines      # the installed copy, not the checkout
+    assert lines[1].split()[3] == 'micro'                                     # the pull found by api.spot
+    # the `mer` command of the installed package
+    r = subprocess.run([sys.executable, str(target / 'bin' / 'mer'), 'spot', '--dmeo'], cwd=outside, env=env,
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 2 and 'did you mean --demo?' in r.stderr, r.stderr

@@ -33,6 +33,10 @@ import time
 from pathlib import Path
 from types import SimpleNamespace
 
+if not __package__:       # run as a file (python tools/bench.py), the project's modules are not on the path
+    sys.exit('run it as a module from the repository root: .venv/bin/python -m tools.bench (or install the package: '
+             'pip install -e .)')
+
 import numpy as np
 
 import config
@@ -446,7 +450,7 @@ def protocol(device, streams, epochs=10, size=224):
 
 
 def gpu_protocol(epochs, sweep=True):
-    """`tools/bench.py --protocol`: folds per wave measured, the protocol timed, and the ceilings, in one run.
+    """`python -m tools.bench --protocol`: folds per wave measured, the protocol timed, and the ceilings, in one run.
 
     sweep=False times the protocol alone with the defaults (graphs.CUDA_STREAMS folds per wave)."""
     import torch
@@ -564,12 +568,13 @@ def predict_time(model_path, repeats=5, threads=2):
 
 
 def main():
-    p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    p = argparse.ArgumentParser(prog='python -m tools.bench', description=__doc__.split('\n')[0])
     p.add_argument('--no-demo', action='store_true', help='skip the full demo LOSO')
     p.add_argument('--protocol', action='store_true', help='on a GPU: the full 68-fold protocol and its ceilings')
     p.add_argument('--epochs', type=int, default=10, help='epochs timed by --protocol (extrapolated to 100)')
     p.add_argument('--no-sweep', action='store_true', help='--protocol: the protocol with the defaults only')
-    p.add_argument('--repeats', type=int, default=5)
+    p.add_argument('--repeats', type=int, default=5, help='timed calls per figure of the preprocessing; '
+                   'each figure is their median (default %(default)s)')
     p.add_argument('--spot', action='store_true', help="apex spotting's error on the demo set, and predict's time "
                    'per clip (needs --model)')
     p.add_argument('--model', help="--spot: the model.pt that predict is timed with; --long: spot's memory with "

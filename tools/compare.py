@@ -12,6 +12,10 @@ import argparse
 import sys
 from pathlib import Path
 
+if not __package__:       # run as a file (python tools/compare.py), the project's modules are not on the path
+    sys.exit('run it as a module from the repository root: .venv/bin/python -m tools.compare (or install the package: '
+             'pip install -e .)')
+
 from engine import runfolder
 from results import report, stats
 from util import files

@@ -24,6 +24,10 @@ import sys
 import time
 from pathlib import Path
 
+if not __package__:       # run as a file (python tools/fidelity.py), the project's modules are not on the path
+    sys.exit('run it as a module from the repository root: .venv/bin/python -m tools.fidelity (or install the package: '
+             'pip install -e .)')
+
 import numpy as np
 
 import config
@@ -118,7 +122,7 @@ def main(argv=None):
     """Prints the per-dataset table for the Config that the flags build on the demo preset."""
     from data import releases, synth
     from engine import cli
-    p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    p = argparse.ArgumentParser(prog='python -m tools.fidelity', description=__doc__.split('\n')[0])
     p.add_argument('--json', help='also write the per-clip numbers and the summary to this file')
     p.add_argument('--demo', choices=('quick', 'hard'), default='quick', help="the demo set's preset (mer.py --demo)")
     p.add_argument('--demo-root', help='where the demo set is (built once if absent; default demo_data, or '

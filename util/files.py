@@ -39,7 +39,15 @@ def source_digest(modules):
 
 def code_version():
     """`git describe` of the checkout when it is clean, else a hash of the project's source files."""
-    sources = sorted(ROOT.glob('*.py')) + sorted(p for p in ROOT.glob('*/*.py') if (p.parent / '__init__.py').is_file())
+    if (ROOT / 'pyproject.toml').is_file():         # a checkout (or `pip install -e .` of one)
+        sources = sorted(ROOT.glob('*.py')) + sorted(p for p in ROOT.glob('*/*.py')
+                                                     if (p.parent / '__init__.py').is_file())
+    else:                                           # `pip install .`: ROOT is site-packages, the files its record's
+        from importlib import metadata
+        try:
+            sources = sorted(Path(f.locate()) for f in metadata.files('neural-mer') or () if f.suffix == '.py')
+        except metadata.PackageNotFoundError:
+            sources = []
     digest = hashlib.sha1(b''.join(p.read_bytes() for p in sources)).hexdigest()[:12]
     try:
         desc = subprocess.run(['git', 'describe', '--always', '--dirty'], cwd=ROOT, capture_output=True,
