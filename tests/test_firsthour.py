@@ -307,3 +307,50 @@ def test_the_package_installs_and_the_notebook_example_runs_outside_the_reposito
     r = subprocess.run([sys.executable, str(target / 'bin' / 'mer'), 'spot', '--dmeo'], cwd=outside, env=env,
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 2 and 'did you mean --demo?' in r.stderr, r.stderr
+
+
+# ----------------------------------------------------------------------------------------------- figures
+def test_predict_s_figure_titles_its_panels_and_names_each_clip(tmp_path):
+    tiles = np.hstack([np.full((64, 64, 3), v, np.uint8) for v in (40, 80, 120, 160)])
+    results = [dict(path=f'/x/clip{i}.mp4', label='positive', p_negative=0.1, p_positive=0.8, p_surprise=0.1, onset=0,
+                    apex=7, tiles=tiles) for i in range(2)]
+    path = tmp_path / 'fig.png'
+    predict.save_figure(path, results)
+    img = cv2.imread(str(path))
+    side = img.shape[1] // 4
+    assert side >= 160 and img.shape[0] == 24 + 2 * (24 + side)
+    for c in range(4):                               # a title over every panel: black text on a white band
+        band = img[:24, c * side:(c + 1) * side]
+        assert (band == 255).mean() > 0.7 and (band < 100).any(), c
+    for i in range(2):                               # a line naming each clip above its panels
+        line = img[24 + i * (24 + side):48 + i * (24 + side)]
+        assert (line == 255).mean() > 0.7 and (line < 100).any()
+
+
+def test_the_timeline_says_1_interval_keeps_its_legend_beside_the_plot_and_close_labels_apart(tmp_path,
+                                                                                              monkeypatch):
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    figs = []
+    monkeypatch.setattr(plt, 'close', figs.append)
+    n = 300
+    curve = dict(pos=np.arange(n), seg=np.zeros(n), frames=n)
+    shown = dict(v=np.abs(np.sin(np.arange(n) / 9.0)), threshold=0.8, untrusted=np.zeros(n, bool))
+    video = dict(path='a.avi', fps=30.0, truths=[])
+    one = [dict(start=100, end=120, apex=110, kind='micro', score=1.0)]
+    two = [dict(start=100, end=140, apex=118, kind='macro', score=1.0),
+           dict(start=130, end=170, apex=126, kind='macro', score=1.0)]
+    longvideo.save_figure(tmp_path / 't.png', [(video, one, shown, curve), (dict(video, path='b.avi'), two, shown,
+                                                                          curve)])
+    (fig,) = figs
+    first, second = fig.axes
+    assert first.get_title() == 'a.avi: 1 interval' and second.get_title() == 'b.avi: 2 intervals'
+    fig.canvas.draw()
+    for ax in fig.axes:                              # the legend beside the axes, never over a curve or a thumbnail
+        assert ax.get_legend().get_window_extent().x0 >= ax.get_window_extent().x1
+    labels = [t for t in second.texts if t.get_text() == 'macro']
+    assert len(labels) == 2 and labels[0].get_position()[1] != labels[1].get_position()[1]
+    a, b = (t.get_window_extent() for t in labels)
+    assert not a.overlaps(b)
+    plt.close(fig)

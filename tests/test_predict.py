@@ -167,7 +167,8 @@ def test_predict_on_a_real_video(model_file, tmp_path, capsys):
     assert r['label'] in config.CLASSES and r['label'] == config.CLASSES[int(np.argmax(probs))]
     assert abs(sum(probs) - 1) < 1e-5 and min(probs) > 0
     tiles = cv2.imread(str(fig))
-    assert tiles.shape == (64, 4 * 64, 3)                          # onset | apex | magnified apex | flow
+    # the panels' titles, the clip's line, then onset | apex | magnified apex | flow, each 64 px enlarged 3x
+    assert tiles.shape == (24 + 24 + 3 * 64, 4 * 3 * 64, 3)
 
     # The same clip as text, with its apex given: the line's format.
     assert mer.main(['predict', str(REAL), '--model', str(model_file), '--apex', '40', '-q']) == 0

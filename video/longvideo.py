@@ -360,6 +360,15 @@ def line(rec):
 KIND_COLOURS = dict(micro='tab:orange', macro='tab:blue', speech='tab:green')
 
 
+def label_level(placed, x, span, near=0.07):
+    """The lowest row (0, 1, 2) for a timeline label at x whose neighbours within `near` of the span already hold
+    the rows below; records it in `placed`."""
+    taken = {level for at, level in placed if abs(at - x) < near * span}
+    level = next((k for k in range(3) if k not in taken), 2)
+    placed.append((x, level))
+    return level
+
+
 def save_figure(path, rows, max_rows=8):
     """The timeline of each video (at most max_rows): the curve the threshold was applied to, the threshold, each
     spotted interval shaded (micro orange, macro blue) and labelled, its apex frame above it, and the true
@@ -397,6 +406,7 @@ def save_figure(path, rows, max_rows=8):
         for tr in video['truths']:
             ax.plot([tr['start'] / video['fps'], tr['end'] / video['fps']], [-0.06 * top] * 2, lw=5,
                     color=KIND_COLOURS[tr['kind']], alpha=0.5, solid_capstyle='butt')
+        placed = []
         for r in found:
             colour = KIND_COLOURS[r['kind']]
             if r['kind'] == 'speech':         # a band along the foot of the axes: talking, not an expression
@@ -405,7 +415,8 @@ def save_figure(path, rows, max_rows=8):
                 continue
             ax.axvspan(r['start'] / video['fps'], (r['end'] + 1) / video['fps'], color=colour, alpha=0.3)
             text = r['kind'] + (f' {r["label"]}' if 'label' in r else '')
-            ax.text(r['apex'] / video['fps'], top * 1.05, text, ha='center', fontsize=8)
+            level = label_level(placed, r['apex'] / video['fps'], curve['frames'] / video['fps'])
+            ax.text(r['apex'] / video['fps'], top * (1.03 + 0.09 * level), text, ha='center', fontsize=8)
             if r.get('thumb') is not None:
                 thumb = cv2.cvtColor(r['thumb'], cv2.COLOR_BGR2RGB)
                 ax.add_artist(AnnotationBbox(OffsetImage(thumb, zoom=0.6), (r['apex'] / video['fps'], top * 1.35),
@@ -415,8 +426,8 @@ def save_figure(path, rows, max_rows=8):
         ax.set_xlabel('seconds')
         ax.set_ylabel('motion (px)')
         truth = ' (bars below: true intervals)' if video['truths'] else ''
-        ax.set_title(f'{Path(video["path"]).name}: {len(found)} intervals{truth}', fontsize=9)
-        ax.legend(loc='upper right', fontsize=7)
+        ax.set_title(f'{Path(video["path"]).name}: {len(found)} interval{"s" * (len(found) != 1)}{truth}', fontsize=9)
+        ax.legend(loc='upper left', bbox_to_anchor=(1.005, 1.0), borderaxespad=0, fontsize=7)   # beside, never over
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format=Path(path).suffix.lstrip('.').lower().replace('jpg', 'jpeg'), dpi=90)

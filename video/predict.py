@@ -277,9 +277,35 @@ def line(r, classes):
                      str(r['apex'])])
 
 
+PANELS = ('onset', 'apex', 'apex the flow sees (EMR)', 'flow: onset to it')
+
+
+def caption(text, width, height=24):
+    """A white strip `width` pixels wide with `text` in black, left-aligned."""
+    strip = np.full((height, width, 3), 255, np.uint8)
+    cv2.putText(strip, text, (4, height - 8), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
+    return strip
+
+
+def figure(results, min_tile=160):
+    """The picture of --figure: a title over each of the four panels, then per clip a line naming it, its label
+    and apex, and its onset | apex | the apex the flow sees (EMR: magnified for a micro-expression, the onset-apex
+    middle for a macro one) | the flow; tiles enlarged to at least min_tile pixels so the titles fit."""
+    side = results[0]['tiles'].shape[0]
+    k = max(1, -(-min_tile // side))
+    header = np.hstack([caption(t, side * k) for t in PANELS])
+    rows = [header]
+    for r in results:
+        p = r['p_' + r['label']]
+        rows.append(caption(f'{Path(r["path"]).name}: {r["label"]} (p {p:.2f}), onset {r["onset"]}, apex {r["apex"]}',
+                            header.shape[1]))
+        rows.append(cv2.resize(r['tiles'], None, fx=k, fy=k, interpolation=cv2.INTER_NEAREST))
+    return np.vstack(rows)
+
+
 def save_figure(path, results):
-    """Writes onset | apex | magnified apex | flow, one row per clip, to `path` atomically."""
-    ok, data = cv2.imencode(Path(path).suffix, np.vstack([r['tiles'] for r in results]))
+    """Writes the titled panels of every clip (`figure`) to `path` atomically."""
+    ok, data = cv2.imencode(Path(path).suffix, figure(results))
     if not ok:
         raise DatasetError(f'{path}: cannot encode a picture of this type; give a .png or .jpg name')
     atomic_write(path, data.tobytes())
@@ -382,5 +408,5 @@ def run(a):
         log.info('%d results written to %s', len(results), out)
     if fig is not None:
         save_figure(fig, results)
-        log.info('figure saved to %s (columns: onset, apex, the apex the flow sees, flow)', fig)
+        log.info('figure saved to %s (columns, titled: onset, apex, the apex the flow sees, flow)', fig)
     return 0
