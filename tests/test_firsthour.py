@@ -354,3 +354,29 @@ def test_the_timeline_says_1_interval_keeps_its_legend_beside_the_plot_and_close
     a, b = (t.get_window_extent() for t in labels)
     assert not a.overlaps(b)
     plt.close(fig)
+
+
+def test_a_video_shorter_than_the_window_has_its_expression_spotted(tmp_path, capsys):
+    import json
+    path = write_video(tmp_path / 'short.avi', face_frames(59, 10, 16, 22))        # 2 s at 30 fps: K is 2 s
+    out = tmp_path / 'short.csv'
+    assert mer.main(['spot', str(path), '--json', '-q', '--out', str(out)]) == 0
+    found = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+    assert len(found) == 1 and 10 <= found[0]['apex'] <= 22, found          # within the pull (10-22)
+    assert [r['onset'] for r in outputs.read(out)[1]] == [found[0]['onset']]
+
+
+@pytest.mark.parametrize('keep', [0.5, 40 / 240])
+def test_a_recording_cut_short_is_spotted_as_far_as_it_decodes(tmp_path, keep, capsys, caplog):
+    import json
+    whole = write_video(tmp_path / 'whole.avi', face_frames(240, 60, 66, 72))
+    cut = tmp_path / 'cut.avi'
+    data = whole.read_bytes()
+    cut.write_bytes(data[:int(len(data) * keep)])                 # the recorder stopped: no index, half a frame
+    assert mer.main(['spot', str(cut), '--json', '-q']) == 0
+    found = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+    assert 'the stream ended after' in caplog.text
+    if keep == 0.5:                                               # the pull at 2-2.4 s is in the part that decodes
+        assert len(found) == 1 and found[0]['onset'] <= 66 <= found[0]['offset'], found
+    else:
+        assert found == []
