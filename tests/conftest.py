@@ -8,11 +8,23 @@ sys.path.insert(0, str(ROOT))
 SHARED = ROOT.parent / 'shared' / 'megc2019'
 
 
+# Files whose every test runs whole commands, processes, signals or videos: all slow. Elsewhere a slow test carries
+# @pytest.mark.slow itself.
+SLOW_FILES = {'test_mer.py', 'test_cluster.py', 'test_outputs.py', 'test_api.py', 'test_predict.py',
+              'test_firsthour.py', 'test_spotting.py', 'test_intervals.py'}
+
+
 def pytest_configure(config):
     # The fast lane, `pytest -m "not slow"`, checks the method; the slow tests run whole commands, processes,
     # signals and long videos (README; CI runs every test).
     config.addinivalue_line('markers', 'slow: a test of seconds to minutes: whole commands, processes, signals, '
                                        'long videos (deselect with -m "not slow")')
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if item.path.name in SLOW_FILES:
+            item.add_marker(pytest.mark.slow)
 
 
 @pytest.fixture(scope='session')

@@ -40,6 +40,7 @@ def test_temperature_scaling_lowers_the_ece_of_an_overconfident_network_and_keep
     assert calibration.fit_temperature(logits / 4.0, labels) == pytest.approx(1.0, rel=0.15)
 
 
+@pytest.mark.slow
 def test_a_run_calibrates_its_out_of_fold_logits_and_its_model_carries_the_temperature(demo_root, tmp_path,
                                                                                         feature_cache, caplog):
     import logging
@@ -83,6 +84,7 @@ def test_a_run_calibrates_its_out_of_fold_logits_and_its_model_carries_the_tempe
         assert np.allclose(list(got['probabilities'].values()), want, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_a_model_without_a_calibration_says_its_probabilities_are_uncalibrated(model_file, caplog):
     import logging
 

@@ -48,6 +48,7 @@ def _weights(key, folder):
     return torch.load(checkpoint.path(folder, key), weights_only=True)['state']
 
 
+@pytest.mark.slow
 def test_a_fold_stopped_at_any_step_goes_on_as_if_never_stopped(tmp_path, monkeypatch):
     specs, data, pool, cfg = _setup()
     dev = torch.device('cpu')
@@ -84,6 +85,7 @@ def test_checkpoints_at_epoch_ends_restore_every_tensor_in_place(tmp_path):
         assert torch.equal(v, saved[k]), k
 
 
+@pytest.mark.slow
 def test_a_damaged_checkpoint_is_ignored_with_a_warning(tmp_path, caplog):
     specs, data, pool, cfg = _setup()
     dev = torch.device('cpu')
@@ -104,6 +106,7 @@ def test_a_damaged_checkpoint_is_ignored_with_a_warning(tmp_path, caplog):
     assert not checkpoint.path(tmp_path, key).exists()
 
 
+@pytest.mark.slow
 def test_the_final_model_stopped_at_any_step_goes_on_as_if_never_stopped(tmp_path, monkeypatch):
     specs, data, pool, cfg = _setup()
     dev = torch.device('cpu')
@@ -184,6 +187,7 @@ def _files(out):
     return {f.name: f.read_bytes() for f in sorted((out / 'folds').iterdir()) if f.suffix in ('.csv', '.log')}
 
 
+@pytest.mark.slow
 def test_a_run_stopped_killed_and_resumed_with_other_jobs_writes_the_fold_files_of_one_run_in_shards(tmp_path):
     # The reference: the same toy LOSO (toy_run.py's settings) uninterrupted, in two shards in this process, with
     # two threads offered to torch: a result must not depend on the threads, the processes or the shards.

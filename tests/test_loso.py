@@ -58,6 +58,7 @@ def full(tmp_path_factory):
     return (x, meta), runfolder.run(x, meta, CFG, out), out
 
 
+@pytest.mark.slow
 def test_run_writes_the_run_folder(full):
     _, res, out = full
     assert set(res) == {'honest', 'audit', 'calibration', 'rows'}
@@ -72,6 +73,7 @@ def test_run_writes_the_run_folder(full):
     assert json.loads((out / 'metrics.json').read_text()) == {k: v for k, v in res.items() if k != 'rows'}
 
 
+@pytest.mark.slow
 def test_resume_after_a_kill_gives_identical_results(full, tmp_path, monkeypatch):
     (x, meta), res, out = full
     written = []
@@ -91,6 +93,7 @@ def test_resume_after_a_kill_gives_identical_results(full, tmp_path, monkeypatch
     assert _folds(tmp_path / 'resumed') == _folds(out)
 
 
+@pytest.mark.slow
 def test_shards_merged_equal_a_single_run(full, tmp_path):
     (x, meta), res, out = full
     assert runfolder.run(x, meta, CFG, tmp_path / 'sharded', shard=(1, 2)) is None
@@ -107,6 +110,7 @@ def test_config_mismatch_is_refused_and_volatile_settings_are_not(tmp_path):
         runfolder.check_config(tmp_path, config.result_settings(dataclasses.replace(CFG, epochs=3)))
 
 
+@pytest.mark.slow
 def test_folds_trained_in_worker_processes_match_one_process(tmp_path):
     # --jobs: folds train in spawned processes of one thread that share the inputs; the fold files are those of
     # one process of one thread (oneDNN's reductions are ordered by thread count, so threads are held equal).
@@ -121,6 +125,7 @@ def test_folds_trained_in_worker_processes_match_one_process(tmp_path):
     assert one == two and _folds(tmp_path / 'one') == _folds(tmp_path / 'two')
 
 
+@pytest.mark.slow
 def test_damaged_fold_files_are_trained_again_not_merged_short(full, tmp_path, caplog):
     import shutil
     (x, meta), res, out = full
@@ -139,6 +144,7 @@ def test_damaged_fold_files_are_trained_again_not_merged_short(full, tmp_path, c
     assert _folds(copy) == _folds(out)
 
 
+@pytest.mark.slow
 def test_a_fold_locked_by_another_process_is_left_to_it(full, tmp_path, caplog):
     import fcntl
     import logging

@@ -84,6 +84,7 @@ def test_demo_files_open_with_the_real_readers_and_real_column_names(demo_root, 
     assert 1 <= float(emotions[0].read_text()) <= 7
 
 
+@pytest.mark.slow
 def test_build_is_deterministic_and_cached(tmp_path, demo_root):
     stamp = demo_root / 'demo.json'
     before = stamp.stat().st_mtime_ns

@@ -106,6 +106,7 @@ def _fold(cfg=TOY, **kw):
     return train.new_fold(key, tr, te, cfg, len(meta), torch.device('cpu')), _data(x, meta), cfg
 
 
+@pytest.mark.slow
 def test_learning_rate_halves_every_lr_step_epochs_and_the_trunk_follows_init():
     f, data, cfg = _fold(epochs=5, lr_step=2, lr_heads=1e-3)
     steps = f.batches.shape[0] // cfg.epochs
@@ -181,6 +182,7 @@ def test_the_trunk_trains_at_its_own_rate_and_the_heads_at_theirs():
     assert min(heads) > 1e-4, min(heads)
 
 
+@pytest.mark.slow
 def test_a_failed_graph_capture_falls_back_to_eager_training_with_one_warning(caplog):
     # Capture needs CUDA: asked for on this CPU, it fails, and the wave trains eagerly, exactly as without graphs.
     import logging
@@ -229,6 +231,7 @@ def test_the_epoch_chosen_on_test_is_the_best_fold_f1_last_on_ties():
     assert [r['epoch'] for r in log] == [1, 2, 3, 4] and set(log[0]) == {'epoch', *train.LOSSES, 'acc'}
 
 
+@pytest.mark.slow
 def test_a_fold_trains_the_same_alone_or_beside_others():
     x, meta = learnable(n_subjects=3, per=3, macro=3, size=40)
     specs = loso.plan_folds(meta)
@@ -240,6 +243,7 @@ def test_a_fold_trains_the_same_alone_or_beside_others():
     assert np.array_equal(alone[1], together[alone[0]][1]) and alone[3] == together[alone[0]][3]
 
 
+@pytest.mark.slow
 def test_training_learns_a_learnable_set():
     # Fails when nothing learns: with lr_heads=lr_backbone=0 this set scores UF1 about 0.3.
     x, meta = learnable(n_subjects=2, per=6, macro=4, size=40)
