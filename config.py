@@ -56,7 +56,8 @@ class Config:
                              'below the noise; all: every one; camera: not those finer than the camera\'s pixels '
                              '(docs/emr.md compares them)', choices=('cored', 'all', 'camera'))
     flow: str = setting('tvl1', 'optical flow: TV-L1 (paper) or Farneback', choices=('tvl1', 'farneback'))
-    apex: str = setting('annotated', "the annotated apex (SMIC-HS: the middle frame), or spot.py's from the onset",
+    apex: str = setting('annotated', "the annotated apex (SMIC-HS: the middle frame), or the one spotted from the "
+                        "onset (pipeline.find_apex)",
                         choices=('annotated', 'spot'))
     stabilise: bool = setting(False, 'remove the rigid head motion between onset and each frame (stabilise.py; '
                               'the paper does not)')

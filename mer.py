@@ -13,7 +13,7 @@ The method, in the order a sample meets it (README.md maps each to the paper):
     emr.py       §III.C  EMR: the micro apex magnified (evm.py: MIT's magnifier, as settings), the macro apex
                          replaced by the onset-apex middle frame
     flow.py      §III.A  onset -> apex TV-L1 flow as u, v and optical strain
-    pipeline.py          the chain of one sample: align -> (apex spotting, spot.py) -> EMR -> flow
+    pipeline.py          the chain of one sample: align -> (apex spotting, find_apex) -> EMR -> flow
     model.py     §III.B  PartNet: ResNet18, eye and mouth part heads, gradient reversal, discriminator; the loss
     train.py     §IV     a fold: its schedule, its step, the epoch loop, its result after the last epoch
     loso.py      §IV     folds by subject; UF1 and UAR as MEGC2019 defines them

@@ -5,7 +5,8 @@
 
 `run` does it for a sample of a dataset (its frames read by the caller's `read`), `from_clip` for a clip already
 aligned from its onset (`mer.py predict`'s video, read as a stream). Both return `Steps`; the LOSO run takes
-`.x`, the figure and the fidelity study the images, `predict` all of them.
+`.x`, the figure and the fidelity study the images, `predict` all of them. `find_apex`, at the end, spots the apex
+where none is annotated (beyond the paper, off in its protocol).
 """
 import dataclasses
 from typing import NamedTuple
@@ -17,7 +18,6 @@ import align
 import emr
 import evm
 import flow
-import spot
 import stabilise
 from config import Sample
 
@@ -50,8 +50,9 @@ def align_frames(frames, cfg, name):
 
 
 def spotted(full, s):
-    """The sample with its apex spotted (spot.py) on `full`, its aligned clip from the onset to its last frame."""
-    return dataclasses.replace(s, apex=s.onset + spot.apex(full, s.fps))
+    """The sample with its apex spotted (`find_apex`) on `full`, its aligned clip from the onset to its last
+    frame."""
+    return dataclasses.replace(s, apex=s.onset + find_apex(full, s.fps))
 
 
 def run(s, cfg, read):
@@ -100,4 +101,63 @@ def constants():
     hold them)."""
     return dict(tvl1=flow.TVL1_DEFAULTS, farneback=flow.FARNEBACK_DEFAULTS, encode=flow.ENCODE,
                 template=align.TEMPLATE, stable_box=stabilise.STABLE_BOX,
-                head_iterations=stabilise.HEAD_ITERATIONS, spot=spot.SPOT)
+                head_iterations=stabilise.HEAD_ITERATIONS, spot=SPOT)
+
+
+# ----------------------------------------------------------------------------------------------- apex spotting
+# Where no apex is annotated (SMIC-HS; a user's own clip; --apex spot), the apex is the frame whose face differs
+# most from the onset's, in the spirit of Liong et al. 2018 ("Less is more", which spots the apex by the largest
+# difference of LBP features from the onset frame). Cheaply: every aligned frame is made grey, shrunk to
+# SPOT['size'] pixels (INTER_AREA averages, so the shrink does not alias) and blurred; its motion is the mean
+# magnitude of the Farneback flow from the onset, less its median (what alignment and head-motion removal left of
+# the head's own translation: on the demo set a drift of a third of a pixel otherwise outweighs a local
+# expression), over the face without its border (a border that the alignment replicated carries no expression);
+# the motion curve is smoothed by a moving average of SPOT['window_s'] seconds so that a single noisy frame cannot
+# win; the apex is its argmax (the first one on ties).
+# size: side of the shrunk face; border: fraction of the side left out on each edge; blur: Gaussian sigma in
+# pixels of the shrunk face; window_s: the moving average's length in seconds (at least one frame).
+SPOT = dict(size=64, border=0.125, blur=1.0, window_s=0.025)
+
+
+def find_apex(clip, fps, **settings):
+    """Index of the apex in an aligned clip that starts at its onset: argmax of the smoothed motion (Liong 2018)."""
+    if len(clip) < 2:
+        raise ValueError(f'a clip of {len(clip)} frame cannot be spotted: it needs an onset and a later frame')
+    s = dict(SPOT, **settings)
+    m = smooth(apex_motion(clip, s['size'], s['border'], s['blur']), apex_window(fps, s['window_s']))
+    m[0] = -1.0            # the onset itself is never its own apex
+    return int(np.argmax(m))
+
+
+def apex_motion(clip, size=SPOT['size'], border=SPOT['border'], blur=SPOT['blur']):
+    """(T,) float: mean |Farneback flow - its median| from frame 0 (the onset) to each frame, in pixels of the
+    shrunk face."""
+    ref = _small(clip[0], size, blur)
+    b = int(round(border * size))
+    out = np.zeros(len(clip))
+    for t in range(1, len(clip)):
+        f = flow.optical_flow(ref, _small(clip[t], size, blur), method='farneback')[b:size - b, b:size - b]
+        f = f.reshape(-1, 2)
+        out[t] = np.linalg.norm(f - np.median(f, 0), axis=1).mean()
+    return out
+
+
+def _small(frame, size, blur):
+    g = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY) if frame.ndim == 3 else frame
+    g = cv2.resize(g, (size, size), interpolation=cv2.INTER_AREA).astype(np.float32)
+    return cv2.GaussianBlur(g, (0, 0), blur) if blur else g
+
+
+def apex_window(fps, window_s=SPOT['window_s']):
+    """Length in frames (odd, at least 1) of the moving average at `fps` frames per second."""
+    n = max(1, int(round(fps * window_s)))
+    return n + 1 - n % 2
+
+
+def smooth(x, n):
+    """x smoothed by a centred moving average of n frames, the ends padded with their own values."""
+    x = np.asarray(x, np.float64)
+    if n <= 1 or len(x) < 2:
+        return x
+    pad = np.pad(x, n // 2, mode='edge')
+    return np.convolve(pad, np.ones(n) / n, mode='valid')

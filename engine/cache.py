@@ -21,7 +21,7 @@ from util.files import atomic_write, lock, source_digest
 
 log = logging.getLogger(__name__)
 # The modules whose code computes each feature: what they compute is part of its key.
-FLOW_MODULES = ('pipeline.py', 'data/frames.py', 'align.py', 'stabilise.py', 'spot.py', 'emr.py', 'evm.py',
+FLOW_MODULES = ('pipeline.py', 'data/frames.py', 'align.py', 'stabilise.py', 'emr.py', 'evm.py',
                 'flow.py')
 LBPTOP_MODULES = ('data/frames.py', 'align.py', 'lbptop.py')
 

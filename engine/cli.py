@@ -198,7 +198,7 @@ def predict_parser():
     p.add_argument('--model', required=True, help='model.pt written by mer.py --save-model')
     p.add_argument('--onset', type=ranged(int, 0), help='onset frame number (a video counts from 0; a folder uses '
                    'the numbers in its file names); default: the first frame')
-    p.add_argument('--apex', type=ranged(int, 0), help='apex frame number; default: spotted (spot.py)')
+    p.add_argument('--apex', type=ranged(int, 0), help='apex frame number; default: spotted (pipeline.find_apex)')
     p.add_argument('--fps', type=ranged(float, above=0), help="frame rate (default: the video's own; 200 for a "
                    'folder of frames)')
     p.add_argument('--domain', choices=('micro', 'macro'), default='micro', help='micro: EMR magnifies the apex '

@@ -104,8 +104,8 @@ def train_wave(folds, data, cfg, graphs=None, progress=None, keep=None):
 
 def results(fold, data, cfg):
     """(honest predictions after the last epoch, the predictions of the epoch the authors' code would keep, per-epoch
-    log, logits after the last epoch): train.results with the second added. The second (stats.epoch_on_test: the epoch of the best F1 on the test subject) is optimistic; it is kept
-    only for the protocol audit (stats.audit)."""
+    log, logits after the last epoch): train.results with the second added. The second (stats.epoch_on_test: the
+    epoch of the best F1 on the test subject) is optimistic; it is kept only for the protocol audit (stats.audit)."""
     last, preds, log_, z = train.results(fold, cfg)
     truth = data[1].index_select(0, fold.test).cpu().numpy()
     return last, preds[stats.epoch_on_test(preds, truth)] if len(truth) else last, log_, z

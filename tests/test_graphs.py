@@ -30,7 +30,8 @@ def _calls(monkeypatch):
     seen = []
     step, evaluate = train.fold_step, train.evaluate
     monkeypatch.setattr(train, 'fold_step', lambda f, d, c: seen.append(('step', f.key, int(f.t))) or step(f, d, c))
-    monkeypatch.setattr(train, 'evaluate', lambda f, d, c, e: seen.append(('evaluate', f.key, e)) or evaluate(f, d, c, e))
+    monkeypatch.setattr(train, 'evaluate',
+                        lambda f, d, c, e: seen.append(('evaluate', f.key, e)) or evaluate(f, d, c, e))
     return seen
 
 

@@ -40,6 +40,7 @@ def test_the_method_is_flat_at_the_root_and_the_machinery_in_folders():
     assert {'mer.py', 'config.py', 'align.py', 'emr.py', 'evm.py', 'flow.py', 'pipeline.py', 'model.py', 'train.py',
             'loso.py'} <= {p.name for p in ROOT.glob('*.py')}
     assert PACKAGES and not {'runs', 'mer'} & set(PACKAGES)     # the output folder's name, and mer.py's
+    assert len(list(ROOT.glob('*.py'))) <= 12, 'the root holds the paper\'s scripts: at most 12 files'
 
 
 def test_the_method_imports_nothing_of_the_machinery():

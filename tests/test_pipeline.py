@@ -1,16 +1,18 @@
 """The one per-sample pipeline: every step's result, the same for a dataset's sample and for a clip aligned from
-its onset (what `mer.py predict` has), with EMR's two roles."""
+its onset (what `mer.py predict` has), with EMR's two roles; apex spotting: the frame of greatest motion from the
+onset, smoothed so that one noisy frame cannot win."""
 import dataclasses
 
 import cv2
 import numpy as np
 import pytest
 
+import align
 import config
 import emr
 import flow
 import pipeline
-from data import releases
+from data import releases, synth
 from data.frames import read_frames
 
 CFG = dataclasses.replace(config.DEMO, align_size=96, size=40)
@@ -58,7 +60,7 @@ def test_a_clip_aligned_from_its_onset_gives_the_same_steps(samples):
         np.testing.assert_array_equal(getattr(a, name), getattr(b, name), err_msg=name)
     spot = dataclasses.replace(CFG, apex='spot')
     st = pipeline.run(s, spot, read_frames)
-    assert st.sample.apex == s.onset + __import__('spot').apex(full, s.fps)
+    assert st.sample.apex == s.onset + pipeline.find_apex(full, s.fps)
     np.testing.assert_array_equal(st.x, pipeline.from_clip(full, m, st.sample, spot).x)
 
 
@@ -71,3 +73,44 @@ def test_mits_settings_magnify_the_whole_rise_with_its_reference_code(samples):
     np.testing.assert_array_equal(st.apex, st.clip[-1])
     np.testing.assert_array_equal(st.flow_to, evm.magnified_apex(st.clip, 0, len(st.clip) - 1, **mit.evm()))
     assert not np.array_equal(st.flow_to, pipeline.run(s, CFG, read_frames).flow_to)
+
+
+# ----------------------------------------------------------------------------------------------- apex spotting
+@pytest.fixture(scope='module')
+def micro_clip():
+    """(aligned 128-px clip of 30 frames, apex 8): a demo-like lip-corner pull (1.5 px at 224 px) on a real face,
+    with the demo's head drift and noise; its middle frame (15) is far from the apex."""
+    rng = np.random.default_rng(3)
+    face, lm = synth.identity(synth.photos()[1], rng)
+    to_src = np.linalg.norm(align.anchor_points(lm)[1] - align.anchor_points(lm)[0]) / synth.EYE_DIST_224
+    field = synth.deformation(lm, synth.POS, face.shape[:2], 1.5 * to_src)
+    clip = synth.render(face, field, synth.profile(30, 0, 8, 20), rng, drift=synth.head_drift(rng, 0.3 * to_src))
+    return align.align_clip(clip, 128)[0], 8
+
+
+def test_spotting_finds_the_apex_of_a_micro_expression(micro_clip):
+    clip, apex = micro_clip
+    got = pipeline.find_apex(clip, fps=200)
+    assert abs(got - apex) <= 2, got
+    assert abs(len(clip) // 2 - apex) > 2          # the middle-frame rule would miss it
+
+
+def test_the_motion_curve_rises_to_the_apex_and_falls_after(micro_clip):
+    clip, apex = micro_clip
+    m = pipeline.apex_motion(clip)
+    assert m[0] == 0 and m[apex] > 3 * m[1] and m[apex] > 3 * m[-1]
+
+
+def test_one_noisy_frame_does_not_win():
+    # A held expression at frames 10-16 and a single-frame glitch at 3 that is higher than any frame of it.
+    x = np.zeros(25)
+    x[10:17] = 0.5
+    x[3] = 0.9
+    assert pipeline.apex_window(200) == 5 and pipeline.apex_window(30) == 1
+    assert np.argmax(x) == 3 and 10 <= np.argmax(pipeline.smooth(x, pipeline.apex_window(200))) <= 16
+    assert np.allclose(pipeline.smooth(x, 1), x) and len(pipeline.smooth(x, 5)) == len(x)
+
+
+def test_a_clip_of_one_frame_cannot_be_spotted(micro_clip):
+    with pytest.raises(ValueError, match='1 frame'):
+        pipeline.find_apex(micro_clip[0][:1], fps=200)

@@ -508,7 +508,7 @@ def spot_error(root='demo_data', align_size=config.DEMO.align_size):
     import json
 
     import align
-    import spot
+    import pipeline
     from data import releases, synth
     from data.frames import read_frames
     root = synth.build(root, seed=0)
@@ -517,7 +517,7 @@ def spot_error(root='demo_data', align_size=config.DEMO.align_size):
     for s in releases.load_megc(root / 'megc') + releases.load_ckplus(root / 'ck'):
         true = int(np.argmax(truths[f'{s.dataset}/{s.subject}/{s.clip}']['profile'])) - s.onset
         clip, _ = align.align_clip(read_frames(s.frames[s.onset:]), align_size)
-        out.setdefault(s.dataset, []).append((abs(spot.apex(clip, s.fps) - true),
+        out.setdefault(s.dataset, []).append((abs(pipeline.find_apex(clip, s.fps) - true),
                                               abs((len(s.frames) - s.onset) // 2 - true)))
     return {d: (np.mean(e[:, 0]), np.median(e[:, 0]), np.mean(e[:, 1]), np.median(e[:, 1]), len(e))
             for d, e in ((d, np.array(v)) for d, v in out.items())}

@@ -2,7 +2,7 @@
 
 A clip goes through the same per-sample pipeline as training (pipeline.py): the face aligned on the onset frame
 (with the rigid head motion of every later frame removed, stabilise.py), the apex spotted where none is given
-(spot.py), EMR, onset->apex flow, u, v, strain; then the saved PartNet gives the three class probabilities.
+(pipeline.find_apex), EMR, onset->apex flow, u, v, strain; then the saved PartNet gives the three class probabilities.
 Frames are read one at a time and only the aligned face is kept, so a long video is never held whole.
 """
 import json
@@ -16,7 +16,6 @@ import numpy as np
 import align
 import config
 import pipeline
-import spot
 from config import Sample
 from data.frames import FrameError, read_frames, same_size
 from data.releases import DatasetError, frame_number, list_frames
@@ -227,8 +226,8 @@ def prepare(clip, cfg, onset=None, apex=None, no_face='error', max_frames=1000, 
 
 
 def spot_apex(frames, fps, cfg, name='clip', size=intervals.SPOTTING['size']):
-    """Position of the apex (from the onset, the first frame) as spot.apex defines it, on the face aligned by the
-    onset's landmarks at `size` pixels, each frame's head motion removed under cfg.stabilise (one Farneback
+    """Position of the apex (from the onset, the first frame) as pipeline.find_apex defines it, on the face aligned by
+    the onset's landmarks at `size` pixels, each frame's head motion removed under cfg.stabilise (one Farneback
     refinement a frame, warm-started from the last, as the long-video spotter follows a face): the whole clip's
     alignment at the method's size would cost a hundred flows where this costs a few milliseconds a frame."""
     import stabilise
@@ -247,7 +246,7 @@ def spot_apex(frames, fps, cfg, name='clip', size=intervals.SPOTTING['size']):
             w = stabilise.head_motion(faces[0], face, mask, w, iterations=1)
             face = intervals.small_face(gray, stabilise.compose(cv2.invertAffineTransform(w), m), size)
         faces.append(face)
-    return spot.apex(faces, fps)
+    return pipeline.find_apex(faces, fps)
 
 
 def probabilities(net, x, temperature=1.0):
