@@ -1,9 +1,9 @@
 """Pre-emption-safe runs: each fold's state kept on disk while it trains, and the signals that stop a run.
 
 A fold's whole state is its net's weights and BatchNorm statistics, Adam's state, its step counter, its log summed
-on the device and its test predictions (engine.Fold). Everything else a step reads (its batches, its augmentation,
+on the device and its test predictions (train.Fold). Everything else a step reads (its batches, its augmentation,
 its rates) is drawn up front from the fold's seed or computed from the step counter, so a fold restored at step t
-and trained on reaches exactly the predictions of a fold never interrupted. engine.train_wave writes that state to
+and trained on reaches exactly the predictions of a fold never interrupted. graphs.train_wave writes that state to
 folds/<key>.ckpt (files.atomic_write) at epoch ends, at most every `checkpoint_every` minutes, and at the next step
 when a stop signal arrives; it reads it back into the fold's existing tensors, copied in place, so that a CUDA
 graph captured on them reads the restored values. engine/runfolder.py removes it once the fold file is written, and
@@ -26,7 +26,7 @@ log = logging.getLogger(__name__)
 STOP_SIGNALS = tuple(getattr(signal, name) for name in ('SIGTERM', 'SIGUSR1') if hasattr(signal, name))
 # 128 + SIGTERM: what a shell reports for a job ended by SIGTERM, so a requeue rule for terminated jobs fits it.
 STOPPED = 143
-# The key of the final model that --save-model trains on every sample (engine.train_all): its checkpoint is
+# The key of the final model that --save-model trains on every sample (graphs.train_all): its checkpoint is
 # folds/all.ckpt, and its seed train.fold_seed(seed, 'all').
 FINAL = 'all'
 
