@@ -102,6 +102,10 @@ def main(argv=None):
         raise SystemExit(f'mer.py: error: {e}') from None
 
 
+# What a stopped `mer.py predict` kept: it has no state to resume from, and --out is rewritten after every clip.
+KEPT = 'the clips printed so far are in --out where it was given (predict has no resume: give it the clips not done)'
+
+
 def console():
     """`python mer.py ...` and the `mer` command of the installed package (pyproject.toml): main, with a stop signal
     or Ctrl-C ending in one line."""
@@ -111,11 +115,13 @@ def console():
         sys.exit(main())
     except KeyboardInterrupt:
         checkpoint.ignore_signals()       # a second Ctrl-C must not interrupt the exit with a traceback
-        sys.exit('mer.py: interrupted; run the same command again to resume')
+        sys.exit('mer.py: interrupted; ' + (KEPT if sys.argv[1:2] == ['predict'] else 'run the same command again to '
+                                            'resume'))
     except checkpoint.Stopped as e:
         # SIGTERM or SIGUSR1 (a scheduler pre-empting the job): what was kept, and a status to requeue on.
         checkpoint.ignore_signals()
-        print(checkpoint.message(e), file=sys.stderr)
+        print(f'mer.py: stopped by {e.args[0]}; {KEPT}' if sys.argv[1:2] == ['predict'] else checkpoint.message(e),
+              file=sys.stderr)
         sys.exit(checkpoint.STOPPED)
 
 

@@ -380,3 +380,19 @@ def test_a_recording_cut_short_is_spotted_as_far_as_it_decodes(tmp_path, keep, c
         assert len(found) == 1 and found[0]['onset'] <= 66 <= found[0]['offset'], found
     else:
         assert found == []
+
+
+@pytest.mark.parametrize('sig', [signal.SIGINT, signal.SIGTERM])
+def test_a_stopped_predict_run_keeps_its_printed_clips_and_promises_no_resume(model_file, tmp_path, sig):
+    video = write_video(tmp_path / 'clip.avi', face_frames(24, 0, 8, 16))
+    out = tmp_path / 'clips.csv'
+    p = subprocess.Popen([sys.executable, 'mer.py', 'predict', *[str(video)] * 40, '--model', str(model_file),
+                          '--apex', '8', '--out', str(out), '-q'], cwd=ROOT, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True, preexec_fn=child_ctrl_c)
+    first = p.stdout.readline()
+    p.send_signal(sig)
+    rest, err = p.communicate(timeout=120)
+    printed = [first, *rest.splitlines()]
+    assert p.returncode == (143 if sig == signal.SIGTERM else 1) and 'Traceback' not in err, err
+    assert 'predict has no resume' in err and 'run the same command again' not in err, err
+    assert len(printed) <= len(outputs.read(out)[1]) <= len(printed) + 1 < 41    # every printed clip, one more at most

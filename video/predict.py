@@ -398,10 +398,10 @@ def run(a):
                          max_frames=a.max_frames, domain=a.domain)
         del clip                            # its frames: one clip's at a time
         results.append(r if fig is not None else {k: v for k, v in r.items() if k != 'tiles'})
+        if out is not None:                 # before the line: a stop between them leaves no printed clip out of it
+            outputs.write(out, results, COLUMNS, info)
         print(json.dumps({k: v for k, v in r.items() if k != 'tiles'}) if a.json else line(r, config.CLASSES),
               flush=True)
-        if out is not None:
-            outputs.write(out, results, COLUMNS, info)
     log.info('%d clip%s in %.1f s', len(results), 's' * (len(results) > 1), time.time() - t0)
     if out is not None:
         log.info('%d results written to %s', len(results), out)
