@@ -282,6 +282,9 @@ def test_a_tool_run_as_a_file_says_to_run_it_as_a_module(tool):
 def test_the_package_installs_and_the_notebook_example_runs_outside_the_repository(model_file, tmp_path):
     import re
     import shutil
+    import tomllib
+    listed = tomllib.loads((ROOT / 'pyproject.toml').read_text())['tool']['setuptools']['py-modules']
+    assert sorted(listed) == sorted(p.stem for p in ROOT.glob('*.py'))       # every file of the method, no other
     src, target, outside = tmp_path / 'src', tmp_path / 'site', tmp_path / 'elsewhere'
     src.mkdir()
     outside.mkdir()
