@@ -11,7 +11,7 @@ SHARED = ROOT.parent / 'shared' / 'megc2019'
 # Files whose every test runs whole commands, processes, signals or videos: all slow. Elsewhere a slow test carries
 # @pytest.mark.slow itself.
 SLOW_FILES = {'test_mer.py', 'test_cluster.py', 'test_outputs.py', 'test_api.py', 'test_predict.py',
-              'test_firsthour.py', 'test_spotting.py', 'test_intervals.py'}
+              'test_firsthour.py', 'test_spotting.py'}
 
 
 def pytest_configure(config):

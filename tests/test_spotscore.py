@@ -35,6 +35,13 @@ def test_one_spot_covering_two_truths_is_one_true_positive():
     assert reference_counts(spots, truths) == (2, -1, 0)           # the reference counts it twice
 
 
+def test_one_truth_is_matched_by_one_spot_only():
+    spots, truths = [iv(0, 9), iv(1, 9)], [iv(0, 9)]              # both reach IoU 0.5 with the one truth
+    r = scoring.score({'v': (spots, truths)})
+    assert (r['micro']['tp'], r['micro']['fp'], r['micro']['fn']) == (1, 1, 0)
+    assert [(s['start'], t['start']) for _, s, t in r['pairs']] == [(0, 0)]   # the better of the two
+
+
 def test_matches_the_reference_counting_where_no_spot_can_serve_two_truths():
     rng = np.random.default_rng(0)
     for _ in range(300):

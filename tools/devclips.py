@@ -28,7 +28,8 @@ ANNOTATIONS = ROOT / 'docs' / 'devclips'
 DEFAULT_DIR = ROOT.parent / 'devclips'
 # The settings chosen by leave-one-source-out, with the values tried: each is read only after tracking (spot's),
 # so a clip is tracked once.
-GRID = dict(k=(6.0, 8.0, 12.0), held_px=(0.5, 1.0, 1.5), valley=(0.3, 0.5), speech_held=(1.5, 2.0, 3.0))
+GRID = dict(held_px=(0.5, 0.6, 0.9), valley=(0.3, 0.5), speech_held=(1.5, 2.0), held_s=(1.0, 1.5, 2.0), merge_s=(0.0, 1.0),
+            speech_cap_px=(1.5, 2.5, 100.0))
 
 
 def sources():
@@ -114,13 +115,16 @@ def f1(c):
     return 2 * tp / (2 * tp + fp + fn) if tp else 0.0
 
 
-def spot_all(curves, settings):
-    """{(source, name): (expression intervals, speech intervals)} under one setting."""
+def spot_all(curves, settings, unjudged):
+    """{(source, name): (expression intervals scored, speech intervals)} under one setting; `unjudged`: each clip's
+    stretches that cannot be judged (realclips.scored)."""
+    from tools.realclips import scored
     from video import intervals
     out = {}
     for key, curve in curves.items():
         found, _ = intervals.spot(curve, settings)
-        out[key] = ([r for r in found if r['kind'] != 'speech'], [r for r in found if r['kind'] == 'speech'])
+        out[key] = (scored(found, [(a, b) for a, b, *_ in unjudged.get(key, [])]),
+                    [r for r in found if r['kind'] == 'speech'])
     return out
 
 
@@ -135,11 +139,12 @@ def score(folder, figures=None, out_json=None):
     for src, name, path, c in todo:
         curves[src, name] = curve_of(path, {}, cache)
     annotated = {(src, name): c for src, name, _, c in todo}
+    unjudged = {key: c.get('untrusted') or [] for key, c in annotated.items()}
     names = sorted({src for src, _ in curves})
     grid = [dict(zip(GRID, v)) for v in itertools.product(*GRID.values())]
     per = []              # per setting: {source: counts}
     for g in grid:
-        found = spot_all(curves, g)
+        found = spot_all(curves, g, unjudged)
         res = {}
         for src in names:
             videos = {n: (found[s, n][0], truths(annotated[s, n])) for s, n in curves if s == src}
@@ -149,7 +154,7 @@ def score(folder, figures=None, out_json=None):
     for src in names:
         best = max(range(len(grid)), key=lambda i: (f1(sum(per[i][o] for o in names if o != src)), -i))
         chosen[src], loso[src] = grid[best], per[best][src]
-    default = spot_all(curves, {})
+    default = spot_all(curves, {}, unjudged)
     rows = []
     for src in names:
         d = counts(scoring.score({n: (default[s, n][0], truths(annotated[s, n])) for s, n in curves if s == src}))

@@ -87,6 +87,14 @@ def variants(frames, fps, truths):
             (f'at {rate:g} fps', [frames[i] for i in src], rate, moved)]
 
 
+def scored(found, unjudged):
+    """The spotted expressions that are scored: not speech, and not lying mostly in a stretch the annotation marks
+    as one that cannot be judged (a hand over the mouth: whether an expression is there nobody can say)."""
+    def inside(r):
+        return sum(max(0, min(r['end'], b) - max(r['start'], a) + 1) for a, b in unjudged) > (r['end'] - r['start'] + 1) / 2
+    return [r for r in found if r['kind'] != 'speech' and not inside(r)]
+
+
 def spot(frames, fps, method, name):
     """(intervals, shown, curve) of frames in memory, as `mer.py spot` finds them."""
     from video import longvideo
@@ -102,10 +110,14 @@ def score(folder, figures=None):
             print(f'{name}: not found in {folder} or {SHARED}; python -m tools.realclips fetch', file=sys.stderr)
             continue
         frames, fps = read(path)
-        truths = [dict(start=t['onset'], end=t['offset'], kind=t['kind']) for t in c['intervals']]
-        for variant, fr, rate, tr in variants(frames, fps, truths):
+        truths = [dict(start=t['onset'], end=t['offset'], kind=t['kind']) for t in c['intervals']] + \
+            [dict(start=a, end=b, kind='unjudged') for a, b, _ in c.get('untrusted', [])]
+        for variant, fr, rate, marks in variants(frames, fps, truths):
+            tr = [t for t in marks if t['kind'] != 'unjudged']
+            unjudged = [(t['start'], t['end']) for t in marks if t['kind'] == 'unjudged']
             for method in ('mdmd2', 'baseline'):
                 found, shown, curve = spot(fr, rate, method, name)
+                found = scored(found, unjudged)
                 res = scoring.score({name: (found, tr)})
                 per_method.setdefault(method, {})[f'{name} {variant}'] = (found, tr)
                 rows.append((name, variant, method, found, tr, res['overall']))

@@ -71,10 +71,9 @@ log = logging.getLogger(__name__)
 # smile reaches 0.6 (a 6-px smile at 224 px) to 4, crying and laughing 2-10; the real clips score the same from 0.5 to 3).
 SPOTTING = dict(method='mdmd2', size=64, rate=50.0, detect_s=0.5, cut=20.0, window_s=2.0, rois=8, k=8.0, floor=0.2,
                 extend=0.2, min_s=0.12, micro_s=0.5, blink_ratio=1.25, baseline_s=(0.2, 0.6), baseline_p=0.3,
-                warmup_s=6.0, rigid_px=1.0, held_px=0.5, ref_s=30.0, ref_every_s=0.5,
-                ref_gate_px=1.0, ref_stale_s=4.0, valley=0.5, held_s=2.0,
-                speech_px=0.15, speech_s=1.0, speech_held=2.0, speech_smooth_s=0.7,
-                merge_s=0.0, v_away=False)
+                warmup_s=6.0, rigid_px=0.8, held_px=0.5, held_s=1.0, valley=0.3, merge_s=0.0, ref_s=30.0,
+                ref_every_s=0.5, ref_gate_px=1.0, ref_stale_s=8.0, speech_px=0.15, speech_s=1.0, speech_held=2.0,
+                speech_q=25.0, speech_cap_px=1.5, speech_smooth_s=0.7)
 # Farneback's settings for the small face: a smaller window than flow.py's (made for 224 px), so that the eyes'
 # motion stays in the eyes' regions.
 FLOW = dict(winsize=9)
@@ -234,7 +233,7 @@ def motion(frames, fps, name='video', settings=None, windows=None, progress=None
     return arrays(state)
 
 
-PER_FRAME = ('q', 'eyes', 'rigid', 'held', 'mouth', 'corners', 'turn', 'rp', 'rq', 'rh')
+PER_FRAME = ('q', 'eyes', 'rigid', 'held', 'mouth', 'rp', 'rq', 'rh')
 
 
 def arrays(state):
@@ -245,7 +244,7 @@ def arrays(state):
     for key in PER_FRAME:
         if key in state:
             x = np.array(state[key], np.float64)
-            out[key] = x.reshape(n, -1) if key in ('corners', 'turn', 'rp', 'rq', 'rh') else x
+            out[key] = x.reshape(n, -1) if key in ('rp', 'rq', 'rh') else x
     return out
 
 
@@ -256,23 +255,19 @@ def box_pixels(size, x0, x1, y0, y1):
 
 
 def mouth_boxes(size):
-    """(upper lip, below the lower lip, left corner, right corner) pixel indices: the jaw opens the mouth by moving
-    what lies below the lips down, the upper lip barely; a smile pulls the corners out and up."""
+    """(upper lip, below the lower lip) pixel indices: the jaw opens the mouth by moving what lies below the lips
+    down, the upper lip barely."""
     (lx, ly), (rx, ry) = align.TEMPLATE[3], align.TEMPLATE[4]
     cx, cy = (lx + rx) / 2, (ly + ry) / 2
     return (box_pixels(size, cx - 0.08, cx + 0.08, cy - 0.1, cy - 0.04),
-            box_pixels(size, cx - 0.08, cx + 0.08, cy + 0.06, cy + 0.15),
-            box_pixels(size, lx - 0.05, lx + 0.03, ly - 0.04, ly + 0.04),
-            box_pixels(size, rx - 0.03, rx + 0.05, ry - 0.04, ry + 0.04))
+            box_pixels(size, cx - 0.08, cx + 0.08, cy + 0.06, cy + 0.15))
 
 
 def mouth_motion(f, boxes):
-    """(aperture, (widening, rise)) of a flow field from the reference to now, the head's motion removed: how far
-    the mouth has opened (pixels) and how far its corners have moved apart and up."""
-    u, v = f[..., 0].ravel(), f[..., 1].ravel()
-    upper, lower, left, right = boxes
-    return float(v[lower].mean() - v[upper].mean()), (float(u[right].mean() - u[left].mean()),
-                                                      float(-(v[left].mean() + v[right].mean()) / 2))
+    """How far the mouth has opened (pixels) in a flow field whose head motion is removed."""
+    v = f[..., 1].ravel()
+    upper, lower = boxes
+    return float(v[lower].mean() - v[upper].mean())
 
 
 def nearest(bank, face):
@@ -293,8 +288,7 @@ def track(frames, fps, name='video', settings=None, windows=None, progress=None)
     Per analysed frame: 'pos' (its position in the video), 'seg' (its face segment, -1 without a face), 'p' (one
     curve per window K in 'windows': MDMD from the face K frames before), 'q' (from 2K before, stored at the frame
     between), 'held' (from the neutral reference), 'eyes' (the eyes' regions of p's flow), 'rigid' (how far p's
-    flow over the skull departs from one rigid head), 'turn' (the head's turn about the vertical and horizontal
-    axes since the reference, in pixels at the nose), 'mouth' and 'corners' (mouth_motion from the reference), and
+    flow over the skull departs from one rigid head), 'mouth' (mouth_motion from the segment's first face), and
     per region of the grid 'rp', 'rq', 'rh' (p's, q's and held's values); 'eye_regions' and 'row' describe the
     regions; 'step', 'fps' (analysed frames a second), 'frames' (read), 'segments', 'several' (frames with more
     than one face)."""
@@ -315,6 +309,7 @@ def track(frames, fps, name='video', settings=None, windows=None, progress=None)
     # (analysed index, face) of the current segment: 2K + 1 of them for the across term
     ring = collections.deque(maxlen=(2 if across else 1) * max(windows) + 1)
     bank = collections.deque(maxlen=max(2, int(round(s['ref_s'] / s['ref_every_s']))))
+    rest = collections.deque(maxlen=bank.maxlen)      # how far each face in the bank was from its reference
     c = dict(pos=[], seg=[], p=[[] for _ in windows], windows=list(windows), eye_regions=eye_regions, row=row,
              step=every, fps=afps, frames=0, segments=0, several=0, ended=False, **{k: [] for k in PER_FRAME})
     pos, seg, curves = c['pos'], c['seg'], c['p']
@@ -360,6 +355,7 @@ def track(frames, fps, name='video', settings=None, windows=None, progress=None)
                 c['segments'] = segment + 1
                 ring.clear()
                 bank.clear()
+                rest.clear()
                 log.info('%s: face found at frame %d (%s)', name, i, 'after a cut' if cut else
                          'segment %d' % segment)
             if box is not None:
@@ -371,7 +367,7 @@ def track(frames, fps, name='video', settings=None, windows=None, progress=None)
             seg.append(-1)
             for x in curves + [c['eyes'], c['rigid'], c['held'], c['mouth']]:
                 x.append(0.0)
-            for key, n in (('corners', 2), ('turn', 2), ('rp', len(boxes)), ('rh', len(boxes))):
+            for key, n in (('rp', len(boxes)), ('rh', len(boxes))):
                 c[key].append(np.zeros(n, np.float32))
             yield c
             continue
@@ -398,20 +394,26 @@ def track(frames, fps, name='video', settings=None, windows=None, progress=None)
         # The face against its neutral reference: of the faces seen at rest over the last ref_s seconds, the one
         # that looks most like it (the head may have turned, the light changed since the segment began).
         f = flow.optical_flow(nearest(bank, face), face, method='farneback', **FLOW)
-        rig, params = rigid_fit(f)
-        values = region_mdmd(f - rig, idx)
+        values = region_mdmd(f - rigid_fit(f)[0], idx)
         c['rh'].append(values.astype(np.float32))
+        # How far the mouth has opened since the segment's first face (one reference throughout, so that the
+        # words' rhythm is all its changes hold).
+        f = flow.optical_flow(first, face, method='farneback', **FLOW)
+        c['mouth'].append(mouth_motion(f - rigid_fit(f)[0], mboxes))
         c['held'].append(float(top_third(values[~eye_regions])) if across else 0.0)
-        opening, corners = mouth_motion(f - rig, mboxes)
-        c['mouth'].append(opening)
-        c['corners'].append(np.array(corners, np.float32))
-        nose = depth(size).max()
-        c['turn'].append(np.array([params[4] * nose, params[5] * nose], np.float32))
-        if t % bank_every == 0 and (c['held'][-1] <= s['ref_gate_px'] or t - admitted >= stale):
-            # A face far from the reference enters the bank only when none has for ref_stale_s: an expression
-            # does not become the reference, a reference that was not at rest (a first face smiling) gives way.
-            bank.append((face, cv2.resize(face, (16, 16), interpolation=cv2.INTER_AREA)))
-            admitted = t
+        if t % bank_every == 0:
+            # Every ref_every_s the face nearest its rest over that time (a micro-expression's neutral frames, not
+            # its apex; a closed mouth between words) joins the bank when it is as near the reference as the faces
+            # that joined it (twice their median departure, with 0.05 px for a still synthetic face, at most
+            # ref_gate_px); a face farther away only when none has joined for ref_stale_s, so that an expression
+            # does not become the reference while one that was not at rest (a first face smiling) gives way.
+            recent = [(c['held'][j], f) for j, f in list(ring)[-bank_every:]]
+            value, calm = min(recent, key=lambda x: x[0])
+            gate = s['ref_gate_px'] if len(rest) < 3 else min(s['ref_gate_px'], 2 * float(np.median(rest)) + 0.05)
+            if value <= gate or t - admitted >= stale:
+                bank.append((calm, cv2.resize(calm, (16, 16), interpolation=cv2.INTER_AREA)))
+                rest.append(value)
+                admitted = t
         if across:
             # The head frame 2K back against this one, stored at the frame between them.
             k = windows[0]
@@ -551,7 +553,8 @@ def segments(seg):
 
 
 def talking_held(curve, speaking, s):
-    """(the departure from the face at rest per analysed frame, the median departure where the face talks). Where
+    """(the departure from the face at rest per analysed frame, how far the face's talking departs from it: the
+    SPOTTING['speech_q'] percentile of the departure where it talks). Where
     the face talks, the words move it too: there the departure is its running median over
     SPOTTING['speech_smooth_s'] (the words come and go several times within it, an expression stays)."""
     h = np.array(curve['held'], np.float64)
@@ -561,7 +564,7 @@ def talking_held(curve, speaking, s):
     width = max(1, int(round(s['speech_smooth_s'] * curve['fps'])))
     for a, b in runs(speaking):
         h[a:b + 1] = median_filter(h[a:b + 1], width, mode='nearest')
-    return h, float(np.median(h[speaking]))
+    return h, float(np.percentile(h[speaking], s['speech_q']))
 
 
 def spot(curve, settings=None):
@@ -577,29 +580,28 @@ def spot(curve, settings=None):
     p, q = curve['p'][0], curve['q']
     h, talk = talking_held(curve, speaking, s) if 'held' in curve else (None, 0.0)
     v = two_sided(p, q, seg, k, h)
-    # Where the future is unknown (a segment's last K frames) only the past is compared, which also holds the echo
-    # of an expression that ended less than K before: given the face's departure from its neutral reference, v
-    # there is min(p, h), thresholded against that curve's own noise over the segment, and a run there counts only
-    # where the face is away from its reference (held's threshold); without it, a run whose head frames fall
-    # inside an interval already found is the echo.
+    # Where the future is unknown (a segment's last K frames) only the past is compared: given the face's
+    # departure from its neutral reference h, v there is min(p, h), thresholded against that curve's own noise over
+    # the segment; without h, a run there whose head frames fall inside an interval already found is the echo of
+    # that interval.
     one_sided = np.ones(len(v), bool)
     one_sided[:max(0, len(v) - k)] = seg[k:] != seg[:len(v) - k] if len(v) > k else one_sided[:0]
     thr, med = threshold(v, np.where(one_sided, -1, seg) if h is not None else seg, s)
     tail = (thr, med) if h is None else threshold(np.minimum(p, h), seg, s)
     if not np.isfinite(thr):
         thr, med = tail
-    # While the face talks, its departure from rest must exceed speech_held times the larger of the usual
-    # threshold and the median departure of its talking (how far this face's words move it), and a run of v that
-    # lies mostly in speech counts only where it does.
+    # Where the face talks, a run of v counts only where the face departs from its rest beyond h's threshold there:
+    # speech_held times the larger of the usual one and how far this face's words move it (talking_held), which
+    # words alone do not move it farther than speech_cap_px (a face that moves more while its mouth keeps time,
+    # sobbing or laughing, is expressive). Elsewhere v is at most h already.
     base = max(thr, s['held_px'])
-    hthr = np.where(speaking, s['speech_held'] * max(talk, base), base)
+    hthr = np.where(speaking, s['speech_held'] * max(min(talk, s['speech_cap_px']), base), base)
     found = []
     for a, b in runs(np.where(one_sided, v > tail[0], v > thr)):
         if seg[a] < 0:
             continue
         away = h is not None and (h[a:b + 1] > hthr[a:b + 1]).any()
-        if h is not None and not away and (one_sided[a:b + 1].all() or speaking[a:b + 1].mean() > 0.5 or
-                                           s['v_away']) or \
+        if h is not None and not away and speaking[a:b + 1].mean() > 0.5 or \
                 h is None and one_sided[a:b + 1].all() and any(fa <= b - k and a - k <= fb for fa, fb, _ in found):
             continue
         base = tail[1] if one_sided[a] else med
