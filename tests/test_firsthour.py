@@ -82,7 +82,7 @@ def test_predict_and_spot_check_their_inputs_before_loading_the_model(tmp_path, 
     assert 'nosuch.mp4: no such file' in one_line_error(['spot', str(tmp_path / 'nosuch.mp4'), '--model',
                                                          str(model), '-q'])
     video = write_video(tmp_path / 'v.avi', face_frames(10, 2, 4, 6))
-    assert 'missing.pt: no such file' in one_line_error(['predict', str(video), '--model', str(tmp_path /
+    assert 'missing.pt: no such model file' in one_line_error(['predict', str(video), '--model', str(tmp_path /
                                                                                               'missing.pt'), '-q'])
 
 

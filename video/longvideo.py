@@ -481,7 +481,8 @@ def run(a):
     settings = settings_of(a)
     videos = sources(a)                     # every video checked before the model is loaded
     if a.model and not Path(a.model).exists():
-        raise DatasetError(f'--model {a.model}: no such file; give the model.pt that mer.py --save-model wrote')
+        raise DatasetError(f'--model {a.model}: no such model file; give the model.pt that mer.py --save-model '
+                           'wrote (README: "Run it on your own clip")')
     model = predict.load(a.model, stabilise=True, quiet=a.quiet) if a.model else None
     info = outputs.meta(a.argv, a.model, model and model['record'], dict(intervals.SPOTTING, **settings))
     t0, n_frames, rows, results, records = time.time(), 0, [], {}, []

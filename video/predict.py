@@ -384,7 +384,8 @@ def run(a):
     for p in a.paths:                       # every path checked before the model is loaded
         check_path(p)
     if not Path(a.model).exists():
-        raise DatasetError(f'--model {a.model}: no such file; give the model.pt that mer.py --save-model wrote')
+        raise DatasetError(f'--model {a.model}: no such model file; give the model.pt that mer.py --save-model '
+                           'wrote (README: "Run it on your own clip")')
     # The onset's face is checked by choose_onset; head motion is removed unless asked not to, whatever training
     # did (lab recordings hold the head still; a clip of your own rarely does).
     model = load(a.model, stabilise=not a.no_stabilise, quiet=a.quiet)
