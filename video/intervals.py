@@ -1,47 +1,10 @@
-"""Spotting expression intervals in a long video (MEGC 2020-2022's task), read as a stream in constant memory.
+"""Spotting expression intervals in a long video (MEGC 2020-2022's task), read once, as a stream, in constant memory.
 
 Beyond the paper, beside it: the method recognises a clip that starts at its onset; a recording is minutes long,
-and this finds the clips in it. Each frame is read once and only a small grey face is kept, for a window of
-2K + 1 analysed frames (K: SPOTTING['window_s'] seconds):
-
-  track     the face is found by dlib (the largest, when there are several), aligned once by its landmarks onto
-            align.TEMPLATE at SPOTTING['size'] pixels and followed: its rigid motion from the segment's first frame
-            is removed with stabilise.head_motion; it is looked for again every SPOTTING['detect_s'] seconds and at
-            every cut (a jump of the whole picture), and where it is gone (or another face is there) the segment
-            ends. Frames of a segment that a later check finds without its face are dropped back to the last
-            check, so what the camera shows after the face has left is never read as expression.
-  motion    p(t): the MEGC 2020 baseline's main directional maximal difference (MDMD; Wang et al. 2017, He et al.
-            2020) of the Farneback flow from the face K frames earlier (the head frame) to the face at t: the flow
-            less the similarity that best explains it over the skull's part of the face (what stabilisation left of
-            the head), cut into a grid of regions; in each region the mean of the largest third of the magnitudes
-            in its main direction (the quadrant most vectors point into); p is the mean of the largest third of the
-            regions. The eyes' regions are left out (a blink, the commonest false spot, moves them), and measured
-            apart from the same flow. q(t): the same from the face at t - K to the face at t + K.
-  spot      v(t) = min(p(t), p(t + K)) - q(t): the face at t differs from the face K frames before and K frames
-            after, and those two are alike. That holds inside an expression shorter than K, and neither in its
-            echo (where only the past differs) nor between two expressions less than 2K apart. p(t + K) is the flow
-            from t to t + K, so the curve costs two flows a frame. At a segment's end the future is unknown and
-            v = p, so an expression held to the end is found; an interval there that only echoes one already found
-            is dropped, and one that runs on into it is ended where its echo begins. v above a noise-relative
-            threshold (SPOTTING['k'] robust spreads above the median of v's lowest quarter, at least
-            SPOTTING['floor'] pixels) is a run; a run is widened to where v falls back to SPOTTING['extend'] of its
-            height above that median, and its apex is its highest frame. A run whose eyes moved
-            SPOTTING['blink_ratio'] times more than the rest of the face is a blink. A run of at most 0.5 s is a
-            micro-expression (the datasets' definition), a longer one macro.
-  held      an expression held for longer than K, or one that turns into another without a return to neutral
-            (crying, then a laugh held to the end), makes v vanish: the faces K before and after it differ as much
-            as it differs from them. held(t), the same MDMD from the segment's first face (its reference) to the
-            face at t, stays high instead: a run of more than K frames where it exceeds SPOTTING['held_px'] is a
-            macro interval, cut where the curve cannot be trusted (below). A run that an interval of v covers for
-            most of its length is that interval; v's intervals inside a run are parts of it. One more flow a frame.
-  trust     where the flow over the skull's part of the face departs from one rigid head's motion by more than
-            SPOTTING['rigid_px'] (a head turned out of plane, a hand over the face), the curve measures that and not
-            an expression: those frames are untrusted, and so is an interval lying mostly inside them.
-  settle    `online` gives each interval of a stream (a camera) once no later frame can change it.
-
-`SPOTTING['method'] = 'baseline'` is the MEGC 2020 baseline as published instead: p alone with K the half length of
-an average micro (0.2 s) and macro (0.6 s) expression, the relative threshold mean + p x (max - mean) per video,
-and each peak above it spotted as [peak - K, peak + K]; BENCHMARKS.md measures both.
+and this finds the clips in it. `track` follows the face and measures its motion frame by frame (a few numbers a
+frame); `spot` reads intervals off those curves: micro- and macro-expressions, and speech as its own kind; `online`
+gives each interval of a stream once it can no longer change. docs/spotting.md says how, rule by rule, and
+docs/devclips.md how well, on real recordings it was not developed on.
 """
 import collections
 import functools
@@ -55,25 +18,51 @@ import stabilise
 
 log = logging.getLogger(__name__)
 
-# size: side of the aligned face in pixels; rate: frames analysed per second at most (a 200-fps video is read at
-# every 4th frame: an expression lasts tens of them); detect_s: seconds between checks that the face is still
-# there; cut: mean absolute change of a 32x24 thumbnail, in grey levels, that is a cut; window_s: K in seconds;
-# rois: the face is cut into rois x rois regions; k, floor, extend: the threshold and the widening above; min_s:
-# shorter runs are noise; micro_s: the longest micro-expression; blink_ratio: an interval whose eyes' regions move
-# this many times more than the rest of the face is a blink; baseline_s, baseline_p: the published baseline's
-# K (micro, macro) and relative threshold; warmup_s: seconds of a stream before its first intervals are given
-# (the threshold needs a neutral reference); rigid_px: where the flow over the skull's part of the face departs
-# this far (pixels of the 64-px face, on average) from one rigid head's motion, the head has turned out of plane
-# or something covers the face, and the curve there cannot be trusted (chosen on the real clips: smiles and the
-# demo's in-plane head turn stay under 0.8, a hand over the face and a turned head reach 1.1-1.6); held_px: a face
-# that differs this far from its segment's first face for longer than K holds an expression (chosen on the real
-# clips and the demo: a face before an expression stays under 0.1 (synthetic) to 0.6 (real, its head drifting), a
-# smile reaches 0.6 (a 6-px smile at 224 px) to 4, crying and laughing 2-10; the real clips score the same from 0.5 to 3).
 SPOTTING = dict(method='mdmd2', size=64, rate=50.0, detect_s=0.5, cut=20.0, window_s=2.0, rois=8, k=8.0, floor=0.2,
                 extend=0.2, min_s=0.12, micro_s=0.5, blink_ratio=1.25, baseline_s=(0.2, 0.6), baseline_p=0.3,
                 warmup_s=6.0, rigid_px=0.8, held_px=0.5, held_s=1.0, valley=0.3, merge_s=0.0, ref_s=30.0,
                 ref_every_s=0.5, ref_gate_px=1.0, ref_stale_s=8.0, speech_px=0.15, speech_s=1.0, speech_held=2.0,
                 speech_q=25.0, speech_cap_px=1.5, speech_smooth_s=0.7)
+# What each setting means, as `mer.py spot`'s flags (px: pixels of the 64-px aligned face). The others: size (the
+# aligned face's side), rate (analysed frames a second at most: a 200-fps video is read at every 4th frame), rois
+# (the face is cut into rois x rois regions), cut (the mean change of a 32x24 thumbnail, in grey levels, that is a
+# cut), method and baseline_s (the MEGC baseline's K for micro and macro). How the values were chosen:
+# docs/devclips.md (leave-one-source-out on real recordings) and docs/spotting.md.
+FLAGS = [
+    ('k', '--threshold', 'the threshold: this many robust spreads (1.4826 x MAD) above the median of the lowest '
+     'quarter of the motion curve'),
+    ('floor', '--floor', 'the threshold is at least this many px'),
+    ('extend', '--extend', 'an interval is widened to where the curve falls back to this fraction of its height'),
+    ('min_s', '--min-s', 'shorter intervals (seconds) are noise'),
+    ('micro_s', '--micro-s', 'the longest micro-expression in seconds (longer: macro)'),
+    ('window_s', '--window-s', 'K: the seconds between the frames compared'),
+    ('blink_ratio', '--blink-ratio', 'an interval whose eyes moved this many times more than the rest of the face is '
+     'a blink'),
+    ('warmup_s', '--warmup-s', 'seconds of a stream before its first interval is given'),
+    ('detect_s', '--detect-s', 'seconds between checks that the face is still there'),
+    ('baseline_p', '--baseline-p', '--method baseline: the relative threshold mean + p x (max - mean)'),
+    ('rigid_px', '--rigid-px', 'where the skull\'s part of the face departs this far (px) from one rigid head\'s '
+     'motion, the curve is marked untrusted (a hand over the face, a head turned too far)'),
+    ('held_px', '--held-px', 'a face this far (px) from its rest holds an expression'),
+    ('held_s', '--held-s', 'an expression read from the departure from rest lasts longer than this (seconds; shorter '
+     'ones are read from the two-sided curve)'),
+    ('valley', '--valley', 'two expressions in a row: the departure falls back below this fraction of the lower '
+     'peak between them'),
+    ('merge_s', '--merge-s', 'a dip below the threshold shorter than this (seconds) does not end an expression'),
+    ('ref_s', '--ref-s', 'the faces at rest of the last this many seconds are the reference'),
+    ('ref_every_s', '--ref-every-s', 'every this many seconds the face nearest its rest may join the reference'),
+    ('ref_gate_px', '--ref-gate-px', 'a face joins the reference only within this many px of it'),
+    ('ref_stale_s', '--ref-stale-s', 'a face farther away joins when none has for this many seconds'),
+    ('speech_px', '--speech-px', 'talking: the mouth\'s opening moves by more than this RMS (px) at 2-7 Hz'),
+    ('speech_s', '--speech-s', 'talking lasts at least this many seconds'),
+    ('speech_held', '--speech-held', 'while the face talks, an expression departs this many times farther than '
+     'the threshold or the talking\'s own departure'),
+    ('speech_q', '--speech-q', 'the talking\'s own departure: this percentile of it'),
+    ('speech_cap_px', '--speech-cap-px', 'words alone move the face at most this far (px): beyond it, the face '
+     'is expressive while its mouth keeps time (sobbing, laughing)'),
+    ('speech_smooth_s', '--speech-smooth-s', 'while the face talks, its departure is the running median over '
+     'this many seconds'),
+]
 # Farneback's settings for the small face: a smaller window than flow.py's (made for 224 px), so that the eyes'
 # motion stays in the eyes' regions.
 FLOW = dict(winsize=9)
