@@ -262,3 +262,18 @@ def test_each_flag_of_mer_py_spot_reaches_the_spotter(key, flag):
     assert longvideo.settings_of(a)[key] == value
     assert f'(default {intervals.SPOTTING[key]})' in cli.spot_parser().format_help().replace('\n', ' ').replace(
         '  ', ' ') or flag in cli.spot_parser().format_help()
+
+
+def test_a_segment_shorter_than_the_smoothing_windows_is_read():
+    # A face seen for 0.3 s at 50 analysed frames a second: shorter than talking's 0.4-s and 1-s windows.
+    c = dict(curve_of(np.zeros(16), np.zeros(16), 4), fps=50.0, mouth=np.sin(np.arange(16)))
+    assert intervals.speech(c, intervals.SPOTTING).shape == (16,)
+    assert intervals.smooth(np.arange(5.0), 20).shape == (5,)
+
+
+@pytest.mark.slow
+def test_a_video_shorter_than_the_window_is_spotted():
+    frames, fps = talking_face(seconds_talk=(0, 0), n=40, smile=(10, 36), smile_px=12.0)   # 1.6 s, K = 2 s
+    found, shown, curve = longvideo.spot_video(longvideo.memory_video(frames, fps), quiet=True)
+    assert len(curve['pos']) == 40 and shown['one_sided'].all()
+    assert [r['kind'] for r in found] == ['macro'] and scoring.iou((found[0]['start'], found[0]['end']), (10, 35)) >= 0.5

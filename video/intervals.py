@@ -500,8 +500,8 @@ def interval(curve, a, b, apex, fps, s, score):
 
 def smooth(x, n):
     """x averaged over a centred window of n samples (fewer at the ends)."""
-    n = max(1, int(round(n)))
-    if n == 1 or not len(x):
+    n = max(1, min(int(round(n)), len(x)))
+    if n == 1:
         return np.asarray(x, np.float64)
     kernel = np.ones(n)
     return np.convolve(x, kernel, 'same') / np.convolve(np.ones(len(x)), kernel, 'same')
