@@ -52,8 +52,8 @@ def test_the_method_imports_nothing_of_the_machinery():
 # The folders' floors: a module may import the method (the root), its own folder and folders on lower floors,
 # never a folder above it. util/ is the leaf every folder may use; mer.py and the tests stand above them all.
 FLOORS = {'util': 0, 'data': 1, 'results': 2, 'engine': 3, 'video': 4, 'tools': 5}
-# Known upward imports, each with what removes it: the spotter's flag defaults, read by the command line from
-# video/intervals.py until video/ owns its flags.
+# Known upward imports, each with what would remove it: engine/cli.py builds `mer.py spot`'s flags from
+# video/intervals.py's FLAGS (spot_parser, moved into video/, would end it).
 UPWARD_ALLOWED = {('engine.cli', 'video.intervals')}
 
 
