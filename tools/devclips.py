@@ -118,7 +118,7 @@ def track_key(settings):
     code = ''.join(inspect.getsource(f) for f in (intervals.track, intervals.rigid_fit, intervals.depth,
                                                   intervals.region_mdmd, intervals.mouth_motion, intervals.cells,
                                                   intervals.mouth_boxes, intervals.small_face, intervals.skull_mask,
-                                                  intervals.nearest))
+                                                  intervals.nearest, intervals.rigid_fit))
     s = dict(intervals.SPOTTING, **settings)
     return hashlib.sha256((code + json.dumps(s, sort_keys=True) + json.dumps(intervals.FLOW)).encode()).hexdigest()[:16]
 

@@ -105,8 +105,8 @@ def depth(size):
     return (0.3 * oval + nose) * size
 
 
-@functools.lru_cache(maxsize=4)
-def _head_basis(size):
+@functools.lru_cache(maxsize=8)
+def _head_basis(size, turn=True):
     """(basis (size * size * 2, 6), its least-squares inverse over the skull's pixels (6, 2m), their indices): one
     rigid head under weak perspective, u = tx + a x - b y + c z, v = ty + b x + a y + d z (x, y from the face's
     centre, z its depth): a similarity (tx, ty, a, b) and a small turn about the vertical (c) and horizontal (d)
@@ -114,19 +114,19 @@ def _head_basis(size):
     gx, gy = _grid(size, size)
     x, y, z = (gx - size / 2).ravel(), (gy - size / 2).ravel(), depth(size).ravel()
     one, zero = np.ones_like(x), np.zeros_like(x)
-    bu = np.stack([one, zero, x, -y, z, zero], 1)
-    bv = np.stack([zero, one, y, x, zero, z], 1)
+    bu = np.stack([one, zero, x, -y, z, zero], 1)[:, :6 if turn else 4]
+    bv = np.stack([zero, one, y, x, zero, z], 1)[:, :6 if turn else 4]
     idx = np.flatnonzero(skull_mask(size).ravel())
     inverse = np.linalg.pinv(np.vstack([bu[idx], bv[idx]]))
-    return np.stack([bu, bv], 1).reshape(-1, 6), inverse, idx
+    return np.stack([bu, bv], 1).reshape(-1, bu.shape[1]), inverse, idx
 
 
-def rigid_fit(flow):
+def rigid_fit(flow, turn=True):
     """((H, W, 2) the motion of one rigid head that best explains the flow over the skull's part of the face, (6,)
     its parameters (tx, ty, a, b, c, d): _head_basis's): what stabilisation left of the head's own motion between
-    the two frames, a turn out of the image's plane included."""
+    the two frames, a turn out of the image's plane included (turn=False: a similarity alone, (4,))."""
     size = flow.shape[0]
-    basis, inverse, idx = _head_basis(size)
+    basis, inverse, idx = _head_basis(size, turn)
     f = flow.reshape(-1, 2)
     params = inverse @ np.r_[f[idx, 0], f[idx, 1]]
     return (basis @ params).reshape(size, size, 2), params
@@ -222,7 +222,7 @@ def motion(frames, fps, name='video', settings=None, windows=None, progress=None
     return arrays(state)
 
 
-PER_FRAME = ('q', 'eyes', 'rigid', 'held', 'mouth', 'rp', 'rq', 'rh')
+PER_FRAME = ('q', 'eyes', 'lids', 'rigid', 'held', 'mouth', 'rp', 'rq', 'rh')
 
 
 def arrays(state):
@@ -276,7 +276,8 @@ def track(frames, fps, name='video', settings=None, windows=None, progress=None)
 
     Per analysed frame: 'pos' (its position in the video), 'seg' (its face segment, -1 without a face), 'p' (one
     curve per window K in 'windows': MDMD from the face K frames before), 'q' (from 2K before, stored at the frame
-    between), 'held' (from the neutral reference), 'eyes' (the eyes' regions of p's flow), 'rigid' (how far p's
+    between), 'held' (from the neutral reference), 'eyes' and 'lids' (the eyes' regions of p's flow and the rest of the
+    face, less a similarity alone: the blink's test), 'rigid' (how far p's
     flow over the skull departs from one rigid head), 'mouth' (mouth_motion from the segment's first face), and
     per region of the grid 'rp', 'rq', 'rh' (p's, q's and held's values); 'eye_regions' and 'row' describe the
     regions; 'step', 'fps' (analysed frames a second), 'frames' (read), 'segments', 'several' (frames with more
@@ -354,7 +355,7 @@ def track(frames, fps, name='video', settings=None, windows=None, progress=None)
         c['rq'].append(none)
         if m is None:
             seg.append(-1)
-            for x in curves + [c['eyes'], c['rigid'], c['held'], c['mouth']]:
+            for x in curves + [c['eyes'], c['lids'], c['rigid'], c['held'], c['mouth']]:
                 x.append(0.0)
             for key, n in (('rp', len(boxes)), ('rh', len(boxes))):
                 c[key].append(np.zeros(n, np.float32))
@@ -378,7 +379,12 @@ def track(frames, fps, name='video', settings=None, windows=None, progress=None)
             x.append(float(top_third(values[~eye_regions])))
             if n == 0:
                 c['rp'].append(values.astype(np.float32))
-                c['eyes'].append(float(top_third(values[eye_regions])))
+                # A blink against the rest of the face, both from the flow less a similarity alone: a turn fitted
+                # to the skull's part of the face takes up some of a blink's spread beyond the eyes' boxes and
+                # carries it over the whole face.
+                lids = region_mdmd(f - rigid_fit(f, turn=False)[0], idx) if len(ring) > 1 else np.zeros(len(boxes))
+                c['eyes'].append(float(top_third(lids[eye_regions])))
+                c['lids'].append(float(top_third(lids[~eye_regions])))
                 c['rigid'].append(float(np.hypot(*(f - rig)[mask > 0].T).mean()) if len(ring) > 1 else 0.0)
         # The face against its neutral reference: of the faces seen at rest over the last ref_s seconds, the one
         # that looks most like it (the head may have turned, the light changed since the segment began).
@@ -612,8 +618,8 @@ def spot(curve, settings=None):
         found.append((a, b, peak))
     # A blink moves the eyes far more than the rest of the face, which the regions above leave out but the flow's
     # window spreads a little beyond them; an interval whose eyes moved blink_ratio times more is a blink.
-    eyes = curve['eyes']
-    blinks = [x for x in found if eyes[x[0]:x[1] + 1].max() > s['blink_ratio'] * p[x[0]:x[1] + 1].max()]
+    eyes, rest = curve['eyes'], curve.get('lids', p)
+    blinks = [x for x in found if eyes[x[0]:x[1] + 1].max() > s['blink_ratio'] * rest[x[0]:x[1] + 1].max()]
     if blinks:
         log.info('%d blink%s not counted as expressions', len(blinks), 's' * (len(blinks) > 1))
     scored = [(a, b, peak, v[peak]) for a, b, peak in found
