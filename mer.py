@@ -86,7 +86,7 @@ def main(argv=None):
         a.argv = argv[1:]
         quiet, work = a.quiet, lambda: importlib.import_module('video.predict').run(a)
     elif argv[:1] == ['spot']:
-        a = cli.parse_spot(argv[1:])
+        a = importlib.import_module('video.command').parse_spot(argv[1:])
         quiet, work = a.quiet, lambda: importlib.import_module('video.longvideo').run(a)
     else:
         a, cfg = cli.parse_args(argv, __doc__)

@@ -19,6 +19,10 @@ from pathlib import Path
 
 import numpy as np
 
+if not __package__:       # run as a file (python tools/realclips.py), the project's modules are not on the path
+    sys.exit('run it as a module from the repository root: .venv/bin/python -m tools.realclips (or install the '
+             'package: pip install -e .)')
+
 ROOT = Path(__file__).resolve().parents[1]
 ANNOTATIONS = ROOT / 'docs' / 'realclips' / 'annotations.json'
 DEFAULT_DIR = ROOT.parent / 'realclips'
