@@ -24,9 +24,8 @@ if [ -n "${LIST:-}" ]; then
 else
     # One task per video of the releases, counted here from their sheets (the same reader the tasks use).
     N=${PARTS:-$("$PY" -c 'import sys
-from engine import cli
-from video import longvideo
-print(len(longvideo.sources(cli.parse_spot(sys.argv[1:]))))' "$@")}
+from video import command, longvideo
+print(len(longvideo.sources(command.parse_spot(sys.argv[1:]))))' "$@")}
     MODE=$N
 fi
 array=$(sbatch --parsable --array=1-"$N" --requeue ${SBATCH_ARGS:-} --job-name=mer-spot \
