@@ -1,4 +1,4 @@
-"""A new user's first hour (issue 37): errors in one line before any work, video files that end early or keep
+"""A new user's first hour: errors in one line before any work, video files that end early or keep
 their own clock, a stopped spot run that keeps what it printed, the precision a run used on record, and the
 package installed and used from outside the repository."""
 import os

@@ -172,12 +172,6 @@ def top_third(values, axis=-1):
     return np.take(v, np.arange(n), axis).mean(axis)
 
 
-def mdmd(flow, idx):
-    """The MDMD of a flow field over the regions `idx` (pixels' index arrays), the head's rigid motion removed:
-    the mean of the largest third of the regions' values."""
-    return float(top_third(region_mdmd(flow - rigid_fit(flow)[0], idx)))
-
-
 def largest(faces):
     """The largest (left, top, right, bottom) box of align.detect_faces's list."""
     return max((b for b, _ in faces), key=lambda b: (b[2] - b[0]) * (b[3] - b[1]))
