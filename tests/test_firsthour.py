@@ -11,6 +11,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from test_outputs import write_video
 from test_predict import one_line_error
 
 import mer
@@ -18,14 +19,6 @@ from data import synth
 from video import longvideo, outputs, predict
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def write_video(path, frames, fps=30.0):
-    w = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*'MJPG'), fps, frames[0].shape[1::-1])
-    for f in frames:
-        w.write(f)
-    w.release()
-    return path
 
 
 def face_frames(n, onset, apex, offset, seed=6):

@@ -9,6 +9,7 @@ import cv2
 import numpy as np
 import openpyxl
 import pytest
+from test_outputs import write_video
 from test_predict import one_line_error
 
 import mer
@@ -123,13 +124,6 @@ def test_the_real_clip_s_smile_is_found(tmp_path, capsys):
     assert cv2.imread(str(fig)) is not None
 
 
-def _write_video(path, frames, fps):
-    w = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*'MJPG'), fps, frames[0].shape[1::-1])
-    for f in frames:
-        w.write(f)
-    w.release()
-
-
 def test_several_faces_the_largest_is_followed_and_a_late_face_is_waited_for(tmp_path, caplog):
     # 0.6 s of an empty wall, then two people, the larger one with a lip-corner pull (0.4 s) that is found
     rng = np.random.default_rng(1)
@@ -170,7 +164,7 @@ def test_bad_videos_are_one_line(tmp_path):
     cv2.imwrite(str(folder / 'img1.png'), np.zeros((8, 8, 3), np.uint8))
     assert '--fps' in _fail([str(folder)])
     noise = [np.random.default_rng(i).integers(0, 255, (120, 160, 3), dtype=np.uint8) for i in range(12)]
-    _write_video(tmp_path / 'noface.avi', noise, 30)
+    write_video(tmp_path / 'noface.avi', noise, 30)
     assert 'no face found' in _fail([str(tmp_path / 'noface.avi')])
     with pytest.raises(SystemExit) as e:
         mer.main(['spot', '-q'])
@@ -180,7 +174,7 @@ def test_bad_videos_are_one_line(tmp_path):
 def test_a_frame_rate_of_zero_in_the_header_is_one_line(tmp_path):
     frames = [np.full((64, 64, 3), i * 10, np.uint8) for i in range(4)]
     path = tmp_path / 'zero.avi'
-    _write_video(path, frames, 25)
+    write_video(path, frames, 25)
     data = bytearray(path.read_bytes())
     # AVI: the stream header's dwScale and dwRate (fps = rate / scale) and the main header's microseconds per frame
     strh = data.index(b'strh') + 8

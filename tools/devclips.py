@@ -33,8 +33,8 @@ ANNOTATIONS = ROOT / 'docs' / 'devclips'
 DEFAULT_DIR = ROOT.parent / 'devclips'
 # The settings chosen by leave-one-source-out, with the values tried: each is read only after tracking (spot's),
 # so a clip is tracked once.
-GRID = dict(held_px=(0.5, 0.6, 0.9), valley=(0.3, 0.5), speech_held=(1.5, 2.0), held_s=(1.0, 1.5, 2.0), merge_s=(0.0, 1.0),
-            speech_cap_px=(1.5, 2.5, 100.0))
+GRID = dict(held_px=(0.5, 0.6, 0.9), valley=(0.3, 0.5), speech_held=(1.5, 2.0), held_s=(1.0, 1.5, 2.0),
+            merge_s=(0.0, 1.0), speech_cap_px=(1.5, 2.5, 100.0))
 
 
 def sources():
@@ -119,10 +119,10 @@ def fetch(folder, repos):
 def track_key(settings):
     """What the cached curves depend on: the tracker's code and the settings it reads."""
     from video import intervals
-    code = ''.join(inspect.getsource(f) for f in (intervals.track, intervals.rigid_fit, intervals.depth,
-                                                  intervals.region_mdmd, intervals.mouth_motion, intervals.cells,
-                                                  intervals.mouth_boxes, intervals.small_face, intervals.skull_mask,
-                                                  intervals.nearest, intervals.rigid_fit))
+    code = ''.join(inspect.getsource(f) for f in (
+        intervals.track, intervals.rigid_fit, intervals._head_basis, intervals.depth, intervals.region_mdmd,
+        intervals.top_third, intervals.mouth_motion, intervals.mouth_boxes, intervals.cells, intervals.small_face,
+        intervals.skull_mask, intervals.nearest, intervals.at_rest))
     s = dict(intervals.SPOTTING, **settings)
     return hashlib.sha256((code + json.dumps(s, sort_keys=True) + json.dumps(intervals.FLOW)).encode()).hexdigest()[:16]
 

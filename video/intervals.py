@@ -122,14 +122,13 @@ def _head_basis(size, turn=True):
 
 
 def rigid_fit(flow, turn=True):
-    """((H, W, 2) the motion of one rigid head that best explains the flow over the skull's part of the face, (6,)
-    its parameters (tx, ty, a, b, c, d): _head_basis's): what stabilisation left of the head's own motion between
-    the two frames, a turn out of the image's plane included (turn=False: a similarity alone, (4,))."""
+    """(H, W, 2) the motion of one rigid head that best explains the flow over the skull's part of the face: what
+    stabilisation left of the head's own motion between the two frames, a turn out of the image's plane included
+    (turn=False: a similarity alone)."""
     size = flow.shape[0]
     basis, inverse, idx = _head_basis(size, turn)
     f = flow.reshape(-1, 2)
-    params = inverse @ np.r_[f[idx, 0], f[idx, 1]]
-    return (basis @ params).reshape(size, size, 2), params
+    return (basis @ (inverse @ np.r_[f[idx, 0], f[idx, 1]])).reshape(size, size, 2)
 
 
 def pixels(boxes, size):
@@ -253,12 +252,17 @@ def mouth_motion(f, boxes):
     return float(v[lower].mean() - v[upper].mean())
 
 
+def at_rest(face):
+    """A face's entry in the bank of faces at rest: (face, its 16x16 thumbnail, which `nearest` compares)."""
+    return face, cv2.resize(face, (16, 16), interpolation=cv2.INTER_AREA)
+
+
 def nearest(bank, face):
-    """The face at rest in the bank [(face, its 16x16 thumbnail)] that looks most like `face` (least mean absolute
-    difference of the thumbnails): the same head pose and light, so that the flow between them is the expression."""
+    """The face at rest in the bank [at_rest(face)] that looks most like `face` (least mean absolute difference of
+    the thumbnails): the same head pose and light, so that the flow between them is the expression."""
     if len(bank) == 1:
         return bank[0][0]
-    small = cv2.resize(face, (16, 16), interpolation=cv2.INTER_AREA)
+    small = at_rest(face)[1]
     return bank[int(np.argmin([np.abs(b - small).mean() for _, b in bank]))][0]
 
 
@@ -270,12 +274,11 @@ def track(frames, fps, name='video', settings=None, windows=None, progress=None)
 
     Per analysed frame: 'pos' (its position in the video), 'seg' (its face segment, -1 without a face), 'p' (one
     curve per window K in 'windows': MDMD from the face K frames before), 'q' (from 2K before, stored at the frame
-    between), 'held' (from the neutral reference), 'eyes' and 'lids' (the eyes' regions of p's flow and the rest of the
-    face, less a similarity alone: the blink's test), 'rigid' (how far p's
-    flow over the skull departs from one rigid head), 'mouth' (mouth_motion from the segment's first face), and
-    per region of the grid 'rp', 'rq', 'rh' (p's, q's and held's values); 'eye_regions' and 'row' describe the
-    regions; 'step', 'fps' (analysed frames a second), 'frames' (read), 'segments', 'several' (frames with more
-    than one face)."""
+    between), 'held' (from the neutral reference), 'eyes' and 'lids' (the eyes' regions of p's flow and the rest of
+    the face, less a similarity alone: the blink's test), 'rigid' (how far p's flow over the skull departs from one
+    rigid head), 'mouth' (mouth_motion from the segment's first face), and per region of the grid 'rp', 'rq', 'rh'
+    (p's, q's and held's values); 'eye_regions' and 'row' describe the regions; 'step', 'fps' (analysed frames a
+    second), 'frames' (read), 'segments', 'several' (frames with more than one face)."""
     import flow
     s = dict(SPOTTING, **(settings or {}))
     every = step(fps, s)
@@ -286,7 +289,6 @@ def track(frames, fps, name='video', settings=None, windows=None, progress=None)
     size, mask = s['size'], skull_mask(s['size'])
     boxes, eye_regions, row = cells(size, s['rois'])
     idx, mboxes = pixels(boxes, size), mouth_boxes(size)
-    face_idx = idx[~eye_regions]
     detect_every = max(1, int(round(s['detect_s'] * afps)))
     bank_every, stale = max(1, int(round(s['ref_every_s'] * afps))), int(round(s['ref_stale_s'] * afps))
     across = s['method'] != 'baseline'
@@ -358,7 +360,7 @@ def track(frames, fps, name='video', settings=None, windows=None, progress=None)
         face = small_face(gray, m, size)
         if first is None:
             first = face
-            bank.append((face, cv2.resize(face, (16, 16), interpolation=cv2.INTER_AREA)))
+            bank.append(at_rest(face))
             admitted = t
         else:
             # Warm-started from the last frame's head motion, one refinement a frame follows the head.
@@ -368,7 +370,7 @@ def track(frames, fps, name='video', settings=None, windows=None, progress=None)
         seg.append(segment)
         for n, (k, x) in enumerate(zip(windows, curves)):
             f = flow.optical_flow(ring[max(0, len(ring) - 1 - k)][1], face, method='farneback', **FLOW)
-            rig, _ = rigid_fit(f)
+            rig = rigid_fit(f)
             values = region_mdmd(f - rig, idx) if len(ring) > 1 else np.zeros(len(boxes))
             x.append(float(top_third(values[~eye_regions])))
             if n == 0:
@@ -376,19 +378,19 @@ def track(frames, fps, name='video', settings=None, windows=None, progress=None)
                 # A blink against the rest of the face, both from the flow less a similarity alone: a turn fitted
                 # to the skull's part of the face takes up some of a blink's spread beyond the eyes' boxes and
                 # carries it over the whole face.
-                lids = region_mdmd(f - rigid_fit(f, turn=False)[0], idx) if len(ring) > 1 else np.zeros(len(boxes))
+                lids = region_mdmd(f - rigid_fit(f, turn=False), idx) if len(ring) > 1 else np.zeros(len(boxes))
                 c['eyes'].append(float(top_third(lids[eye_regions])))
                 c['lids'].append(float(top_third(lids[~eye_regions])))
                 c['rigid'].append(float(np.hypot(*(f - rig)[mask > 0].T).mean()) if len(ring) > 1 else 0.0)
         # The face against its neutral reference: of the faces seen at rest over the last ref_s seconds, the one
         # that looks most like it (the head may have turned, the light changed since the segment began).
         f = flow.optical_flow(nearest(bank, face), face, method='farneback', **FLOW)
-        values = region_mdmd(f - rigid_fit(f)[0], idx)
+        values = region_mdmd(f - rigid_fit(f), idx)
         c['rh'].append(values.astype(np.float32))
         # How far the mouth has opened since the segment's first face (one reference throughout, so that the
         # words' rhythm is all its changes hold).
         f = flow.optical_flow(first, face, method='farneback', **FLOW)
-        c['mouth'].append(mouth_motion(f - rigid_fit(f)[0], mboxes))
+        c['mouth'].append(mouth_motion(f - rigid_fit(f), mboxes))
         c['held'].append(float(top_third(values[~eye_regions])) if across else 0.0)
         if t % bank_every == 0:
             # Every ref_every_s the face nearest its rest over that time (a micro-expression's neutral frames, not
@@ -400,7 +402,7 @@ def track(frames, fps, name='video', settings=None, windows=None, progress=None)
             value, calm = min(recent, key=lambda x: x[0])
             gate = s['ref_gate_px'] if len(rest) < 3 else min(s['ref_gate_px'], 2 * float(np.median(rest)) + 0.05)
             if value <= gate or t - admitted >= stale:
-                bank.append((calm, cv2.resize(calm, (16, 16), interpolation=cv2.INTER_AREA)))
+                bank.append(at_rest(calm))
                 rest.append(value)
                 admitted = t
         if across:
@@ -409,7 +411,7 @@ def track(frames, fps, name='video', settings=None, windows=None, progress=None)
             if len(ring) > k + 1:
                 j = len(ring) - 1 - 2 * k
                 f = flow.optical_flow(ring[max(0, j)][1], face, method='farneback', **FLOW)
-                values = region_mdmd(f - rigid_fit(f)[0], idx)
+                values = region_mdmd(f - rigid_fit(f), idx)
                 c['rq'][t - k] = values.astype(np.float32)
                 c['q'][t - k] = float(top_third(values[~eye_regions]))
         yield c
