@@ -170,6 +170,13 @@ def rich_curve():
     c['held'] = c['held'] + np.where(talking, 0.8 + 0.3 * np.sin(2 * np.pi * 4 * t), 0.0)
     c['held'][1000:1060] += 4.0                           # an expression while talking
     c['rigid'][850:880] = 3.0                             # a hand over the face
+    # The landmarks' mouth: its width, its corners' distance below the nose (eye distances).
+    c['shape'] = np.tile([0.9, 0.3], (n, 1))
+    c['shape'][2000:2090, 0] += 0.4                       # a smile of 3 s
+    c['shape'][2400:2480, 0] += 0.4                       # two in a row, falling back to 0.15 of 0.4 between
+    c['shape'][2480:2500, 0] += 0.15
+    c['shape'][2500:2580, 0] += 0.4
+    c['shape'][3000:3090, 1] -= 0.4                       # a smile that lifts the corners and barely widens
     return c
 
 
@@ -177,12 +184,14 @@ def output(found, shown):
     return repr(([(r['start'], r['end'], r['kind'], r['apex'], r['trusted']) for r in found],
                  np.round(shown['threshold'], 6), np.round(np.asarray(shown.get('held_threshold', 0)), 6).tolist(),
                  np.round(np.asarray(shown.get('held', 0)), 6).tolist(), shown.get('speech', np.zeros(0)).tolist(),
+                 np.round(np.asarray(shown.get('smile', 0)), 6).tolist(),
                  shown['untrusted'].tolist()))
 
 
 SPOT_SETTINGS = dict(k=1000.0, floor=5.0, extend=0.95, min_s=5.0, micro_s=0.01, blink_ratio=100.0, rigid_px=0.01,
                      held_px=50.0, held_s=20.0, valley=0.01, merge_s=5.0, speech_px=50.0, speech_s=20.0,
-                     speech_held=50.0, speech_q=95.0, speech_cap_px=0.01, speech_smooth_s=3.0)
+                     speech_held=50.0, speech_q=95.0, speech_cap_px=0.01, speech_smooth_s=3.0, smile_rise=5.0,
+                     smile_valley=0.01, smile_smooth_s=3.0, smile_min_s=5.0, smile_lift=0.0)
 
 
 @pytest.mark.parametrize('key', sorted(SPOT_SETTINGS))
@@ -277,3 +286,64 @@ def test_a_video_shorter_than_the_window_is_spotted():
     assert len(curve['pos']) == 40 and shown['one_sided'].all()
     assert [r['kind'] for r in found] == ['macro']
     assert scoring.iou((found[0]['start'], found[0]['end']), (10, 35)) >= 0.5
+
+
+def grace_landmarks():
+    import align
+    return align.detect_landmarks(synth.photos()[1], upsample=0)
+
+
+def test_the_mouths_shape_grows_wider_and_its_corners_rise_with_a_smile_and_ignores_the_faces_size_and_roll():
+    lm = grace_landmarks()
+    width, drop = intervals.mouth_shape(lm)
+    eyes = np.hypot(*(lm[42:48].mean(0) - lm[36:42].mean(0)))
+    smiling = lm.copy()
+    smiling[48] += (-0.05 * eyes, -0.05 * eyes)             # the corners drawn out and up
+    smiling[54] += (0.05 * eyes, -0.05 * eyes)
+    w, d = intervals.mouth_shape(smiling)
+    assert w - width == pytest.approx(0.1, abs=0.01) and drop - d == pytest.approx(0.05, abs=0.01)
+    opened = lm.copy()
+    opened[56:59] += (0, 0.3 * eyes)                        # the jaw dropped: a word, not a smile
+    opened[65:68] += (0, 0.3 * eyes)
+    assert intervals.mouth_shape(opened) == pytest.approx((width, drop), abs=1e-9)
+    a = np.deg2rad(15)
+    turned = 2.5 * (lm - lm.mean(0)) @ np.array([[np.cos(a), -np.sin(a)], [np.sin(a), np.cos(a)]]).T + (40, -7)
+    assert intervals.mouth_shape(turned) == pytest.approx((width, drop), abs=1e-9)
+
+
+def talking_smile_curve(smile_at=(600, 690)):
+    """A 40-s curve (30 fps) of a face talking from 10 s to 30 s, its words moving it as far as an expression would
+    (the motion's departure from rest swings with them), its mouth stretched by syllables; with a 3-s smile (the
+    mouth 0.35 eye distances wider) at `smile_at` while it talks."""
+    n, fps = 1200, 30.0
+    c = with_held(np.zeros(n))
+    t = np.arange(n) / fps
+    talking = (t >= 10) & (t < 30)
+    c['mouth'] = np.where(talking, 1.5 * np.sin(2 * np.pi * 4 * t), 0.0)
+    c['held'] = c['held'] + 0.1 + np.where(talking, 1.5 + 1.2 * np.sin(2 * np.pi * 4 * t), 0.0)
+    # Words stretch the mouth for a syllable (0.17 s in every 0.6 s, by more than a smile) and let it go.
+    syllable = talking & (np.arange(n) % 18 < 5)
+    c['shape'] = np.stack([1.0 + np.where(syllable, 0.6, 0.0), np.full(n, 0.3)], 1)
+    if smile_at:
+        c['shape'][smile_at[0]:smile_at[1], 0] += 0.35
+    return c
+
+
+def test_a_smile_while_talking_is_found_from_the_landmarks_and_the_words_are_not_a_smile():
+    found, shown = intervals.spot(talking_smile_curve())
+    assert [r['kind'] for r in found if r['kind'] == 'speech'] == ['speech']
+    assert len(spans(found)) == 1 and scoring.iou(spans(found)[0][:2], (600, 689)) >= 0.8, found
+    # The words alone (the mouth stretched for a syllable at a time) are no smile, and without the landmarks'
+    # measure the motion, swinging with the words, does not find this smile.
+    assert spans(intervals.spot(talking_smile_curve(None))[0]) == []
+    no_landmarks = {k: v for k, v in talking_smile_curve().items() if k != 'shape'}
+    assert not any(scoring.iou(x[:2], (600, 689)) >= 0.5 for x in spans(intervals.spot(no_landmarks)[0]))
+
+
+def test_two_smiles_with_a_partial_return_between_them_are_two():
+    c = talking_smile_curve(None)
+    c['shape'][450:540, 0] += 0.35
+    c['shape'][540:570, 0] += 0.1                           # back to under a third of the rise, not to rest
+    c['shape'][570:690, 0] += 0.35
+    (a0, b0, _), (a1, b1, _) = spans(intervals.spot(c)[0])
+    assert abs(a0 - 450) <= 10 and 540 <= b0 < 570 and a1 == b0 + 1 and abs(b1 - 689) <= 10

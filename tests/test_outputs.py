@@ -15,7 +15,7 @@ from test_predict import one_line_error
 
 import mer
 from data import synth
-from video import outputs
+from video import intervals, outputs
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -69,7 +69,8 @@ def spotted(videos, tmp_path_factory):
 def test_spot_writes_every_video_s_intervals_in_megc_s_columns_with_what_made_them(spotted):
     records, out = spotted
     info, rows = outputs.read(out)
-    assert info['command'].startswith('mer.py spot') and info['settings']['k'] == 8.0 and info['code_version']
+    assert info['command'].startswith('mer.py spot') and info['code_version']
+    assert info['settings']['k'] == intervals.SPOTTING['k']
     header = out.read_text().splitlines()[len(info)]
     assert header.startswith('video,onset,offset,kind,apex')
     assert [(r['video'], r['onset'], r['offset'], r['kind']) for r in rows] == \

@@ -33,8 +33,8 @@ ANNOTATIONS = ROOT / 'docs' / 'devclips'
 DEFAULT_DIR = ROOT.parent / 'devclips'
 # The settings chosen by leave-one-source-out, with the values tried: each is read only after tracking (spot's),
 # so a clip is tracked once.
-GRID = dict(held_px=(0.5, 0.6, 0.9), valley=(0.3, 0.5), speech_held=(1.5, 2.0), held_s=(1.0, 1.5, 2.0),
-            merge_s=(0.0, 1.0), speech_cap_px=(1.5, 2.5, 100.0))
+GRID = dict(smile_lift=(0.0, 1.0), smile_rise=(0.075, 0.1, 0.15), smile_valley=(0.3, 0.5, 0.7), smile_min_s=(0.3, 0.6),
+            k=(8.0, 12.0, 16.0), speech_held=(2.0, 8.0))
 
 
 def sources():
@@ -122,7 +122,7 @@ def track_key(settings):
     code = ''.join(inspect.getsource(f) for f in (
         intervals.track, intervals.rigid_fit, intervals._head_basis, intervals.depth, intervals.region_mdmd,
         intervals.top_third, intervals.mouth_motion, intervals.mouth_boxes, intervals.cells, intervals.small_face,
-        intervals.skull_mask, intervals.nearest, intervals.at_rest))
+        intervals.skull_mask, intervals.nearest, intervals.at_rest, intervals.mouth_shape, intervals.landmarks_at))
     s = dict(intervals.SPOTTING, **settings)
     return hashlib.sha256((code + json.dumps(s, sort_keys=True) + json.dumps(intervals.FLOW)).encode()).hexdigest()[:16]
 
@@ -154,6 +154,14 @@ def counts(result, kind='overall'):
 def f1(c):
     tp, fp, fn = c
     return 2 * tp / (2 * tp + fp + fn) if tp else 0.0
+
+
+def auc(score, positive):
+    """ROC AUC: the chance that a positive frame scores above a negative one (ties count half), from ranks."""
+    from scipy.stats import rankdata
+    r = rankdata(score)
+    n1, n0 = int(positive.sum()), int((~positive).sum())
+    return float((r[positive].sum() - n1 * (n1 + 1) / 2) / (n1 * n0))
 
 
 def spot_all(curves, settings, unjudged):
@@ -222,6 +230,22 @@ def score(folder, figures=None, out_json=None):
             pure_fp += len(expr)
     print(f'\nspeech (defaults): TP {sp[0]} FP {sp[1]} FN {sp[2]}, F1 {f1(sp):.3f}; expressions reported on the '
           f'{pure} clips of talking without expression: {pure_fp}')
+    # Frame by frame, threshold-free: how well each curve ranks the annotated expression frames above the others.
+    aucs = {'smile measure': [], 'departure from rest': []}
+    for key, curve in curves.items():
+        pos, judged = curve['pos'], curve['seg'] >= 0
+        y = np.zeros(len(pos), bool)
+        for t in truths(annotated[key]):
+            y |= (pos >= t['start']) & (pos <= t['end'])
+        for a, b, *_ in unjudged[key]:
+            judged &= ~((pos >= a) & (pos <= b))
+        if 0 < y[judged].sum() < judged.sum():
+            aucs['smile measure'].append(auc(intervals.smile_curve(curve, intervals.SPOTTING)[judged], y[judged]))
+            aucs['departure from rest'].append(auc(np.asarray(curve['held'])[judged], y[judged]))
+    print(f'frame by frame, ROC AUC within each of the {len(aucs["smile measure"])} clips holding both expression '
+          'and rest (median, lowest, clips at 0.7 or more): ' +
+          '; '.join(f'{k} {np.median(v):.2f}, {np.min(v):.2f}, {int((np.array(v) >= 0.7).sum())}'
+                    for k, v in aucs.items()))
     print('\n| clip | truth | spotted (defaults) |\n|---|---|---|')
     for (s, n), (expr, speech) in default.items():
         t = ', '.join(f'{x["onset"]}-{x["offset"]} {x["kind"]}' for x in annotated[s, n]['intervals'])

@@ -18,11 +18,12 @@ import stabilise
 
 log = logging.getLogger(__name__)
 
-SPOTTING = dict(method='mdmd2', size=64, rate=50.0, detect_s=0.5, cut=20.0, window_s=2.0, rois=8, k=8.0, floor=0.2,
+SPOTTING = dict(method='mdmd2', size=64, rate=50.0, detect_s=0.5, cut=20.0, window_s=2.0, rois=8, k=16.0, floor=0.2,
                 extend=0.2, min_s=0.12, micro_s=0.5, blink_ratio=1.25, baseline_s=(0.2, 0.6), baseline_p=0.3,
                 warmup_s=6.0, rigid_px=0.8, held_px=0.5, held_s=1.0, valley=0.3, merge_s=0.0, ref_s=30.0,
-                ref_every_s=0.5, ref_gate_px=1.0, ref_stale_s=8.0, speech_px=0.15, speech_s=1.0, speech_held=2.0,
-                speech_q=25.0, speech_cap_px=1.5, speech_smooth_s=0.7)
+                ref_every_s=0.5, ref_gate_px=1.0, ref_stale_s=8.0, speech_px=0.15, speech_s=1.0, speech_held=8.0,
+                speech_q=25.0, speech_cap_px=1.5, speech_smooth_s=0.7, smile_lift=1.0, smile_rise=0.15,
+                smile_valley=0.5, smile_smooth_s=0.5, smile_min_s=0.3)
 # What each setting means, as `mer.py spot`'s flags (px: pixels of the 64-px aligned face). The others: size (the
 # aligned face's side), rate (analysed frames a second at most: a 200-fps video is read at every 4th frame), rois
 # (the face is cut into rois x rois regions), cut (the mean change of a 32x24 thumbnail, in grey levels, that is a
@@ -62,6 +63,14 @@ FLAGS = [
      'is expressive while its mouth keeps time (sobbing, laughing)'),
     ('speech_smooth_s', '--speech-smooth-s', 'while the face talks, its departure is the running median over '
      'this many seconds'),
+    ('smile_lift', '--smile-lift', 'the smile measure: the mouth\'s width less this many times its corners\' '
+     'distance below the nose (both in eye distances)'),
+    ('smile_rise', '--smile-rise', 'a smile: the smile measure rises this far (eye distances) above the face\'s '
+     'usual (its lowest fifth)'),
+    ('smile_valley', '--smile-valley', 'two smiles in a row: the measure falls back below this fraction of the '
+     'lower one\'s rise between them'),
+    ('smile_smooth_s', '--smile-smooth-s', 'the smile measure is averaged over this many seconds'),
+    ('smile_min_s', '--smile-min-s', 'a shorter smile (seconds) is not reported'),
 ]
 # Farneback's settings for the small face: a smaller window than flow.py's (made for 224 px), so that the eyes'
 # motion stays in the eyes' regions.
@@ -215,7 +224,7 @@ def motion(frames, fps, name='video', settings=None, windows=None, progress=None
     return arrays(state)
 
 
-PER_FRAME = ('q', 'eyes', 'lids', 'rigid', 'held', 'mouth', 'rp', 'rq', 'rh')
+PER_FRAME = ('q', 'eyes', 'lids', 'rigid', 'held', 'mouth', 'shape', 'rp', 'rq', 'rh')
 
 
 def arrays(state):
@@ -226,7 +235,7 @@ def arrays(state):
     for key in PER_FRAME:
         if key in state:
             x = np.array(state[key], np.float64)
-            out[key] = x.reshape(n, -1) if key in ('rp', 'rq', 'rh') else x
+            out[key] = x.reshape(n, -1) if key in ('rp', 'rq', 'rh', 'shape') else x
     return out
 
 
@@ -250,6 +259,35 @@ def mouth_motion(f, boxes):
     v = f[..., 1].ravel()
     upper, lower = boxes
     return float(v[lower].mean() - v[upper].mean())
+
+
+def mouth_shape(landmarks):
+    """(the mouth's width, how far its corners lie below the nose's base) from a face's 68 landmarks, in eye
+    distances (the eyes' centres' distance, so that the face's size, its roll and a turn about the vertical axis
+    cancel). A smile (AU12) draws the corners out and up; words open and round the mouth, and what they change of
+    its width comes and goes within a syllable, which `spot` smooths away."""
+    lm = np.asarray(landmarks, np.float64)
+    left, right = lm[36:42].mean(0), lm[42:48].mean(0)
+    across = right - left
+    eyes = float(np.hypot(*across))
+    if eyes < 1e-6:
+        return 0.0, 0.0
+    ux = across / eyes
+    down = np.array([-ux[1], ux[0]])                    # image y grows downwards
+    x, y = (lm - (left + right) / 2) @ ux / eyes, (lm - (left + right) / 2) @ down / eyes
+    return float(np.hypot(x[54] - x[48], y[54] - y[48])), float((y[48] + y[54]) / 2 - y[33])
+
+
+def landmarks_at(gray, now, detected):
+    """The face's 68 landmarks in this frame: dlib's predictor in the detector's box of the segment's first frame
+    (`detected`: its centre and half side in the aligned face) carried to where the face is now (`now`: frame to
+    aligned face)."""
+    import dlib
+    inv = cv2.invertAffineTransform(now)
+    (cx, cy), half = inv[:, :2] @ detected[0] + inv[:, 2], detected[1] * float(np.sqrt(abs(np.linalg.det(inv[:, :2]))))
+    box = dlib.rectangle(int(round(cx - half)), int(round(cy - half)), int(round(cx + half)), int(round(cy + half)))
+    shape = align._predictor(None)(gray, box)
+    return np.array([[p.x, p.y] for p in shape.parts()], np.float64)
 
 
 def at_rest(face):
@@ -276,7 +314,9 @@ def track(frames, fps, name='video', settings=None, windows=None, progress=None)
     curve per window K in 'windows': MDMD from the face K frames before), 'q' (from 2K before, stored at the frame
     between), 'held' (from the neutral reference), 'eyes' and 'lids' (the eyes' regions of p's flow and the rest of
     the face, less a similarity alone: the blink's test), 'rigid' (how far p's flow over the skull departs from one
-    rigid head), 'mouth' (mouth_motion from the segment's first face), and per region of the grid 'rp', 'rq', 'rh'
+    rigid head), 'mouth' (mouth_motion from the segment's first face), 'shape' (mouth_shape of the frame's 68
+    landmarks: the mouth's width and its corners' depth below the nose; read about 15 times a second, NaN between),
+    and per region of the grid 'rp', 'rq', 'rh'
     (p's, q's and held's values); 'eye_regions' and 'row' describe the regions; 'step', 'fps' (analysed frames a
     second), 'frames' (read), 'segments', 'several' (frames with more than one face)."""
     import flow
@@ -291,6 +331,9 @@ def track(frames, fps, name='video', settings=None, windows=None, progress=None)
     idx, mboxes = pixels(boxes, size), mouth_boxes(size)
     detect_every = max(1, int(round(s['detect_s'] * afps)))
     bank_every, stale = max(1, int(round(s['ref_every_s'] * afps))), int(round(s['ref_stale_s'] * afps))
+    # The mouth's shape is read about 15 times a second (NaN between: its median over half a second is what
+    # counts, smile_curve): the landmarks cost as much as a Farneback flow.
+    shape_every = max(1, int(round(afps / 15)))
     across = s['method'] != 'baseline'
     # (analysed index, face) of the current segment: 2K + 1 of them for the across term
     ring = collections.deque(maxlen=(2 if across else 1) * max(windows) + 1)
@@ -337,6 +380,8 @@ def track(frames, fps, name='video', settings=None, windows=None, progress=None)
                 m = None
             if box is not None and m is None:
                 m, w, first = face_transform(gray, box, size), np.eye(2, 3), None
+                centre = m[:, :2] @ np.array([(box[0] + box[2]) / 2, (box[1] + box[3]) / 2]) + m[:, 2]
+                detected = (centre, (box[2] - box[0]) / 2 * float(np.sqrt(abs(np.linalg.det(m[:, :2])))))
                 segment += 1
                 c['segments'] = segment + 1
                 ring.clear()
@@ -353,6 +398,7 @@ def track(frames, fps, name='video', settings=None, windows=None, progress=None)
             seg.append(-1)
             for x in curves + [c['eyes'], c['lids'], c['rigid'], c['held'], c['mouth']]:
                 x.append(0.0)
+            c['shape'].append((0.0, 0.0))
             for key, n in (('rp', len(boxes)), ('rh', len(boxes))):
                 c[key].append(np.zeros(n, np.float32))
             yield c
@@ -366,6 +412,8 @@ def track(frames, fps, name='video', settings=None, windows=None, progress=None)
             # Warm-started from the last frame's head motion, one refinement a frame follows the head.
             w = stabilise.head_motion(first, face, mask, w, iterations=1)
             face = small_face(gray, stabilise.compose(cv2.invertAffineTransform(w), m), size)
+        c['shape'].append(mouth_shape(landmarks_at(gray, stabilise.compose(cv2.invertAffineTransform(w), m), detected))
+                          if first is face or t % shape_every == 0 else (np.nan, np.nan))
         ring.append((t, face))
         seg.append(segment)
         for n, (k, x) in enumerate(zip(windows, curves)):
@@ -624,9 +672,61 @@ def spot(curve, settings=None):
     if h is not None:
         scored = held(curve, h, scored, hthr, s, one_sided)
         shown.update(held=np.where(seg >= 0, h, 0.0), held_threshold=hthr)
+    if 'shape' in curve:
+        # Smiles are read from the landmarks, which talking barely moves and which hold a smile's shape where the
+        # motion sees only its coming and going: they replace the motion's intervals that they overlap.
+        found, z, rest, level = smiles(curve, s)
+        scored = sorted([x for x in scored if not any(x[0] <= b and a <= x[1] for a, b, _, _ in found)] + found)
+        shown.update(smile=np.where(seg >= 0, z, np.nan), smile_threshold=np.where(seg >= 0, level, np.nan))
     out = [interval(curve, a, b, peak, fps, s, score) for a, b, peak, score in scored]
     out += [dict(interval(curve, a, b, a, fps, s, 0.0), kind='speech') for a, b in runs(speaking)]
     return sorted(out, key=lambda r: (r['start'], r['kind'] == 'speech')), shown
+
+
+def smile_curve(curve, s):
+    """The smile measure per analysed frame: from track's 'shape' (mouth_shape), the mouth's width less
+    SPOTTING['smile_lift'] times its corners' distance below the nose; its running median over half a second in
+    each face segment (a syllable's change of the mouth's shape goes, a smile stays), averaged over
+    SPOTTING['smile_smooth_s']; 0 where there is no face."""
+    from scipy.ndimage import median_filter
+    seg, fps = curve['seg'], curve['fps']
+    shape = np.asarray(curve['shape'], np.float64).reshape(len(seg), 2)
+    measure = shape[:, 0] - s['smile_lift'] * shape[:, 1]
+    z = np.zeros(len(seg))
+    for a, b in segments(seg):
+        x = measure[a:b + 1]
+        read = np.flatnonzero(~np.isnan(x))           # the frames whose landmarks were read; between them, a line
+        if not len(read):
+            continue
+        x = np.interp(np.arange(len(x)), read, x[read])
+        x = median_filter(x, max(1, int(round(0.5 * fps))) | 1, mode='nearest')
+        z[a:b + 1] = smooth(x, s['smile_smooth_s'] * fps)
+    return z
+
+
+def smiles(curve, s):
+    """([(a, b, apex, score)], the smile measure, per analysed frame the face's usual measure and the level a smile
+    passes): the runs where the smile measure (smile_curve) rises SPOTTING['smile_rise'] above the face's usual
+    (its lowest fifth over its face segment: the measure's scale differs between faces), each from where it passes
+    half that rise to where it falls back below it, cut between two smiles where it falls back below
+    SPOTTING['smile_valley'] of the lower one's rise, those shorter than SPOTTING['smile_min_s'] left out."""
+    seg, fps = curve['seg'], curve['fps']
+    z = smile_curve(curve, s)
+    rest = np.zeros(len(seg))
+    for a, b in segments(seg):
+        rest[a:b + 1] = np.percentile(z[a:b + 1], 20)
+    level = rest + s['smile_rise']
+    out = []
+    for a, b in [(a0 + x, a0 + y) for a0, b0 in segments(seg)
+                 for x, y in runs(z[a0:b0 + 1] > (rest[a0:b0 + 1] + level[a0:b0 + 1]) / 2)]:
+        if (z[a:b + 1] <= level[a:b + 1]).all():
+            continue
+        edges = [a] + [a + c for c in valleys(z[a:b + 1] - rest[a:b + 1], s['smile_valley'], 0.2 * fps)] + [b + 1]
+        for x, y in zip(edges, edges[1:]):
+            if (y - x) / fps >= s['smile_min_s']:
+                apex = x + int(np.argmax(z[x:y]))
+                out.append((x, y - 1, apex, z[apex] - rest[apex]))
+    return out, z, rest, level
 
 
 def valleys(h, valley, width):

@@ -427,7 +427,16 @@ def save_figure(path, rows, max_rows=8):
         ax.set_ylabel('motion (px)')
         truth = ' (bars below: true intervals)' if video['truths'] else ''
         ax.set_title(f'{Path(video["path"]).name}: {len(found)} interval{"s" * (len(found) != 1)}{truth}', fontsize=9)
-        ax.legend(loc='upper left', bbox_to_anchor=(1.005, 1.0), borderaxespad=0, fontsize=7)   # beside, never over
+        handles, labels = ax.get_legend_handles_labels()
+        if 'smile' in shown:
+            # The landmarks' smile measure is in eye distances, not pixels: its own axis, on the right.
+            right = ax.twinx()
+            right.plot(t, shown['smile'], lw=1.0, color='tab:orange', label='smile (eye distances, right)')
+            right.plot(t, shown['smile_threshold'], color='tab:orange', lw=0.8, ls=':', label='smile threshold')
+            right.set_ylabel('smile (eye distances)', fontsize=8)
+            h, lab = right.get_legend_handles_labels()
+            handles, labels = handles + h, labels + lab
+        ax.legend(handles, labels, loc='upper left', bbox_to_anchor=(1.06, 1.0), borderaxespad=0, fontsize=7)
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format=Path(path).suffix.lstrip('.').lower().replace('jpg', 'jpeg'), dpi=90)
