@@ -403,7 +403,8 @@ def track(frames, fps, name='video', settings=None, windows=None, progress=None)
                 c[key].append(np.zeros(n, np.float32))
             yield c
             continue
-        face = small_face(gray, m, size)
+        now = m                                         # the frame to the aligned face, head motion removed
+        face = small_face(gray, now, size)
         if first is None:
             first = face
             bank.append(at_rest(face))
@@ -411,9 +412,10 @@ def track(frames, fps, name='video', settings=None, windows=None, progress=None)
         else:
             # Warm-started from the last frame's head motion, one refinement a frame follows the head.
             w = stabilise.head_motion(first, face, mask, w, iterations=1)
-            face = small_face(gray, stabilise.compose(cv2.invertAffineTransform(w), m), size)
-        c['shape'].append(mouth_shape(landmarks_at(gray, stabilise.compose(cv2.invertAffineTransform(w), m), detected))
-                          if first is face or t % shape_every == 0 else (np.nan, np.nan))
+            now = stabilise.compose(cv2.invertAffineTransform(w), m)
+            face = small_face(gray, now, size)
+        c['shape'].append(mouth_shape(landmarks_at(gray, now, detected)) if first is face or t % shape_every == 0
+                          else (np.nan, np.nan))
         ring.append((t, face))
         seg.append(segment)
         for n, (k, x) in enumerate(zip(windows, curves)):
@@ -675,7 +677,7 @@ def spot(curve, settings=None):
     if 'shape' in curve:
         # Smiles are read from the landmarks, which talking barely moves and which hold a smile's shape where the
         # motion sees only its coming and going: they replace the motion's intervals that they overlap.
-        found, z, rest, level = smiles(curve, s)
+        found, z, level = smiles(curve, s)
         scored = sorted([x for x in scored if not any(x[0] <= b and a <= x[1] for a, b, _, _ in found)] + found)
         shown.update(smile=np.where(seg >= 0, z, np.nan), smile_threshold=np.where(seg >= 0, level, np.nan))
     out = [interval(curve, a, b, peak, fps, s, score) for a, b, peak, score in scored]
@@ -705,11 +707,11 @@ def smile_curve(curve, s):
 
 
 def smiles(curve, s):
-    """([(a, b, apex, score)], the smile measure, per analysed frame the face's usual measure and the level a smile
-    passes): the runs where the smile measure (smile_curve) rises SPOTTING['smile_rise'] above the face's usual
-    (its lowest fifth over its face segment: the measure's scale differs between faces), each from where it passes
-    half that rise to where it falls back below it, cut between two smiles where it falls back below
-    SPOTTING['smile_valley'] of the lower one's rise, those shorter than SPOTTING['smile_min_s'] left out."""
+    """([(a, b, apex, score)], the smile measure, per analysed frame the level a smile passes): the runs where the
+    smile measure (smile_curve) rises SPOTTING['smile_rise'] above the face's usual (its lowest fifth over its face
+    segment: the measure's scale differs between faces), each from where it passes half that rise to where it falls
+    back below it, cut between two smiles where it falls back below SPOTTING['smile_valley'] of the lower one's
+    rise, those shorter than SPOTTING['smile_min_s'] left out."""
     seg, fps = curve['seg'], curve['fps']
     z = smile_curve(curve, s)
     rest = np.zeros(len(seg))
@@ -726,7 +728,7 @@ def smiles(curve, s):
             if (y - x) / fps >= s['smile_min_s']:
                 apex = x + int(np.argmax(z[x:y]))
                 out.append((x, y - 1, apex, z[apex] - rest[apex]))
-    return out, z, rest, level
+    return out, z, level
 
 
 def valleys(h, valley, width):
