@@ -170,13 +170,15 @@ def rich_curve():
     c['held'] = c['held'] + np.where(talking, 0.8 + 0.3 * np.sin(2 * np.pi * 4 * t), 0.0)
     c['held'][1000:1060] += 4.0                           # an expression while talking
     c['rigid'][850:880] = 3.0                             # a hand over the face
-    # The landmarks' mouth: its width, its corners' distance below the nose (eye distances).
-    c['shape'] = np.tile([0.9, 0.3], (n, 1))
+    # The landmarks (intervals.SHAPE): the mouth's width, its corners' distance below the nose, its lips' opening
+    # (eye distances); the head's pose, still.
+    c['shape'] = np.tile([0.9, 0.3, 0.05, 0.0, 1.0, 40.0], (n, 1))
     c['shape'][2000:2090, 0] += 0.4                       # a smile of 3 s
     c['shape'][2400:2480, 0] += 0.4                       # two in a row, falling back to 0.15 of 0.4 between
     c['shape'][2480:2500, 0] += 0.15
     c['shape'][2500:2580, 0] += 0.4
     c['shape'][3000:3090, 1] -= 0.4                       # a smile that lifts the corners and barely widens
+    c['shape'][3300:3390, 2] += 0.4                       # a jaw dropped for 3 s
     return c
 
 
@@ -184,14 +186,15 @@ def output(found, shown):
     return repr(([(r['start'], r['end'], r['kind'], r['apex'], r['trusted']) for r in found],
                  np.round(shown['threshold'], 6), np.round(np.asarray(shown.get('held_threshold', 0)), 6).tolist(),
                  np.round(np.asarray(shown.get('held', 0)), 6).tolist(), shown.get('speech', np.zeros(0)).tolist(),
-                 np.round(np.asarray(shown.get('smile', 0)), 6).tolist(),
+                 np.round(np.asarray(shown.get('face', 0)), 6).tolist(),
                  shown['untrusted'].tolist()))
 
 
 SPOT_SETTINGS = dict(k=1000.0, floor=5.0, extend=0.95, min_s=5.0, micro_s=0.01, blink_ratio=100.0, rigid_px=0.01,
                      held_px=50.0, held_s=20.0, valley=0.01, merge_s=5.0, speech_px=50.0, speech_s=20.0,
                      speech_held=50.0, speech_q=95.0, speech_cap_px=0.01, speech_smooth_s=3.0, smile_rise=5.0,
-                     smile_valley=0.01, smile_smooth_s=3.0, smile_min_s=5.0, smile_lift=0.0)
+                     open_rise=5.0, face_valley=0.01, face_smooth_s=3.0, face_min_s=5.0, smile_lift=0.0,
+                     head_still=0.0)
 
 
 @pytest.mark.parametrize('key', sorted(SPOT_SETTINGS))
@@ -293,22 +296,27 @@ def grace_landmarks():
     return align.detect_landmarks(synth.photos()[1], upsample=0)
 
 
-def test_the_mouths_shape_grows_wider_and_its_corners_rise_with_a_smile_and_ignores_the_faces_size_and_roll():
+def test_the_faces_shape_reads_a_smile_and_an_open_mouth_apart_and_ignores_the_faces_size_and_roll():
     lm = grace_landmarks()
-    width, drop = intervals.mouth_shape(lm)
-    eyes = np.hypot(*(lm[42:48].mean(0) - lm[36:42].mean(0)))
+    width, drop, opening, across, down, eyes = intervals.face_shape(lm)
+    assert eyes == pytest.approx(np.hypot(*(lm[42:48].mean(0) - lm[36:42].mean(0))))
     smiling = lm.copy()
     smiling[48] += (-0.05 * eyes, -0.05 * eyes)             # the corners drawn out and up
     smiling[54] += (0.05 * eyes, -0.05 * eyes)
-    w, d = intervals.mouth_shape(smiling)
-    assert w - width == pytest.approx(0.1, abs=0.01) and drop - d == pytest.approx(0.05, abs=0.01)
+    w, d, o = intervals.face_shape(smiling)[:3]
+    assert w - width == pytest.approx(0.1, abs=0.01) and drop - d == pytest.approx(0.05, abs=0.01) and o == opening
     opened = lm.copy()
-    opened[56:59] += (0, 0.3 * eyes)                        # the jaw dropped: a word, not a smile
+    opened[56:59] += (0, 0.3 * eyes)                        # the jaw dropped: no smile, the lips apart
     opened[65:68] += (0, 0.3 * eyes)
-    assert intervals.mouth_shape(opened) == pytest.approx((width, drop), abs=1e-9)
+    assert intervals.face_shape(opened)[:2] == pytest.approx((width, drop), abs=1e-9)
+    assert intervals.face_shape(opened)[2] - opening == pytest.approx(0.3, abs=0.01)
     a = np.deg2rad(15)
     turned = 2.5 * (lm - lm.mean(0)) @ np.array([[np.cos(a), -np.sin(a)], [np.sin(a), np.cos(a)]]).T + (40, -7)
-    assert intervals.mouth_shape(turned) == pytest.approx((width, drop), abs=1e-9)
+    assert intervals.face_shape(turned)[:5] == pytest.approx((width, drop, opening, across, down), abs=1e-9)
+    assert intervals.face_shape(turned)[5] == pytest.approx(2.5 * eyes)
+    nodded = lm.copy()
+    nodded[27:36] += (0.1 * eyes, 0.1 * eyes)               # the nose moves against the eyes as the head turns
+    assert intervals.face_shape(nodded)[3:5] == pytest.approx((across + 0.1, down + 0.1), abs=0.01)
 
 
 def talking_smile_curve(smile_at=(600, 690)):
@@ -323,7 +331,9 @@ def talking_smile_curve(smile_at=(600, 690)):
     c['held'] = c['held'] + 0.1 + np.where(talking, 1.5 + 1.2 * np.sin(2 * np.pi * 4 * t), 0.0)
     # Words stretch the mouth for a syllable (0.17 s in every 0.6 s, by more than a smile) and let it go.
     syllable = talking & (np.arange(n) % 18 < 5)
-    c['shape'] = np.stack([1.0 + np.where(syllable, 0.6, 0.0), np.full(n, 0.3)], 1)
+    c['shape'] = np.tile([1.0, 0.3, 0.05, 0.0, 1.0, 40.0], (n, 1))
+    c['shape'][syllable, 0] += 0.6
+    c['shape'][syllable, 2] += 0.4                          # the lips apart with each syllable
     if smile_at:
         c['shape'][smile_at[0]:smile_at[1], 0] += 0.35
     return c
@@ -347,3 +357,24 @@ def test_two_smiles_with_a_partial_return_between_them_are_two():
     c['shape'][570:690, 0] += 0.35
     (a0, b0, _), (a1, b1, _) = spans(intervals.spot(c)[0])
     assert abs(a0 - 450) <= 10 and 540 <= b0 < 570 and a1 == b0 + 1 and abs(b1 - 689) <= 10
+
+
+def test_a_mouth_held_open_is_an_expression_and_a_talking_mouth_is_not():
+    c = talking_smile_curve(None)
+    c['shape'][900:960, 2] += 0.35                          # a jaw drop held 2 s, after the talking
+    found = spans(intervals.spot(c)[0])
+    assert len(found) == 1 and scoring.iou(found[0][:2], (900, 959)) >= 0.7, found
+    assert spans(intervals.spot(c, dict(open_rise=np.inf))[0]) == []
+
+
+def test_the_motions_intervals_count_only_where_the_head_held_still():
+    face = np.zeros(1200)
+    face[600:660] = 1.0                                     # an expression, 2 s
+    c = with_held(face)
+    c['shape'] = np.tile([1.0, 0.3, 0.05, 0.0, 1.0, 40.0], (1200, 1))
+    assert len(spans(intervals.spot(c)[0])) == 1
+    turning = {k: (v.copy() if k == 'shape' else v) for k, v in c.items()}
+    turning['shape'][590:670, 3] = np.linspace(0.0, 0.3, 80)      # the head turns meanwhile
+    assert spans(intervals.spot(turning)[0]) == []
+    assert len(spans(intervals.spot(turning, dict(head_still=np.inf))[0])) == 1
+    assert spans(intervals.spot(c, dict(head_still=0.0))[0]) == []

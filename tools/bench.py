@@ -233,7 +233,7 @@ def long_speed(seconds=30.0, repeats=3):
     parts = {'decode (cv2 read / grab)': (('VideoCapture', "'read'"), ('VideoCapture', "'grab'")),
              'face detection (dlib HOG)': (('_dlib_pybind11.run',),),
              'landmarks (dlib, at each new face)': (('face_transform',),),
-             'landmarks (dlib, about 15 a second: the smile measure)': (('landmarks_at',),),
+             'landmarks (dlib, about 15 a second: the mouth and the head)': (('landmarks_at',),),
              'Farneback flow (head motion + MDMD)': (('calcOpticalFlowFarneback',),),
              'MDMD regions (numpy, rigid part removed)': (('mdmd',),),
              'aligned small face (warp, resize, blur)': (('small_face',),),

@@ -33,8 +33,8 @@ ANNOTATIONS = ROOT / 'docs' / 'devclips'
 DEFAULT_DIR = ROOT.parent / 'devclips'
 # The settings chosen by leave-one-source-out, with the values tried: each is read only after tracking (spot's),
 # so a clip is tracked once.
-GRID = dict(smile_lift=(0.0, 1.0), smile_rise=(0.075, 0.1, 0.15), smile_valley=(0.3, 0.5, 0.7), smile_min_s=(0.3, 0.6),
-            k=(8.0, 12.0, 16.0), speech_held=(2.0, 8.0))
+GRID = dict(smile_rise=(0.1, 0.15), open_rise=(0.2, 0.3, np.inf), face_valley=(0.5, 0.7), face_min_s=(0.3, 0.6),
+            head_still=(0.0, 0.15, np.inf), k=(8.0, 16.0), speech_held=(2.0, 8.0))
 
 
 def sources():
@@ -122,7 +122,7 @@ def track_key(settings):
     code = ''.join(inspect.getsource(f) for f in (
         intervals.track, intervals.rigid_fit, intervals._head_basis, intervals.depth, intervals.region_mdmd,
         intervals.top_third, intervals.mouth_motion, intervals.mouth_boxes, intervals.cells, intervals.small_face,
-        intervals.skull_mask, intervals.nearest, intervals.at_rest, intervals.mouth_shape, intervals.landmarks_at))
+        intervals.skull_mask, intervals.nearest, intervals.at_rest, intervals.face_shape, intervals.landmarks_at))
     s = dict(intervals.SPOTTING, **settings)
     return hashlib.sha256((code + json.dumps(s, sort_keys=True) + json.dumps(intervals.FLOW)).encode()).hexdigest()[:16]
 
@@ -231,7 +231,7 @@ def score(folder, figures=None, out_json=None):
     print(f'\nspeech (defaults): TP {sp[0]} FP {sp[1]} FN {sp[2]}, F1 {f1(sp):.3f}; expressions reported on the '
           f'{pure} clips of talking without expression: {pure_fp}')
     # Frame by frame, threshold-free: how well each curve ranks the annotated expression frames above the others.
-    aucs = {'smile measure': [], 'departure from rest': []}
+    aucs = {'landmarks\' departure': [], 'motion\'s departure from rest': []}
     for key, curve in curves.items():
         pos, judged = curve['pos'], curve['seg'] >= 0
         y = np.zeros(len(pos), bool)
@@ -240,9 +240,10 @@ def score(folder, figures=None, out_json=None):
         for a, b, *_ in unjudged[key]:
             judged &= ~((pos >= a) & (pos <= b))
         if 0 < y[judged].sum() < judged.sum():
-            aucs['smile measure'].append(auc(intervals.smile_curve(curve, intervals.SPOTTING)[judged], y[judged]))
-            aucs['departure from rest'].append(auc(np.asarray(curve['held'])[judged], y[judged]))
-    print(f'frame by frame, ROC AUC within each of the {len(aucs["smile measure"])} clips holding both expression '
+            aucs['landmarks\' departure'].append(auc(intervals.expressions(curve, intervals.SPOTTING)[1][judged],
+                                                      y[judged]))
+            aucs['motion\'s departure from rest'].append(auc(np.asarray(curve['held'])[judged], y[judged]))
+    print(f'frame by frame, ROC AUC within each of the {len(next(iter(aucs.values())))} clips holding both expression '
           'and rest (median, lowest, clips at 0.7 or more): ' +
           '; '.join(f'{k} {np.median(v):.2f}, {np.min(v):.2f}, {int((np.array(v) >= 0.7).sum())}'
                     for k, v in aucs.items()))

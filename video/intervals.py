@@ -23,7 +23,7 @@ SPOTTING = dict(method='mdmd2', size=64, rate=50.0, detect_s=0.5, cut=20.0, wind
                 warmup_s=6.0, rigid_px=0.8, held_px=0.5, held_s=1.0, valley=0.3, merge_s=0.0, ref_s=30.0,
                 ref_every_s=0.5, ref_gate_px=1.0, ref_stale_s=8.0, speech_px=0.15, speech_s=1.0, speech_held=8.0,
                 speech_q=25.0, speech_cap_px=1.5, speech_smooth_s=0.7, smile_lift=1.0, smile_rise=0.15,
-                smile_valley=0.5, smile_smooth_s=0.5, smile_min_s=0.3)
+                open_rise=0.2, face_valley=0.5, face_smooth_s=0.5, face_min_s=0.3, head_still=0.15)
 # What each setting means, as `mer.py spot`'s flags (px: pixels of the 64-px aligned face). The others: size (the
 # aligned face's side), rate (analysed frames a second at most: a 200-fps video is read at every 4th frame), rois
 # (the face is cut into rois x rois regions), cut (the mean change of a 32x24 thumbnail, in grey levels, that is a
@@ -67,10 +67,14 @@ FLAGS = [
      'distance below the nose (both in eye distances)'),
     ('smile_rise', '--smile-rise', 'a smile: the smile measure rises this far (eye distances) above the face\'s '
      'usual (its lowest fifth)'),
-    ('smile_valley', '--smile-valley', 'two smiles in a row: the measure falls back below this fraction of the '
-     'lower one\'s rise between them'),
-    ('smile_smooth_s', '--smile-smooth-s', 'the smile measure is averaged over this many seconds'),
-    ('smile_min_s', '--smile-min-s', 'a shorter smile (seconds) is not reported'),
+    ('open_rise', '--open-rise', 'a mouth held open (a jaw drop, bared teeth): the lips\' opening rises this far '
+     '(eye distances) above the face\'s usual; inf: not read'),
+    ('face_valley', '--face-valley', 'two expressions read from the landmarks in a row: their measure falls back '
+     'below this fraction of the lower one\'s rise between them'),
+    ('face_smooth_s', '--face-smooth-s', 'the landmarks\' measures are averaged over this many seconds'),
+    ('face_min_s', '--face-min-s', 'a shorter expression read from the landmarks (seconds) is not reported'),
+    ('head_still', '--head-still', 'the motion\'s intervals are reported only where the head\'s pose, read from the '
+     'landmarks, changes by less than this (eye distances) over them; 0: never (the landmarks\' alone)'),
 ]
 # Farneback's settings for the small face: a smaller window than flow.py's (made for 224 px), so that the eyes'
 # motion stays in the eyes' regions.
@@ -261,21 +265,28 @@ def mouth_motion(f, boxes):
     return float(v[lower].mean() - v[upper].mean())
 
 
-def mouth_shape(landmarks):
-    """(the mouth's width, how far its corners lie below the nose's base) from a face's 68 landmarks, in eye
-    distances (the eyes' centres' distance, so that the face's size, its roll and a turn about the vertical axis
-    cancel). A smile (AU12) draws the corners out and up; words open and round the mouth, and what they change of
-    its width comes and goes within a syllable, which `spot` smooths away."""
+SHAPE = ('width', 'depth', 'opening', 'across', 'down', 'eyes')
+
+
+def face_shape(landmarks):
+    """What `spot` reads of a face's 68 landmarks (SHAPE): the mouth's width, how far its corners lie below the
+    nose's base and how far its lips stand apart (inner lips), in eye distances (the eyes' centres' distance, so
+    that the face's size, its roll and a turn about the vertical axis cancel); and the head's pose: the nose tip
+    across from the eyes' centre and the nose's base below it, in eye distances (they change as the head turns and
+    nods), and the eye distance in pixels (as it comes nearer). A smile (AU12) draws the corners out and up, a jaw
+    drop or bared teeth hold the lips apart; words open and round the mouth within a syllable, which `spot`
+    smooths away."""
     lm = np.asarray(landmarks, np.float64)
     left, right = lm[36:42].mean(0), lm[42:48].mean(0)
     across = right - left
     eyes = float(np.hypot(*across))
     if eyes < 1e-6:
-        return 0.0, 0.0
+        return (0.0,) * len(SHAPE)
     ux = across / eyes
     down = np.array([-ux[1], ux[0]])                    # image y grows downwards
     x, y = (lm - (left + right) / 2) @ ux / eyes, (lm - (left + right) / 2) @ down / eyes
-    return float(np.hypot(x[54] - x[48], y[54] - y[48])), float((y[48] + y[54]) / 2 - y[33])
+    return (float(np.hypot(x[54] - x[48], y[54] - y[48])), float((y[48] + y[54]) / 2 - y[33]), float(y[66] - y[62]),
+            float(x[30]), float(y[33]), eyes)
 
 
 def landmarks_at(gray, now, detected):
@@ -314,8 +325,8 @@ def track(frames, fps, name='video', settings=None, windows=None, progress=None)
     curve per window K in 'windows': MDMD from the face K frames before), 'q' (from 2K before, stored at the frame
     between), 'held' (from the neutral reference), 'eyes' and 'lids' (the eyes' regions of p's flow and the rest of
     the face, less a similarity alone: the blink's test), 'rigid' (how far p's flow over the skull departs from one
-    rigid head), 'mouth' (mouth_motion from the segment's first face), 'shape' (mouth_shape of the frame's 68
-    landmarks: the mouth's width and its corners' depth below the nose; read about 15 times a second, NaN between),
+    rigid head), 'mouth' (mouth_motion from the segment's first face), 'shape' (face_shape of the frame's 68
+    landmarks: the mouth's shape and the head's pose; read about 15 times a second, NaN between),
     and per region of the grid 'rp', 'rq', 'rh'
     (p's, q's and held's values); 'eye_regions' and 'row' describe the regions; 'step', 'fps' (analysed frames a
     second), 'frames' (read), 'segments', 'several' (frames with more than one face)."""
@@ -331,8 +342,8 @@ def track(frames, fps, name='video', settings=None, windows=None, progress=None)
     idx, mboxes = pixels(boxes, size), mouth_boxes(size)
     detect_every = max(1, int(round(s['detect_s'] * afps)))
     bank_every, stale = max(1, int(round(s['ref_every_s'] * afps))), int(round(s['ref_stale_s'] * afps))
-    # The mouth's shape is read about 15 times a second (NaN between: its median over half a second is what
-    # counts, smile_curve): the landmarks cost as much as a Farneback flow.
+    # The landmarks are read about 15 times a second (NaN between: their median over half a second is what
+    # counts, measures): they cost as much as a Farneback flow.
     shape_every = max(1, int(round(afps / 15)))
     across = s['method'] != 'baseline'
     # (analysed index, face) of the current segment: 2K + 1 of them for the across term
@@ -398,7 +409,7 @@ def track(frames, fps, name='video', settings=None, windows=None, progress=None)
             seg.append(-1)
             for x in curves + [c['eyes'], c['lids'], c['rigid'], c['held'], c['mouth']]:
                 x.append(0.0)
-            c['shape'].append((0.0, 0.0))
+            c['shape'].append((0.0,) * len(SHAPE))
             for key, n in (('rp', len(boxes)), ('rh', len(boxes))):
                 c[key].append(np.zeros(n, np.float32))
             yield c
@@ -414,8 +425,8 @@ def track(frames, fps, name='video', settings=None, windows=None, progress=None)
             w = stabilise.head_motion(first, face, mask, w, iterations=1)
             now = stabilise.compose(cv2.invertAffineTransform(w), m)
             face = small_face(gray, now, size)
-        c['shape'].append(mouth_shape(landmarks_at(gray, now, detected)) if first is face or t % shape_every == 0
-                          else (np.nan, np.nan))
+        c['shape'].append(face_shape(landmarks_at(gray, now, detected)) if first is face or t % shape_every == 0
+                          else (np.nan,) * len(SHAPE))
         ring.append((t, face))
         seg.append(segment)
         for n, (k, x) in enumerate(zip(windows, curves)):
@@ -675,60 +686,88 @@ def spot(curve, settings=None):
         scored = held(curve, h, scored, hthr, s, one_sided)
         shown.update(held=np.where(seg >= 0, h, 0.0), held_threshold=hthr)
     if 'shape' in curve:
-        # Smiles are read from the landmarks, which talking barely moves and which hold a smile's shape where the
-        # motion sees only its coming and going: they replace the motion's intervals that they overlap.
-        found, z, level = smiles(curve, s)
-        scored = sorted([x for x in scored if not any(x[0] <= b and a <= x[1] for a, b, _, _ in found)] + found)
-        shown.update(smile=np.where(seg >= 0, z, np.nan), smile_threshold=np.where(seg >= 0, level, np.nan))
+        # The landmarks read a smile and a mouth held open, which talking barely moves and whose shape they hold
+        # where the motion sees only its coming and going: their expressions replace the motion's intervals that
+        # they overlap. The motion's others count only where the head held still: a turn, a nod, a lean move the
+        # face's pixels more than an expression does (on real recordings most of the motion's intervals were that).
+        found, d = expressions(curve, s)
+        scored = sorted([x for x in scored if not any(x[0] <= b and a <= x[1] for a, b, _, _ in found)
+                         and still(curve, x[0], x[1], s)] + found)
+        shown.update(face=np.where(seg >= 0, d, np.nan))
     out = [interval(curve, a, b, peak, fps, s, score) for a, b, peak, score in scored]
     out += [dict(interval(curve, a, b, a, fps, s, 0.0), kind='speech') for a, b in runs(speaking)]
     return sorted(out, key=lambda r: (r['start'], r['kind'] == 'speech')), shown
 
 
-def smile_curve(curve, s):
-    """The smile measure per analysed frame: from track's 'shape' (mouth_shape), the mouth's width less
-    SPOTTING['smile_lift'] times its corners' distance below the nose; its running median over half a second in
-    each face segment (a syllable's change of the mouth's shape goes, a smile stays), averaged over
-    SPOTTING['smile_smooth_s']; 0 where there is no face."""
+def measures(curve, s):
+    """The landmarks' measures per analysed frame, from track's 'shape' (face_shape): 'smile' (the mouth's width
+    less SPOTTING['smile_lift'] times its corners' depth below the nose) and 'opening' (the lips'), each joined by
+    straight lines between the frames read, its running median over half a second in each face segment (a
+    syllable's change goes, a smile stays), averaged over SPOTTING['face_smooth_s']; 0 where there is no face."""
     from scipy.ndimage import median_filter
     seg, fps = curve['seg'], curve['fps']
-    shape = np.asarray(curve['shape'], np.float64).reshape(len(seg), 2)
-    measure = shape[:, 0] - s['smile_lift'] * shape[:, 1]
-    z = np.zeros(len(seg))
-    for a, b in segments(seg):
-        x = measure[a:b + 1]
-        read = np.flatnonzero(~np.isnan(x))           # the frames whose landmarks were read; between them, a line
-        if not len(read):
-            continue
-        x = np.interp(np.arange(len(x)), read, x[read])
-        x = median_filter(x, max(1, int(round(0.5 * fps))) | 1, mode='nearest')
-        z[a:b + 1] = smooth(x, s['smile_smooth_s'] * fps)
-    return z
+    shape = np.asarray(curve['shape'], np.float64).reshape(len(seg), len(SHAPE))
+    out = dict(smile=shape[:, 0] - s['smile_lift'] * shape[:, 1], opening=shape[:, 2])
+    for name, measure in out.items():
+        z = np.zeros(len(seg))
+        for a, b in segments(seg):
+            x = measure[a:b + 1]
+            read = np.flatnonzero(~np.isnan(x))         # the frames whose landmarks were read; between them, a line
+            if not len(read):
+                continue
+            x = np.interp(np.arange(len(x)), read, x[read])
+            x = median_filter(x, max(1, int(round(0.5 * fps))) | 1, mode='nearest')
+            z[a:b + 1] = smooth(x, s['face_smooth_s'] * fps)
+        out[name] = z
+    return out
 
 
-def smiles(curve, s):
-    """([(a, b, apex, score)], the smile measure, per analysed frame the level a smile passes): the runs where the
-    smile measure (smile_curve) rises SPOTTING['smile_rise'] above the face's usual (its lowest fifth over its face
-    segment: the measure's scale differs between faces), each from where it passes half that rise to where it falls
-    back below it, cut between two smiles where it falls back below SPOTTING['smile_valley'] of the lower one's
-    rise, those shorter than SPOTTING['smile_min_s'] left out."""
+def expressions(curve, s):
+    """([(a, b, apex, score)], d): the expressions read from the landmarks, and per analysed frame the face's
+    departure from its usual d, in units of each measure's rise: the largest over the measures (smile and
+    SPOTTING['smile_rise'], opening and SPOTTING['open_rise']) of how far it lies above the face's usual (its lowest
+    fifth over its face segment: the measures' scale differs between faces), divided by that rise. An expression is
+    a run where d passes 1, from where it passes 1/2 to where it falls back below, cut between two expressions where
+    it falls back below SPOTTING['face_valley'] of the lower one, those shorter than SPOTTING['face_min_s'] left
+    out."""
     seg, fps = curve['seg'], curve['fps']
-    z = smile_curve(curve, s)
-    rest = np.zeros(len(seg))
-    for a, b in segments(seg):
-        rest[a:b + 1] = np.percentile(z[a:b + 1], 20)
-    level = rest + s['smile_rise']
-    out = []
-    for a, b in [(a0 + x, a0 + y) for a0, b0 in segments(seg)
-                 for x, y in runs(z[a0:b0 + 1] > (rest[a0:b0 + 1] + level[a0:b0 + 1]) / 2)]:
-        if (z[a:b + 1] <= level[a:b + 1]).all():
+    d = np.full(len(seg), -np.inf)
+    for name, z in measures(curve, s).items():
+        rise = s['smile_rise'] if name == 'smile' else s['open_rise']
+        if not np.isfinite(rise):
             continue
-        edges = [a] + [a + c for c in valleys(z[a:b + 1] - rest[a:b + 1], s['smile_valley'], 0.2 * fps)] + [b + 1]
+        rest = np.zeros(len(seg))
+        for a, b in segments(seg):
+            rest[a:b + 1] = np.percentile(z[a:b + 1], 20)
+        d = np.maximum(d, (z - rest) / rise)
+    d = np.where(seg >= 0, d, 0.0)
+    out = []
+    for a, b in [(a0 + x, a0 + y) for a0, b0 in segments(seg) for x, y in runs(d[a0:b0 + 1] > 0.5)]:
+        if (d[a:b + 1] <= 1).all():
+            continue
+        edges = [a] + [a + c for c in valleys(d[a:b + 1], s['face_valley'], 0.2 * fps)] + [b + 1]
         for x, y in zip(edges, edges[1:]):
-            if (y - x) / fps >= s['smile_min_s']:
-                apex = x + int(np.argmax(z[x:y]))
-                out.append((x, y - 1, apex, z[apex] - rest[apex]))
-    return out, z, level
+            if (y - x) / fps >= s['face_min_s']:
+                apex = x + int(np.argmax(d[x:y]))
+                out.append((x, y - 1, apex, d[apex]))
+    return out, d
+
+
+def still(curve, a, b, s):
+    """Whether the head held still over analysed frames a..b and a quarter of a second either side: its pose read
+    from the landmarks (face_shape's nose across and below the eyes' centre, in eye distances, and the eye distance
+    relative to its median) changes by less than SPOTTING['head_still']. Where fewer than two frames' landmarks were
+    read, nothing says it moved."""
+    if s['head_still'] <= 0:
+        return False
+    seg = curve['seg']
+    face, pad = seg[a], int(round(0.25 * curve['fps']))
+    a, b = max(0, a - pad), min(len(seg), b + pad + 1)
+    pose = np.asarray(curve['shape'], np.float64).reshape(len(seg), len(SHAPE))[a:b, 3:]
+    pose = pose[(seg[a:b] == face) & ~np.isnan(pose[:, 0])]
+    if len(pose) < 2:
+        return True
+    return max(np.ptp(pose[:, 0]), np.ptp(pose[:, 1]), np.ptp(pose[:, 2]) / np.median(pose[:, 2])) < s['head_still']
 
 
 def valleys(h, valley, width):

@@ -428,12 +428,12 @@ def save_figure(path, rows, max_rows=8):
         truth = ' (bars below: true intervals)' if video['truths'] else ''
         ax.set_title(f'{Path(video["path"]).name}: {len(found)} interval{"s" * (len(found) != 1)}{truth}', fontsize=9)
         handles, labels = ax.get_legend_handles_labels()
-        if 'smile' in shown:
-            # The landmarks' smile measure is in eye distances, not pixels: its own axis, on the right.
+        if 'face' in shown:
+            # The landmarks' departure is in units of each measure's rise, not pixels: its own axis, on the right.
             right = ax.twinx()
-            right.plot(t, shown['smile'], lw=1.0, color='tab:orange', label='smile (eye distances, right)')
-            right.plot(t, shown['smile_threshold'], color='tab:orange', lw=0.8, ls=':', label='smile threshold')
-            right.set_ylabel('smile (eye distances)', fontsize=8)
+            right.plot(t, shown['face'], lw=1.0, color='tab:orange', label='landmarks (in rises, right)')
+            right.axhline(1.0, color='tab:orange', lw=0.8, ls=':', label='landmarks\' threshold')
+            right.set_ylabel('landmarks: departure / rise', fontsize=8)
             h, lab = right.get_legend_handles_labels()
             handles, labels = handles + h, labels + lab
         ax.legend(handles, labels, loc='upper left', bbox_to_anchor=(1.06, 1.0), borderaxespad=0, fontsize=7)
