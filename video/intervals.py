@@ -726,12 +726,12 @@ def expressions(curve, s):
     """([(a, b, apex, score)], d): the expressions read from the landmarks, and per analysed frame the face's
     departure from its usual d, in units of each measure's rise: the largest over the measures (smile and
     SPOTTING['smile_rise'], opening and SPOTTING['open_rise']) of how far it lies above the face's usual (its lowest
-    fifth over its face segment: the measures' scale differs between faces), divided by that rise. An expression is
-    a run where d passes 1, from where it passes 1/2 to where it falls back below, cut between two expressions where
-    it falls back below SPOTTING['face_valley'] of the lower one, those shorter than SPOTTING['face_min_s'] left
-    out."""
+    fifth over its face segment: the measures' scale differs between faces), divided by that rise, 0 at most
+    below it. An expression is a run where d passes 1, from where it passes 1/2 to where it falls back below, cut
+    between two expressions where it falls back below SPOTTING['face_valley'] of the lower one, those shorter than
+    SPOTTING['face_min_s'] left out."""
     seg, fps = curve['seg'], curve['fps']
-    d = np.full(len(seg), -np.inf)
+    d = np.zeros(len(seg))                    # below the usual counts as at it: only a rise is an expression
     for name, z in measures(curve, s).items():
         rise = s['smile_rise'] if name == 'smile' else s['open_rise']
         if not np.isfinite(rise):
