@@ -4,7 +4,7 @@ import argparse
 from pathlib import Path
 
 from engine.cli import part_of, ranged, short_errors
-from video.intervals import FLAGS, SPOTTING
+from video.intervals import FLAGS, NONE_AT_ZERO, SPOTTING
 
 
 def spot_parser():
@@ -49,10 +49,8 @@ def spot_parser():
     p.add_argument('-q', '--quiet', action='store_true', help='no progress bar, warnings only')
     t = p.add_argument_group('the spotter\'s settings (video/intervals.py, docs/spotting.md)')
     for key, flag, text in FLAGS:
-        # 0 is a setting where it means "none": no merging, the mouth's width alone as the smile measure, no
-        # motion's interval.
-        zero = SPOTTING[key] == 0 or key in ('smile_lift', 'head_still')
-        t.add_argument(flag, dest=key, type=ranged(type(SPOTTING[key]), **({'min': 0} if zero else {'above': 0})),
+        t.add_argument(flag, dest=key, type=ranged(type(SPOTTING[key]), **({'min': 0} if key in NONE_AT_ZERO else
+                                                                         {'above': 0})),
                        metavar='S' if key.endswith('_s') else 'X', help=f'{text} (default {SPOTTING[key]})')
     return short_errors(p)
 

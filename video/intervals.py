@@ -76,6 +76,9 @@ FLAGS = [
     ('head_still', '--head-still', 'the motion\'s intervals are reported only where the head\'s pose, read from the '
      'landmarks, changes by less than this (eye distances) over them; 0: never (the landmarks\' alone)'),
 ]
+# The settings where 0 means "none" (no merging, the mouth's width alone as the smile measure, no motion's
+# interval): `mer.py spot` accepts 0 for these, and only a positive value for the others.
+NONE_AT_ZERO = ('merge_s', 'smile_lift', 'head_still')
 # Farneback's settings for the small face: a smaller window than flow.py's (made for 224 px), so that the eyes'
 # motion stays in the eyes' regions.
 FLOW = dict(winsize=9)
@@ -266,6 +269,8 @@ def mouth_motion(f, boxes):
 
 
 SHAPE = ('width', 'depth', 'opening', 'across', 'down', 'eyes')
+# The landmarks' measures (`measures`) and the setting that is each one's rise (`expressions`).
+RISE = dict(smile='smile_rise', opening='open_rise')
 
 
 def face_shape(landmarks):
@@ -733,7 +738,7 @@ def expressions(curve, s):
     seg, fps = curve['seg'], curve['fps']
     d = np.zeros(len(seg))                    # below the usual counts as at it: only a rise is an expression
     for name, z in measures(curve, s).items():
-        rise = s['smile_rise'] if name == 'smile' else s['open_rise']
+        rise = s[RISE[name]]
         if not np.isfinite(rise):
             continue
         rest = np.zeros(len(seg))
