@@ -170,15 +170,16 @@ def rich_curve():
     c['held'] = c['held'] + np.where(talking, 0.8 + 0.3 * np.sin(2 * np.pi * 4 * t), 0.0)
     c['held'][1000:1060] += 4.0                           # an expression while talking
     c['rigid'][850:880] = 3.0                             # a hand over the face
-    # The landmarks (intervals.SHAPE): the mouth's width, its corners' distance below the nose, its lips' opening
-    # (eye distances); the head's pose, still.
-    c['shape'] = np.tile([0.9, 0.3, 0.05, 0.0, 1.0, 40.0], (n, 1))
+    # The landmarks (intervals.SHAPE): the mouth's width, its corners' distance below the nose, its lips' opening,
+    # the brows' height (eye distances); the head's pose, still.
+    c['shape'] = np.tile([0.9, 0.3, 0.05, 0.3, 0.0, 1.0, 40.0], (n, 1))
     c['shape'][2000:2090, 0] += 0.4                       # a smile of 3 s
     c['shape'][2400:2480, 0] += 0.4                       # two in a row, falling back to 0.15 of 0.4 between
     c['shape'][2480:2500, 0] += 0.15
     c['shape'][2500:2580, 0] += 0.4
     c['shape'][3000:3090, 1] -= 0.4                       # a smile that lifts the corners and barely widens
     c['shape'][3300:3390, 2] += 0.4                       # a jaw dropped for 3 s
+    c['shape'][3600:3660, 3] += 0.2                       # the brows raised for 2 s
     return c
 
 
@@ -193,7 +194,7 @@ def output(found, shown):
 SPOT_SETTINGS = dict(k=1000.0, floor=5.0, extend=0.95, min_s=5.0, micro_s=0.01, blink_ratio=100.0, rigid_px=0.01,
                      held_px=50.0, held_s=20.0, valley=0.01, merge_s=5.0, speech_px=50.0, speech_s=20.0,
                      speech_held=50.0, speech_q=95.0, speech_cap_px=0.01, speech_smooth_s=3.0, smile_rise=5.0,
-                     open_rise=5.0, face_valley=0.01, face_smooth_s=3.0, face_min_s=5.0, smile_lift=0.0,
+                     open_rise=5.0, brow_rise=5.0, face_valley=0.01, face_smooth_s=3.0, face_min_s=5.0, smile_lift=0.0,
                      head_still=0.0)
 
 
@@ -296,27 +297,35 @@ def grace_landmarks():
     return align.detect_landmarks(synth.photos()[1], upsample=0)
 
 
-def test_the_faces_shape_reads_a_smile_and_an_open_mouth_apart_and_ignores_the_faces_size_and_roll():
+def test_the_faces_shape_reads_a_smile_an_open_mouth_and_raised_brows_apart_and_ignores_the_faces_size_and_roll():
     lm = grace_landmarks()
-    width, drop, opening, across, down, eyes = intervals.face_shape(lm)
+    width, drop, opening, brows, across, down, eyes = intervals.face_shape(lm)
     assert eyes == pytest.approx(np.hypot(*(lm[42:48].mean(0) - lm[36:42].mean(0))))
     smiling = lm.copy()
     smiling[48] += (-0.05 * eyes, -0.05 * eyes)             # the corners drawn out and up
     smiling[54] += (0.05 * eyes, -0.05 * eyes)
-    w, d, o = intervals.face_shape(smiling)[:3]
-    assert w - width == pytest.approx(0.1, abs=0.01) and drop - d == pytest.approx(0.05, abs=0.01) and o == opening
+    w, d, o, b = intervals.face_shape(smiling)[:4]
+    assert w - width == pytest.approx(0.1, abs=0.01) and drop - d == pytest.approx(0.05, abs=0.01)
+    assert (o, b) == (opening, brows)
     opened = lm.copy()
     opened[56:59] += (0, 0.3 * eyes)                        # the jaw dropped: no smile, the lips apart
     opened[65:68] += (0, 0.3 * eyes)
     assert intervals.face_shape(opened)[:2] == pytest.approx((width, drop), abs=1e-9)
     assert intervals.face_shape(opened)[2] - opening == pytest.approx(0.3, abs=0.01)
+    raised = lm.copy()
+    raised[17:27] -= (0, 0.1 * eyes)                        # the brows raised (image y grows downwards)
+    assert intervals.face_shape(raised)[3] - brows == pytest.approx(0.1, abs=0.01)
+    assert intervals.face_shape(raised)[:3] == pytest.approx((width, drop, opening), abs=1e-9)
+    blink = lm.copy()
+    blink[[37, 38, 43, 44]] += (0, 0.08 * eyes)             # the upper lids come down: the brows stay where they are
+    assert intervals.face_shape(blink)[3] == pytest.approx(brows, abs=0.001)
     a = np.deg2rad(15)
     turned = 2.5 * (lm - lm.mean(0)) @ np.array([[np.cos(a), -np.sin(a)], [np.sin(a), np.cos(a)]]).T + (40, -7)
-    assert intervals.face_shape(turned)[:5] == pytest.approx((width, drop, opening, across, down), abs=1e-9)
-    assert intervals.face_shape(turned)[5] == pytest.approx(2.5 * eyes)
+    assert intervals.face_shape(turned)[:6] == pytest.approx((width, drop, opening, brows, across, down), abs=1e-9)
+    assert intervals.face_shape(turned)[6] == pytest.approx(2.5 * eyes)
     nodded = lm.copy()
     nodded[27:36] += (0.1 * eyes, 0.1 * eyes)               # the nose moves against the eyes as the head turns
-    assert intervals.face_shape(nodded)[3:5] == pytest.approx((across + 0.1, down + 0.1), abs=0.01)
+    assert intervals.face_shape(nodded)[4:6] == pytest.approx((across + 0.1, down + 0.1), abs=0.01)
 
 
 def talking_smile_curve(smile_at=(600, 690)):
@@ -331,7 +340,7 @@ def talking_smile_curve(smile_at=(600, 690)):
     c['held'] = c['held'] + 0.1 + np.where(talking, 1.5 + 1.2 * np.sin(2 * np.pi * 4 * t), 0.0)
     # Words stretch the mouth for a syllable (0.17 s in every 0.6 s, by more than a smile) and let it go.
     syllable = talking & (np.arange(n) % 18 < 5)
-    c['shape'] = np.tile([1.0, 0.3, 0.05, 0.0, 1.0, 40.0], (n, 1))
+    c['shape'] = np.tile([1.0, 0.3, 0.05, 0.3, 0.0, 1.0, 40.0], (n, 1))
     c['shape'][syllable, 0] += 0.6
     c['shape'][syllable, 2] += 0.4                          # the lips apart with each syllable
     if smile_at:
@@ -367,14 +376,23 @@ def test_a_mouth_held_open_is_an_expression_and_a_talking_mouth_is_not():
     assert spans(intervals.spot(c, dict(open_rise=np.inf))[0]) == []
 
 
+def test_brows_raised_are_an_expression_where_the_face_does_not_talk_and_not_while_it_talks():
+    c = talking_smile_curve(None)
+    c['shape'][600:660, 3] += 0.15                          # raised for emphasis while talking, 2 s
+    c['shape'][960:1020, 3] += 0.15                         # raised in surprise 2 s after it, 2 s
+    found = spans(intervals.spot(c)[0])
+    assert len(found) == 1 and scoring.iou(found[0][:2], (960, 1019)) >= 0.7, found
+    assert spans(intervals.spot(c, dict(brow_rise=np.inf))[0]) == []
+
+
 def test_the_motions_intervals_count_only_where_the_head_held_still():
     face = np.zeros(1200)
     face[600:660] = 1.0                                     # an expression, 2 s
     c = with_held(face)
-    c['shape'] = np.tile([1.0, 0.3, 0.05, 0.0, 1.0, 40.0], (1200, 1))
+    c['shape'] = np.tile([1.0, 0.3, 0.05, 0.3, 0.0, 1.0, 40.0], (1200, 1))
     assert len(spans(intervals.spot(c)[0])) == 1
     turning = {k: (v.copy() if k == 'shape' else v) for k, v in c.items()}
-    turning['shape'][590:670, 3] = np.linspace(0.0, 0.3, 80)      # the head turns meanwhile
+    turning['shape'][590:670, 4] = np.linspace(0.0, 0.3, 80)      # the head turns meanwhile
     assert spans(intervals.spot(turning)[0]) == []
     assert len(spans(intervals.spot(turning, dict(head_still=np.inf))[0])) == 1
     assert spans(intervals.spot(c, dict(head_still=0.0))[0]) == []

@@ -32,9 +32,10 @@ ROOT = Path(__file__).resolve().parents[1]
 ANNOTATIONS = ROOT / 'docs' / 'devclips'
 DEFAULT_DIR = ROOT.parent / 'devclips'
 # The settings chosen by leave-one-source-out, with the values tried: each is read only after tracking (spot's),
-# so a clip is tracked once.
-GRID = dict(smile_rise=(0.1, 0.15), open_rise=(0.2, 0.3, np.inf), face_valley=(0.5, 0.7), face_min_s=(0.3, 0.6),
-            head_still=(0.0, 0.15, np.inf), k=(8.0, 16.0), speech_held=(2.0, 8.0))
+# so a clip is tracked once. The motion's threshold (k) and speech_held were ties on this set with the motion's
+# intervals off (head_still 0, which every source's fold chose): they keep their defaults.
+GRID = dict(smile_rise=(0.1, 0.15), open_rise=(0.2, 0.3, np.inf), brow_rise=(0.04, 0.05, 0.07, np.inf),
+            face_valley=(0.5, 0.7), face_min_s=(0.3, 0.6), head_still=(0.0, 0.15, np.inf))
 
 
 def sources():

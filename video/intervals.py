@@ -23,7 +23,7 @@ SPOTTING = dict(method='mdmd2', size=64, rate=50.0, detect_s=0.5, cut=20.0, wind
                 warmup_s=6.0, rigid_px=0.8, held_px=0.5, held_s=1.0, valley=0.3, merge_s=0.0, ref_s=30.0,
                 ref_every_s=0.5, ref_gate_px=1.0, ref_stale_s=8.0, speech_px=0.15, speech_s=1.0, speech_held=8.0,
                 speech_q=25.0, speech_cap_px=1.5, speech_smooth_s=0.7, smile_lift=1.0, smile_rise=0.15,
-                open_rise=0.2, face_valley=0.5, face_smooth_s=0.5, face_min_s=0.3, head_still=0.15)
+                open_rise=0.2, brow_rise=0.05, face_valley=0.5, face_smooth_s=0.5, face_min_s=0.3, head_still=0.15)
 # What each setting means, as `mer.py spot`'s flags (px: pixels of the 64-px aligned face). The others: size (the
 # aligned face's side), rate (analysed frames a second at most: a 200-fps video is read at every 4th frame), rois
 # (the face is cut into rois x rois regions), cut (the mean change of a 32x24 thumbnail, in grey levels, that is a
@@ -69,6 +69,8 @@ FLAGS = [
      'usual (its lowest fifth)'),
     ('open_rise', '--open-rise', 'a mouth held open (a jaw drop, bared teeth): the lips\' opening rises this far '
      '(eye distances) above the face\'s usual; inf: not read'),
+    ('brow_rise', '--brow-rise', 'brows raised: their height above the eyes\' corners rises this far (eye '
+     'distances) above the face\'s usual, read only where the face does not talk; inf: not read'),
     ('face_valley', '--face-valley', 'two expressions read from the landmarks in a row: their measure falls back '
      'below this fraction of the lower one\'s rise between them'),
     ('face_smooth_s', '--face-smooth-s', 'the landmarks\' measures are averaged over this many seconds'),
@@ -268,19 +270,23 @@ def mouth_motion(f, boxes):
     return float(v[lower].mean() - v[upper].mean())
 
 
-SHAPE = ('width', 'depth', 'opening', 'across', 'down', 'eyes')
-# The landmarks' measures (`measures`) and the setting that is each one's rise (`expressions`).
-RISE = dict(smile='smile_rise', opening='open_rise')
+SHAPE = ('width', 'depth', 'opening', 'brows', 'across', 'down', 'eyes')
+POSE = ('across', 'down', 'eyes')
+# The landmarks' measures (`measures`) and the setting that is each one's rise (`expressions`); those that talking
+# moves as far as an expression does, read only where the face does not talk (QUIET).
+RISE = dict(smile='smile_rise', opening='open_rise', brows='brow_rise')
+QUIET = ('brows',)
 
 
 def face_shape(landmarks):
     """What `spot` reads of a face's 68 landmarks (SHAPE): the mouth's width, how far its corners lie below the
-    nose's base and how far its lips stand apart (inner lips), in eye distances (the eyes' centres' distance, so
-    that the face's size, its roll and a turn about the vertical axis cancel); and the head's pose: the nose tip
-    across from the eyes' centre and the nose's base below it, in eye distances (they change as the head turns and
-    nods), and the eye distance in pixels (as it comes nearer). A smile (AU12) draws the corners out and up, a jaw
-    drop or bared teeth hold the lips apart; words open and round the mouth within a syllable, which `spot`
-    smooths away."""
+    nose's base, how far its lips stand apart (inner lips) and how high the brows stand above the eyes' corners, in
+    eye distances (the eyes' centres' distance, so that the face's size, its roll and a turn about the vertical axis
+    cancel); and the head's pose: the nose tip across from the eyes' centre and the nose's base below it, in eye
+    distances (they change as the head turns and nods), and the eye distance in pixels (as it comes nearer). A smile
+    (AU12) draws the corners out and up, a jaw drop or bared teeth hold the lips apart, surprise and emphasis raise
+    the brows (AU1+2; measured from the eyes' corners, which a blink or a squint does not move); words open and
+    round the mouth within a syllable, which `spot` smooths away."""
     lm = np.asarray(landmarks, np.float64)
     left, right = lm[36:42].mean(0), lm[42:48].mean(0)
     across = right - left
@@ -291,7 +297,7 @@ def face_shape(landmarks):
     down = np.array([-ux[1], ux[0]])                    # image y grows downwards
     x, y = (lm - (left + right) / 2) @ ux / eyes, (lm - (left + right) / 2) @ down / eyes
     return (float(np.hypot(x[54] - x[48], y[54] - y[48])), float((y[48] + y[54]) / 2 - y[33]), float(y[66] - y[62]),
-            float(x[30]), float(y[33]), eyes)
+            float(y[[36, 39, 42, 45]].mean() - y[17:27].mean()), float(x[30]), float(y[33]), eyes)
 
 
 def landmarks_at(gray, now, detected):
@@ -691,11 +697,11 @@ def spot(curve, settings=None):
         scored = held(curve, h, scored, hthr, s, one_sided)
         shown.update(held=np.where(seg >= 0, h, 0.0), held_threshold=hthr)
     if 'shape' in curve:
-        # The landmarks read a smile and a mouth held open, which talking barely moves and whose shape they hold
-        # where the motion sees only its coming and going: their expressions replace the motion's intervals that
-        # they overlap. The motion's others count only where the head held still: a turn, a nod, a lean move the
+        # The landmarks read a smile, a mouth held open and raised brows (where the face does not talk), whose
+        # shape they hold where the motion sees only its coming and going: their expressions replace the motion's
+        # intervals that they overlap. The motion's others count only where the head held still: a turn, a nod, a lean move the
         # face's pixels more than an expression does (on real recordings most of the motion's intervals were that).
-        found, d = expressions(curve, s)
+        found, d = expressions(curve, s, speaking)
         scored = sorted([x for x in scored if not any(x[0] <= b and a <= x[1] for a, b, _, _ in found)
                          and still(curve, x[0], x[1], s)] + found)
         shown.update(face=np.where(seg >= 0, d, np.nan))
@@ -706,13 +712,16 @@ def spot(curve, settings=None):
 
 def measures(curve, s):
     """The landmarks' measures per analysed frame, from track's 'shape' (face_shape): 'smile' (the mouth's width
-    less SPOTTING['smile_lift'] times its corners' depth below the nose) and 'opening' (the lips'), each joined by
-    straight lines between the frames read, its running median over half a second in each face segment (a
-    syllable's change goes, a smile stays), averaged over SPOTTING['face_smooth_s']; 0 where there is no face."""
+    less SPOTTING['smile_lift'] times its corners' depth below the nose), 'opening' (the lips') and 'brows' (their
+    height above the eyes' corners), each joined by straight lines between the frames read, its running median over
+    half a second in each face segment (a syllable's change goes, a smile stays), averaged over
+    SPOTTING['face_smooth_s']; 0 where there is no face."""
     from scipy.ndimage import median_filter
     seg, fps = curve['seg'], curve['fps']
     shape = np.asarray(curve['shape'], np.float64).reshape(len(seg), len(SHAPE))
-    out = dict(smile=shape[:, 0] - s['smile_lift'] * shape[:, 1], opening=shape[:, 2])
+    column = {name: shape[:, SHAPE.index(name)] for name in SHAPE}
+    out = dict(smile=column['width'] - s['smile_lift'] * column['depth'], opening=column['opening'],
+               brows=column['brows'])
     for name, measure in out.items():
         z = np.zeros(len(seg))
         for a, b in segments(seg):
@@ -727,15 +736,18 @@ def measures(curve, s):
     return out
 
 
-def expressions(curve, s):
+def expressions(curve, s, speaking=None):
     """([(a, b, apex, score)], d): the expressions read from the landmarks, and per analysed frame the face's
-    departure from its usual d, in units of each measure's rise: the largest over the measures (smile and
-    SPOTTING['smile_rise'], opening and SPOTTING['open_rise']) of how far it lies above the face's usual (its lowest
-    fifth over its face segment: the measures' scale differs between faces), divided by that rise, 0 at most
-    below it. An expression is a run where d passes 1, from where it passes 1/2 to where it falls back below, cut
-    between two expressions where it falls back below SPOTTING['face_valley'] of the lower one, those shorter than
-    SPOTTING['face_min_s'] left out."""
+    departure from its usual d, in units of each measure's rise: the largest over the measures (RISE: smile and
+    SPOTTING['smile_rise'], opening and SPOTTING['open_rise'], brows and SPOTTING['brow_rise']) of how far it lies
+    above the face's usual (its lowest fifth over its face segment: the measures' scale differs between faces),
+    divided by that rise, 0 at most below it. The brows (QUIET) count only where the face does not talk
+    (`speaking`, speech's): talking raises them for emphasis as far as surprise does. An expression is a run where
+    d passes 1, from where it passes 1/2 to where it falls back below, cut between two expressions where it falls
+    back below SPOTTING['face_valley'] of the lower one, those shorter than SPOTTING['face_min_s'] left out."""
     seg, fps = curve['seg'], curve['fps']
+    if speaking is None:
+        speaking = speech(curve, s)
     d = np.zeros(len(seg))                    # below the usual counts as at it: only a rise is an expression
     for name, z in measures(curve, s).items():
         rise = s[RISE[name]]
@@ -744,7 +756,7 @@ def expressions(curve, s):
         rest = np.zeros(len(seg))
         for a, b in segments(seg):
             rest[a:b + 1] = np.percentile(z[a:b + 1], 20)
-        d = np.maximum(d, (z - rest) / rise)
+        d = np.maximum(d, np.where(speaking & (name in QUIET), 0.0, (z - rest) / rise))
     d = np.where(seg >= 0, d, 0.0)
     out = []
     for a, b in [(a0 + x, a0 + y) for a0, b0 in segments(seg) for x, y in runs(d[a0:b0 + 1] > 0.5)]:
@@ -768,7 +780,7 @@ def still(curve, a, b, s):
     seg = curve['seg']
     face, pad = seg[a], int(round(0.25 * curve['fps']))
     a, b = max(0, a - pad), min(len(seg), b + pad + 1)
-    pose = np.asarray(curve['shape'], np.float64).reshape(len(seg), len(SHAPE))[a:b, 3:]
+    pose = np.asarray(curve['shape'], np.float64).reshape(len(seg), len(SHAPE))[a:b, [SHAPE.index(p) for p in POSE]]
     pose = pose[(seg[a:b] == face) & ~np.isnan(pose[:, 0])]
     if len(pose) < 2:
         return True
