@@ -699,8 +699,9 @@ def spot(curve, settings=None):
     if 'shape' in curve:
         # The landmarks read a smile, a mouth held open and raised brows (where the face does not talk), whose
         # shape they hold where the motion sees only its coming and going: their expressions replace the motion's
-        # intervals that they overlap. The motion's others count only where the head held still: a turn, a nod, a lean move the
-        # face's pixels more than an expression does (on real recordings most of the motion's intervals were that).
+        # intervals that they overlap. The motion's others count only where the head held still: a turn, a nod, a
+        # lean move the face's pixels more than an expression does (on real recordings most of the motion's
+        # intervals were that).
         found, d = expressions(curve, s, speaking)
         scored = sorted([x for x in scored if not any(x[0] <= b and a <= x[1] for a, b, _, _ in found)
                          and still(curve, x[0], x[1], s)] + found)
