@@ -711,6 +711,13 @@ def spot(curve, settings=None):
     return sorted(out, key=lambda r: (r['start'], r['kind'] == 'speech')), shown
 
 
+def shape_columns(curve):
+    """{name in SHAPE: (n,) float64}: track's 'shape' per analysed frame, one column per number face_shape gives
+    (NaN where the landmarks were not read)."""
+    shape = np.asarray(curve['shape'], np.float64).reshape(len(curve['seg']), len(SHAPE))
+    return {name: shape[:, i] for i, name in enumerate(SHAPE)}
+
+
 def measures(curve, s):
     """The landmarks' measures per analysed frame, from track's 'shape' (face_shape): 'smile' (the mouth's width
     less SPOTTING['smile_lift'] times its corners' depth below the nose), 'opening' (the lips') and 'brows' (their
@@ -719,8 +726,7 @@ def measures(curve, s):
     SPOTTING['face_smooth_s']; 0 where there is no face."""
     from scipy.ndimage import median_filter
     seg, fps = curve['seg'], curve['fps']
-    shape = np.asarray(curve['shape'], np.float64).reshape(len(seg), len(SHAPE))
-    column = {name: shape[:, SHAPE.index(name)] for name in SHAPE}
+    column = shape_columns(curve)
     out = dict(smile=column['width'] - s['smile_lift'] * column['depth'], opening=column['opening'],
                brows=column['brows'])
     for name, measure in out.items():
@@ -781,7 +787,8 @@ def still(curve, a, b, s):
     seg = curve['seg']
     face, pad = seg[a], int(round(0.25 * curve['fps']))
     a, b = max(0, a - pad), min(len(seg), b + pad + 1)
-    pose = np.asarray(curve['shape'], np.float64).reshape(len(seg), len(SHAPE))[a:b, [SHAPE.index(p) for p in POSE]]
+    column = shape_columns(curve)
+    pose = np.stack([column[name][a:b] for name in POSE], 1)
     pose = pose[(seg[a:b] == face) & ~np.isnan(pose[:, 0])]
     if len(pose) < 2:
         return True
