@@ -170,7 +170,7 @@ def rich_curve():
     c['held'] = c['held'] + np.where(talking, 0.8 + 0.3 * np.sin(2 * np.pi * 4 * t), 0.0)
     c['held'][1000:1060] += 4.0                           # an expression while talking
     c['rigid'][850:880] = 3.0                             # a hand over the face
-    # The landmarks (intervals.SHAPE): the mouth's width, its corners' distance below the nose, its lips' opening,
+    # The landmarks (intervals.SHAPE): the mouth's width, its corners' depth below the lips' middle, their opening,
     # the brows' height (eye distances); the head's pose, still.
     c['shape'] = np.tile([0.9, 0.3, 0.05, 0.3, 0.0, 1.0, 40.0], (n, 1))
     c['shape'][2000:2090, 0] += 0.4                       # a smile of 3 s
@@ -308,8 +308,9 @@ def test_the_faces_shape_reads_a_smile_an_open_mouth_and_raised_brows_apart_and_
     assert w - width == pytest.approx(0.1, abs=0.01) and drop - d == pytest.approx(0.05, abs=0.01)
     assert (o, b) == (opening, brows)
     opened = lm.copy()
-    opened[56:59] += (0, 0.3 * eyes)                        # the jaw dropped: no smile, the lips apart
-    opened[65:68] += (0, 0.3 * eyes)
+    opened[56:59] += (0, 0.3 * eyes)                        # the jaw dropped: no smile, the lips apart, the
+    opened[65:68] += (0, 0.3 * eyes)                        # corners half way down with the lower lip
+    opened[[48, 54, 60, 64]] += (0, 0.15 * eyes)
     assert intervals.face_shape(opened)[:2] == pytest.approx((width, drop), abs=1e-9)
     assert intervals.face_shape(opened)[2] - opening == pytest.approx(0.3, abs=0.01)
     raised = lm.copy()
@@ -326,6 +327,7 @@ def test_the_faces_shape_reads_a_smile_an_open_mouth_and_raised_brows_apart_and_
     nodded = lm.copy()
     nodded[27:36] += (0.1 * eyes, 0.1 * eyes)               # the nose moves against the eyes as the head turns
     assert intervals.face_shape(nodded)[4:6] == pytest.approx((across + 0.1, down + 0.1), abs=0.01)
+    assert intervals.face_shape(nodded)[:4] == pytest.approx((width, drop, opening, brows), abs=1e-9)
 
 
 def talking_smile_curve(smile_at=(600, 690)):
@@ -368,9 +370,21 @@ def test_two_smiles_with_a_partial_return_between_them_are_two():
     assert abs(a0 - 450) <= 10 and 540 <= b0 < 570 and a1 == b0 + 1 and abs(b1 - 689) <= 10
 
 
+def test_a_smile_that_begins_as_the_brows_come_down_is_a_second_expression():
+    c = talking_smile_curve(None)
+    c['shape'][960:1020, 3] += 0.15                         # surprise's brows raised 2 s, after the talking
+    c['shape'][1020:1100, 0] += 0.35                        # a smile from where they come down
+    (a0, b0, _), (a1, b1, _) = spans(intervals.spot(c)[0])
+    assert abs(a0 - 960) <= 10 and abs(b0 - 1020) <= 5 and a1 == b0 + 1 and abs(b1 - 1099) <= 10
+    # Their largest measure never falls back between them (the smile's rises as the brows' falls): no valley.
+    d = intervals.expressions(c, dict(intervals.SPOTTING))[1]
+    assert d[990:1060].min() > intervals.SPOTTING['face_valley'] * min(d[960:1020].max(), d[1020:1100].max())
+
+
 def test_a_mouth_held_open_is_an_expression_and_a_talking_mouth_is_not():
     c = talking_smile_curve(None)
     c['shape'][900:960, 2] += 0.35                          # a jaw drop held 2 s, after the talking
+    c['shape'][450:510, 2] += 0.35                          # the lips held as far apart for 2 s of words
     found = spans(intervals.spot(c)[0])
     assert len(found) == 1 and scoring.iou(found[0][:2], (900, 959)) >= 0.7, found
     assert spans(intervals.spot(c, dict(open_rise=np.inf))[0]) == []

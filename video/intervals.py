@@ -23,7 +23,7 @@ SPOTTING = dict(method='mdmd2', size=64, rate=50.0, detect_s=0.5, cut=20.0, wind
                 warmup_s=6.0, rigid_px=0.8, held_px=0.5, held_s=1.0, valley=0.3, merge_s=0.0, ref_s=30.0,
                 ref_every_s=0.5, ref_gate_px=1.0, ref_stale_s=8.0, speech_px=0.15, speech_s=1.0, speech_held=8.0,
                 speech_q=25.0, speech_cap_px=1.5, speech_smooth_s=0.7, smile_lift=1.0, smile_rise=0.15,
-                open_rise=0.2, brow_rise=0.05, face_valley=0.5, face_smooth_s=0.5, face_min_s=0.3, head_still=0.15)
+                open_rise=0.2, brow_rise=0.07, face_valley=0.5, face_smooth_s=0.5, face_min_s=0.3, head_still=0.15)
 # What each setting means, as `mer.py spot`'s flags (px: pixels of the 64-px aligned face). The others: size (the
 # aligned face's side), rate (analysed frames a second at most: a 200-fps video is read at every 4th frame), rois
 # (the face is cut into rois x rois regions), cut (the mean change of a 32x24 thumbnail, in grey levels, that is a
@@ -64,11 +64,11 @@ FLAGS = [
     ('speech_smooth_s', '--speech-smooth-s', 'while the face talks, its departure is the running median over '
      'this many seconds'),
     ('smile_lift', '--smile-lift', 'the smile measure: the mouth\'s width less this many times its corners\' '
-     'distance below the nose (both in eye distances)'),
+     'distance below the inner lips\' middle (both in eye distances)'),
     ('smile_rise', '--smile-rise', 'a smile: the smile measure rises this far (eye distances) above the face\'s '
      'usual (its lowest fifth)'),
     ('open_rise', '--open-rise', 'a mouth held open (a jaw drop, bared teeth): the lips\' opening rises this far '
-     '(eye distances) above the face\'s usual; inf: not read'),
+     '(eye distances) above the face\'s usual, read only where the face does not talk; inf: not read'),
     ('brow_rise', '--brow-rise', 'brows raised: their height above the eyes\' corners rises this far (eye '
      'distances) above the face\'s usual, read only where the face does not talk; inf: not read'),
     ('face_valley', '--face-valley', 'two expressions read from the landmarks in a row: their measure falls back '
@@ -270,23 +270,25 @@ def mouth_motion(f, boxes):
     return float(v[lower].mean() - v[upper].mean())
 
 
-SHAPE = ('width', 'depth', 'opening', 'brows', 'across', 'down', 'eyes')
+SHAPE = ('width', 'corners', 'opening', 'brows', 'across', 'down', 'eyes')
 POSE = ('across', 'down', 'eyes')
 # The landmarks' measures (`measures`) and the setting that is each one's rise (`expressions`); those that talking
 # moves as far as an expression does, read only where the face does not talk (QUIET).
 RISE = dict(smile='smile_rise', opening='open_rise', brows='brow_rise')
-QUIET = ('brows',)
+QUIET = ('brows', 'opening')
 
 
 def face_shape(landmarks):
     """What `spot` reads of a face's 68 landmarks (SHAPE): the mouth's width, how far its corners lie below the
-    nose's base, how far its lips stand apart (inner lips) and how high the brows stand above the eyes' corners, in
-    eye distances (the eyes' centres' distance, so that the face's size, its roll and a turn about the vertical axis
-    cancel); and the head's pose: the nose tip across from the eyes' centre and the nose's base below it, in eye
-    distances (they change as the head turns and nods), and the eye distance in pixels (as it comes nearer). A smile
-    (AU12) draws the corners out and up, a jaw drop or bared teeth hold the lips apart, surprise and emphasis raise
-    the brows (AU1+2; measured from the eyes' corners, which a blink or a squint does not move); words open and
-    round the mouth within a syllable, which `spot` smooths away."""
+    inner lips' middle, how far its lips stand apart (inner lips) and how high the brows stand above the eyes'
+    corners, in eye distances (the eyes' centres' distance, so that the face's size, its roll and a turn about the
+    vertical axis cancel); and the head's pose: the nose tip across from the eyes' centre and the nose's base below
+    it, in eye distances (they change as the head turns and nods), and the eye distance in pixels (as it comes
+    nearer). A smile (AU12) draws the corners out and up; a jaw drop, bared teeth or a word hold the lips apart, the
+    corners coming down half way with the lower lip (so the corners' height is taken from the inner lips' middle,
+    which comes down with them, not from the nose, which does not and which a nod moves); surprise and emphasis
+    raise the brows (AU1+2; measured from the eyes' corners, which a blink or a squint does not move); words open
+    and round the mouth within a syllable, which `spot` smooths away."""
     lm = np.asarray(landmarks, np.float64)
     left, right = lm[36:42].mean(0), lm[42:48].mean(0)
     across = right - left
@@ -296,8 +298,9 @@ def face_shape(landmarks):
     ux = across / eyes
     down = np.array([-ux[1], ux[0]])                    # image y grows downwards
     x, y = (lm - (left + right) / 2) @ ux / eyes, (lm - (left + right) / 2) @ down / eyes
-    return (float(np.hypot(x[54] - x[48], y[54] - y[48])), float((y[48] + y[54]) / 2 - y[33]), float(y[66] - y[62]),
-            float(y[[36, 39, 42, 45]].mean() - y[17:27].mean()), float(x[30]), float(y[33]), eyes)
+    return (float(np.hypot(x[54] - x[48], y[54] - y[48])), float((y[48] + y[54] - y[62] - y[66]) / 2),
+            float(y[66] - y[62]), float(y[[36, 39, 42, 45]].mean() - y[17:27].mean()), float(x[30]), float(y[33]),
+            eyes)
 
 
 def landmarks_at(gray, now, detected):
@@ -697,7 +700,7 @@ def spot(curve, settings=None):
         scored = held(curve, h, scored, hthr, s, one_sided)
         shown.update(held=np.where(seg >= 0, h, 0.0), held_threshold=hthr)
     if 'shape' in curve:
-        # The landmarks read a smile, a mouth held open and raised brows (where the face does not talk), whose
+        # The landmarks read a smile and, where the face does not talk, a mouth held open and raised brows, whose
         # shape they hold where the motion sees only its coming and going: their expressions replace the motion's
         # intervals that they overlap. The motion's others count only where the head held still: a turn, a nod, a
         # lean move the face's pixels more than an expression does (on real recordings most of the motion's
@@ -720,14 +723,14 @@ def shape_columns(curve):
 
 def measures(curve, s):
     """The landmarks' measures per analysed frame, from track's 'shape' (face_shape): 'smile' (the mouth's width
-    less SPOTTING['smile_lift'] times its corners' depth below the nose), 'opening' (the lips') and 'brows' (their
-    height above the eyes' corners), each joined by straight lines between the frames read, its running median over
-    half a second in each face segment (a syllable's change goes, a smile stays), averaged over
+    less SPOTTING['smile_lift'] times its corners' depth below the inner lips' middle), 'opening' (the lips') and
+    'brows' (their height above the eyes' corners), each joined by straight lines between the frames read, its
+    running median over half a second in each face segment (a syllable's change goes, a smile stays), averaged over
     SPOTTING['face_smooth_s']; 0 where there is no face."""
     from scipy.ndimage import median_filter
     seg, fps = curve['seg'], curve['fps']
     column = shape_columns(curve)
-    out = dict(smile=column['width'] - s['smile_lift'] * column['depth'], opening=column['opening'],
+    out = dict(smile=column['width'] - s['smile_lift'] * column['corners'], opening=column['opening'],
                brows=column['brows'])
     for name, measure in out.items():
         z = np.zeros(len(seg))
@@ -748,14 +751,16 @@ def expressions(curve, s, speaking=None):
     departure from its usual d, in units of each measure's rise: the largest over the measures (RISE: smile and
     SPOTTING['smile_rise'], opening and SPOTTING['open_rise'], brows and SPOTTING['brow_rise']) of how far it lies
     above the face's usual (its lowest fifth over its face segment: the measures' scale differs between faces),
-    divided by that rise, 0 at most below it. The brows (QUIET) count only where the face does not talk
-    (`speaking`, speech's): talking raises them for emphasis as far as surprise does. An expression is a run where
-    d passes 1, from where it passes 1/2 to where it falls back below, cut between two expressions where it falls
-    back below SPOTTING['face_valley'] of the lower one, those shorter than SPOTTING['face_min_s'] left out."""
+    divided by that rise, 0 at most below it. The brows and the opening (QUIET) count only where the face does not
+    talk (`speaking`, speech's): talking raises the brows for emphasis as far as surprise does, and its words hold
+    the lips apart as a jaw drop does. An expression is a run where d passes 1, from where it passes 1/2 to where it
+    falls back below, cut between two expressions where it falls back below SPOTTING['face_valley'] of the lower
+    one or where another measure takes over from one that has fallen back so far (handovers), those shorter than
+    SPOTTING['face_min_s'] left out."""
     seg, fps = curve['seg'], curve['fps']
     if speaking is None:
         speaking = speech(curve, s)
-    d = np.zeros(len(seg))                    # below the usual counts as at it: only a rise is an expression
+    each = [np.zeros(len(seg))]               # below the usual counts as at it: only a rise is an expression
     for name, z in measures(curve, s).items():
         rise = s[RISE[name]]
         if not np.isfinite(rise):
@@ -763,13 +768,16 @@ def expressions(curve, s, speaking=None):
         rest = np.zeros(len(seg))
         for a, b in segments(seg):
             rest[a:b + 1] = np.percentile(z[a:b + 1], 20)
-        d = np.maximum(d, np.where(speaking & (name in QUIET), 0.0, (z - rest) / rise))
-    d = np.where(seg >= 0, d, 0.0)
+        each.append(np.where((seg < 0) | speaking & (name in QUIET), 0.0, np.maximum(0.0, (z - rest) / rise)))
+    each = np.array(each)
+    d = each.max(0)
     out = []
     for a, b in [(a0 + x, a0 + y) for a0, b0 in segments(seg) for x, y in runs(d[a0:b0 + 1] > 0.5)]:
         if (d[a:b + 1] <= 1).all():
             continue
-        edges = [a] + [a + c for c in valleys(d[a:b + 1], s['face_valley'], 0.2 * fps)] + [b + 1]
+        cuts = set(valleys(d[a:b + 1], s['face_valley'], 0.2 * fps))
+        cuts |= set(handovers(each[:, a:b + 1], s['face_valley'], 0.2 * fps))
+        edges = [a] + [a + c for c in sorted(cuts)] + [b + 1]
         for x, y in zip(edges, edges[1:]):
             if (y - x) / fps >= s['face_min_s']:
                 apex = x + int(np.argmax(d[x:y]))
@@ -811,6 +819,29 @@ def valleys(h, valley, width):
         m = p0 + int(np.argmin(x[p0:p1 + 1]))
         if x[m] < valley * min(x[p0], x[p1]):
             cuts.append(m)
+    return cuts
+
+
+def handovers(each, valley, width):
+    """Indices where a run of the landmarks' departure (each: one row per measure) passes from one expression to
+    the next read by another measure, which valleys does not see: the largest of the measures need not fall back
+    between them (surprise's brows coming down as a smile widens the mouth). Between two peaks of their largest
+    (smoothed over `width` samples), both past 1 and led by different measures, the point where the second's measure
+    overtakes the first's, if the first's has fallen back below `valley` of its own peak by then."""
+    from scipy.signal import find_peaks
+    x = smooth(each.max(0), width)
+    if len(x) < 3:
+        return []
+    peaks = find_peaks(np.r_[-np.inf, x, -np.inf], prominence=0)[0] - 1
+    lead = each.argmax(0)
+    cuts = []
+    for p0, p1 in zip(peaks, peaks[1:]):
+        m0, m1 = lead[p0], lead[p1]
+        if m0 == m1 or x[p0] <= 1 or x[p1] <= 1:
+            continue
+        over = np.flatnonzero(each[m1, p0:p1 + 1] > each[m0, p0:p1 + 1])
+        if len(over) and each[m0, p0 + over[0]] < valley * each[m0, p0]:
+            cuts.append(p0 + over[0])
     return cuts
 
 
