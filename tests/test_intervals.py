@@ -399,6 +399,23 @@ def test_brows_raised_are_an_expression_where_the_face_does_not_talk_and_not_whi
     assert spans(intervals.spot(c, dict(brow_rise=np.inf))[0]) == []
 
 
+def test_a_motion_as_the_face_stops_talking_is_its_lips_settling_and_one_later_is_an_expression():
+    def with_motion(*onsets):
+        c = talking_smile_curve(None)                       # talking from 10 s to 30 s, still after
+        face = np.zeros(1200)
+        for a in onsets:
+            face[a:a + 30] = 1.0                            # the face moves for 1 s
+        m = with_held(face)
+        c['p'], c['q'], c['held'] = m['p'], m['q'], c['held'] + np.abs(face) * 3
+        return c
+    found, shown = intervals.spot(with_motion(905, 1000))
+    stop = np.flatnonzero(shown['speech']).max()
+    assert abs(stop - 905) < 15                             # where the face stops talking
+    assert spans(found) == [(1000, 1029, 'macro')], found
+    assert spans(intervals.spot(with_motion(920))[0]) == []  # just after it, too
+    assert spans(intervals.spot(with_motion(930))[0]) == [(930, 959, 'macro')]
+
+
 def test_the_motions_intervals_count_only_where_the_head_held_still():
     face = np.zeros(1200)
     face[600:660] = 1.0                                     # an expression, 2 s

@@ -704,10 +704,13 @@ def spot(curve, settings=None):
         # shape they hold where the motion sees only its coming and going: their expressions replace the motion's
         # intervals that they overlap. The motion's others count only where the head held still: a turn, a nod, a
         # lean move the face's pixels more than an expression does (on real recordings most of the motion's
-        # intervals were that).
+        # intervals were that); and not where they begin as the face stops talking (within half a second of it,
+        # the pause that speech bridges): the lips close and settle after the last word.
         found, d = expressions(curve, s, speaking)
+        stops = [b for a, b in runs(speaking) if b + 1 < len(seg) and seg[b + 1] == seg[b]]
         scored = sorted([x for x in scored if not any(x[0] <= b and a <= x[1] for a, b, _, _ in found)
-                         and still(curve, x[0], x[1], s)] + found)
+                         and still(curve, x[0], x[1], s)
+                         and not any(abs(x[0] - b) <= 0.5 * fps for b in stops)] + found)
         shown.update(face=np.where(seg >= 0, d, np.nan))
     out = [interval(curve, a, b, peak, fps, s, score) for a, b, peak, score in scored]
     out += [dict(interval(curve, a, b, a, fps, s, 0.0), kind='speech') for a, b in runs(speaking)]
