@@ -400,13 +400,15 @@ def test_brows_raised_are_an_expression_where_the_face_does_not_talk_and_not_whi
 
 
 def test_a_motion_as_the_face_stops_talking_is_its_lips_settling_and_one_later_is_an_expression():
-    def with_motion(*onsets):
+    def with_motion(*onsets, cut=None):
         c = talking_smile_curve(None)                       # talking from 10 s to 30 s, still after
         face = np.zeros(1200)
         for a in onsets:
             face[a:a + 30] = 1.0                            # the face moves for 1 s
         m = with_held(face)
         c['p'], c['q'], c['held'] = m['p'], m['q'], c['held'] + np.abs(face) * 3
+        if cut:
+            c['seg'] = np.where(np.arange(1200) < cut, 0, 1)
         return c
     found, shown = intervals.spot(with_motion(905, 1000))
     stop = np.flatnonzero(shown['speech']).max()
@@ -414,6 +416,8 @@ def test_a_motion_as_the_face_stops_talking_is_its_lips_settling_and_one_later_i
     assert spans(found) == [(1000, 1029, 'macro')], found
     assert spans(intervals.spot(with_motion(920))[0]) == []  # just after it, too
     assert spans(intervals.spot(with_motion(930))[0]) == [(930, 959, 'macro')]
+    # Where the talking ends with its face segment (a cut to another face), the next face's motion is its own.
+    assert spans(intervals.spot(with_motion(915, cut=905))[0]) == [(915, 944, 'macro')]
 
 
 def test_the_motions_intervals_count_only_where_the_head_held_still():
