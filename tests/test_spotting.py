@@ -416,3 +416,27 @@ def test_intervals_are_given_once_they_can_no_longer_change_and_as_the_whole_cur
     assert [(r['start'], r['end'], r['kind']) for r in given] == [(r['start'], r['end'], r['kind']) for r in whole]
     assert [(r['kind'], r['start'], r['end']) for r in given][:2] == [('macro', 300, 344), ('micro', 600, 609)]
     assert [(r['start'], r['end']) for r in given][2:] == [(900, 999)]
+
+
+def test_settling_reads_again_each_entry_that_track_may_still_change():
+    # A face for 1.4 s, gone for 1 s (the frames since the last check that found it are set back to no face), back
+    # for 1.4 s: the curve settling reads, grown from its last reading, is the curve read whole at every frame. K of
+    # 0.2 s, shorter than the half second between checks, so that each of the two ways an entry changes later
+    # (q, K back; the segment, back to the last check) reaches past the other.
+    from video import intervals
+    rng = np.random.default_rng(2)
+    face, _ = synth.identity(synth.photos()[0], rng)
+    wall = np.full_like(face, 120)
+    frames = [face if t < 42 or t >= 72 else wall for t in range(114)]
+    frames = [np.clip(f.astype(np.int16) + rng.integers(-2, 3, f.shape), 0, 255).astype(np.uint8) for f in frames]
+    before, changed = None, 0
+    seen = {}
+    for c in intervals.track(iter(frames), 30.0, settings=dict(window_s=0.2)):
+        now = intervals.arrays(c, before)
+        whole = intervals.arrays(c)
+        for key in ('pos', 'seg', 'p', *intervals.PER_FRAME):
+            np.testing.assert_array_equal(now[key], whole[key], err_msg=f'{key} at {len(c["pos"])}')
+        changed += sum(seen.get(t, s) != s for t, s in enumerate(whole['seg']))
+        seen = dict(enumerate(whole['seg']))
+        before = now
+    assert changed > 0 and c['segments'] == 2                 # the face's last frames were set back to no face

@@ -236,15 +236,23 @@ def motion(frames, fps, name='video', settings=None, windows=None, progress=None
 PER_FRAME = ('q', 'eyes', 'lids', 'rigid', 'held', 'mouth', 'shape', 'rp', 'rq', 'rh')
 
 
-def arrays(state):
-    """motion's dict of numpy arrays, of the curves track has computed so far."""
-    out = dict(state, pos=np.array(state['pos'], int), seg=np.array(state['seg'], int),
-               p=np.array(state['p'], np.float64).reshape(len(state['windows']), -1))
+def arrays(state, before=None):
+    """motion's dict of numpy arrays, of the curves track has computed so far. Given `before`, this result for the
+    same stream at an earlier frame, only the entries track could still change then (from its 'final' on) are
+    read again: a long stream's settling reads its curve every half second."""
     n = len(state['pos'])
+    keep = 0 if before is None else min(before.get('final', 0), len(before['pos']) - 1)
+    out = dict(state, pos=np.array(state['pos'][keep:], int), seg=np.array(state['seg'][keep:], int),
+               p=np.array([x[keep:] for x in state['p']], np.float64).reshape(len(state['windows']), -1))
     for key in PER_FRAME:
         if key in state:
-            x = np.array(state[key], np.float64)
-            out[key] = x.reshape(n, -1) if key in ('rp', 'rq', 'rh', 'shape') else x
+            x = np.array(state[key][keep:], np.float64)
+            out[key] = x.reshape(n - keep, -1) if key in ('rp', 'rq', 'rh', 'shape') else x
+    if keep:
+        for key in ('pos', 'seg', *PER_FRAME):
+            if key in state:
+                out[key] = np.concatenate([before[key][:keep], out[key]])
+        out['p'] = np.concatenate([before['p'][:, :keep], out['p']], 1)
     return out
 
 
@@ -333,7 +341,8 @@ def track(frames, fps, name='video', settings=None, windows=None, progress=None)
     """motion's curves as they grow: yields, after each analysed frame, the same dict with lists in place of
     arrays (one object, updated in place; read it before the next frame). A frame given as None at a position that
     would be analysed (a live source dropped it) is skipped. Entries up to SPOTTING['detect_s'] seconds back may
-    still change: frames whose face a later check finds gone are set to segment -1.
+    still change: frames whose face a later check finds gone are set to segment -1; 'final' counts those, from the
+    first, that no later frame changes.
 
     Per analysed frame: 'pos' (its position in the video), 'seg' (its face segment, -1 without a face), 'p' (one
     curve per window K in 'windows': MDMD from the face K frames before), 'q' (from 2K before, stored at the frame
@@ -365,7 +374,7 @@ def track(frames, fps, name='video', settings=None, windows=None, progress=None)
     bank = collections.deque(maxlen=max(2, int(round(s['ref_s'] / s['ref_every_s']))))
     rest = collections.deque(maxlen=bank.maxlen)      # how far each face in the bank was from its reference
     c = dict(pos=[], seg=[], p=[[] for _ in windows], windows=list(windows), eye_regions=eye_regions, row=row,
-             step=every, fps=afps, frames=0, segments=0, several=0, ended=False, **{k: [] for k in PER_FRAME})
+             step=every, fps=afps, frames=0, segments=0, several=0, ended=False, final=0, **{k: [] for k in PER_FRAME})
     pos, seg, curves = c['pos'], c['seg'], c['p']
     none = np.full(len(boxes), np.nan, np.float32)
     m = w = first = prev_thumb = None
@@ -417,6 +426,9 @@ def track(frames, fps, name='video', settings=None, windows=None, progress=None)
             if box is not None:
                 confirmed = t
         pos.append(i)
+        # What a later frame may still change: the segment of the frames since the last check that found the face
+        # (it may find it gone), q K frames back.
+        c['final'] = max(0, min(confirmed + 1 if m is not None else t + 1, t + 1 - (windows[0] if across else 0)))
         c['q'].append(np.nan)
         c['rq'].append(none)
         if m is None:
@@ -493,7 +505,7 @@ def track(frames, fps, name='video', settings=None, windows=None, progress=None)
     if segment < 0 and pos:
         raise align.FaceNotFound(f'{name}: no face found by the dlib detector in any of its {len(pos) * every} '
                                  'frames; check that the video shows a frontal face')
-    c['ended'] = True
+    c['ended'], c['final'] = True, len(pos)
     yield c
 
 
@@ -879,7 +891,7 @@ def held(curve, h, found, thr, s, one_sided):
         inside = [x for x in out if x[0] <= b and a <= x[1]]
         if any(min(b, x[1]) - max(a, x[0]) + 1 > (b - a + 1) / 2 for x in inside):
             continue
-        echoes = [x for x in out if one_sided[x[0]:x[1] + 1].all() and x[0] - k <= b and a <= x[1] - k]
+        echoes = [x for x in out if x[0] - k <= b and a <= x[1] - k and one_sided[x[0]:x[1] + 1].all()]
         out = [x for x in out if x not in inside and x not in echoes]
         apex = a + int(np.argmax(h[a:b + 1]))
         out.append((a, b, apex, h[apex]))
@@ -926,14 +938,15 @@ def online(states, settings=None):
     when its apex lies inside it. The published baseline's threshold is relative to the whole video: it settles
     at the end only."""
     s = dict(SPOTTING, **(settings or {}))
-    given, last = [], -np.inf
+    given, last, curve = [], -np.inf, None
     for c in states:
         n, k = len(c['pos']), c['windows'][0]
         check = max(1, int(round(s['detect_s'] * c['fps'])))
         if not c['ended'] and (s['method'] == 'baseline' or n < s['warmup_s'] * c['fps'] or n - last < check):
             continue
         last = n
-        found, _ = spot(arrays(c), s)
+        curve = arrays(c, curve)
+        found, _ = spot(curve, s)
         horizon = np.inf if c['ended'] else c['pos'][n - 1] - (k + check + 1) * c['step']
         for r in found:
             if r['end'] < horizon:
