@@ -377,17 +377,41 @@ def test_the_real_expressions_annotated_by_eye_are_found_as_recorded_mirrored_an
         assert all(r['kind'] == 'macro' and r['trusted'] for r in found)
 
 
-def test_the_crying_clip_s_hand_over_the_face_is_said_to_be_untrusted(caplog):
+@pytest.fixture(scope='module')
+def crying():
+    """(intervals as mer.py spot gives them, the curves shown, motion's curve, the warnings) of the crying clip."""
     from tools import realclips
     path = realclips.clip_path('WolfgangLanger_Pexels.mp4', REALCLIPS[0])
     if path is None:
         pytest.skip(f'WolfgangLanger_Pexels.mp4 not found in {REALCLIPS[0]}: python -m tools.realclips fetch')
     frames, fps = realclips.read(path)
-    with caplog.at_level(logging.WARNING):
-        _, shown, curve = realclips.spot(frames, fps, 'mdmd2', 'WolfgangLanger_Pexels.mp4')
+    said = []
+    handler = logging.Handler(logging.WARNING)
+    handler.emit = lambda record: said.append(record.getMessage())
+    logging.getLogger().addHandler(handler)
+    try:
+        found, shown, curve = realclips.spot(frames, fps, 'mdmd2', 'WolfgangLanger_Pexels.mp4')
+    finally:
+        logging.getLogger().removeHandler(handler)
+    return found, shown, curve, ' '.join(said)
+
+
+def test_the_crying_clip_s_hand_over_the_face_is_said_to_be_untrusted(crying):
+    _, shown, curve, said = crying
     bad = curve['pos'][shown['untrusted']]
-    assert ((bad >= 60) & (bad <= 240)).sum() >= 24 and 'cannot be trusted' in caplog.text   # the hand: 60-240
+    assert ((bad >= 60) & (bad <= 240)).sum() >= 24 and 'cannot be trusted' in said   # the hand: 60-240
     assert ((bad > 250) & (bad < 390)).sum() == 0                   # the laugh, head upright: trusted
+
+
+def test_the_intervals_given_as_they_settle_are_replayed_from_the_whole_curve(crying):
+    # The landmarks' measures are read against the face's usual over the segment so far, so the whole curve reads
+    # the crying's pieces a frame or two differently from the checks that gave them: replay gives what was given.
+    from video import intervals
+    found, _, curve, _ = crying
+    given = [(r['start'], r['apex'], r['end'], r['kind'], r['score']) for r in found]
+    assert [(r['start'], r['apex'], r['end'], r['kind'], r['score']) for r in intervals.replay(curve)] == given
+    whole, _ = intervals.spot(curve)
+    assert [(r['start'], r['end']) for r in whole] != [x[::2][:2] for x in given]
 
 
 def test_intervals_are_given_once_they_can_no_longer_change_and_as_the_whole_curve_gives_them():
@@ -414,8 +438,18 @@ def test_intervals_are_given_once_they_can_no_longer_change_and_as_the_whole_cur
         assert at['m'] < n                                                  # both before the stream ended
     whole, _ = intervals.spot(full)
     assert [(r['start'], r['end'], r['kind']) for r in given] == [(r['start'], r['end'], r['kind']) for r in whole]
+    assert intervals.replay(full) == given
     assert [(r['kind'], r['start'], r['end']) for r in given][:2] == [('macro', 300, 344), ('micro', 600, 609)]
     assert [(r['start'], r['end']) for r in given][2:] == [(900, 999)]
+
+
+def face_gone_for_a_second():
+    """A face for 1.4 s at 30 fps, a wall for 1 s, the face again for 1.4 s, with a little noise."""
+    rng = np.random.default_rng(2)
+    face, _ = synth.identity(synth.photos()[0], rng)
+    wall = np.full_like(face, 120)
+    frames = [face if t < 42 or t >= 72 else wall for t in range(114)]
+    return [np.clip(f.astype(np.int16) + rng.integers(-2, 3, f.shape), 0, 255).astype(np.uint8) for f in frames]
 
 
 def test_settling_reads_again_each_entry_that_track_may_still_change():
@@ -424,11 +458,7 @@ def test_settling_reads_again_each_entry_that_track_may_still_change():
     # 0.2 s, shorter than the half second between checks, so that each of the two ways an entry changes later
     # (q, K back; the segment, back to the last check) reaches past the other.
     from video import intervals
-    rng = np.random.default_rng(2)
-    face, _ = synth.identity(synth.photos()[0], rng)
-    wall = np.full_like(face, 120)
-    frames = [face if t < 42 or t >= 72 else wall for t in range(114)]
-    frames = [np.clip(f.astype(np.int16) + rng.integers(-2, 3, f.shape), 0, 255).astype(np.uint8) for f in frames]
+    frames = face_gone_for_a_second()
     before, changed = None, 0
     seen = {}
     for c in intervals.track(iter(frames), 30.0, settings=dict(window_s=0.2)):
@@ -440,3 +470,17 @@ def test_settling_reads_again_each_entry_that_track_may_still_change():
         seen = dict(enumerate(whole['seg']))
         before = now
     assert changed > 0 and c['segments'] == 2                 # the face's last frames were set back to no face
+
+
+def test_replay_reads_the_curve_as_track_had_it_after_each_frame():
+    # The stream of the test above: its whole curve, cut back to m frames, is the curve track had after m frames
+    # (q not yet known for the last K, the face's last frames not yet set back to no face).
+    from video import intervals
+    frames = face_gone_for_a_second()
+    seen = [intervals.arrays(c) for c in intervals.track(iter(frames), 30.0, settings=dict(window_s=0.2))]
+    whole = seen.pop()
+    assert whole['ended'] and whole['lost']
+    for now in seen:
+        then = intervals.then(whole, len(now['pos']))
+        for key in ('pos', 'seg', 'p', *intervals.PER_FRAME):
+            np.testing.assert_array_equal(then[key], now[key], err_msg=f'{key} at {len(now["pos"])}')

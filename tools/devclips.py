@@ -10,8 +10,10 @@ there is one, else it clones the repository there (git, network); each clip's sh
 `score` tracks each clip once (the motion curves are cached in ../devclips/.curves, keyed by the tracker's code
 and settings), then spots it under every candidate setting (GRID): for each source, the setting that scores best
 on the other sources is the one its figure comes from. It prints, per source and overall, MEGC's spotting F1,
-precision and recall of that leave-one-source-out spotter, of the defaults (SPOTTING), and the speech stretches
-found against the annotated ones; and draws each clip's timeline with its annotations.
+precision and recall of that leave-one-source-out spotter and of the defaults (SPOTTING), each as `mer.py spot`
+gives its intervals (as they settle, intervals.replay; the grid is searched on the whole curve, whose F1 is shown
+beside), and the speech stretches found against the annotated ones; and draws each clip's timeline with its
+annotations.
 """
 import argparse
 import hashlib
@@ -165,14 +167,15 @@ def auc(score, positive):
     return float((r[positive].sum() - n1 * (n1 + 1) / 2) / (n1 * n0))
 
 
-def spot_all(curves, settings, unjudged):
+def spot_all(curves, settings, unjudged, settled=False):
     """{(source, name): (expression intervals scored, speech intervals)} under one setting; `unjudged`: each clip's
-    stretches that cannot be judged (realclips.scored)."""
+    stretches that cannot be judged (realclips.scored). settled: the intervals `mer.py spot` gives as they settle
+    (intervals.replay), not those of the whole curve at once (intervals.spot, 20 times faster: the grid's)."""
     from tools.realclips import scored
     from video import intervals
     out = {}
     for key, curve in curves.items():
-        found, _ = intervals.spot(curve, settings)
+        found = intervals.replay(curve, settings) if settled else intervals.spot(curve, settings)[0]
         out[key] = (scored(found, [(a, b) for a, b, *_ in unjudged.get(key, [])]),
                     [r for r in found if r['kind'] == 'speech'])
     return out
@@ -200,25 +203,31 @@ def score(folder, figures=None, out_json=None):
             videos = {n: (found[s, n][0], truths(annotated[s, n])) for s, n in curves if s == src}
             res[src] = counts(scoring.score(videos))
         per.append(res)
-    chosen, loso = {}, {}
+    # Each source's setting is the one that spots the other sources best on their whole curves; its figure is
+    # what `mer.py spot` gives it under that setting, as the intervals settle.
+    chosen, whole = {}, {}
     for src in names:
         best = max(range(len(grid)), key=lambda i: (f1(sum(per[i][o] for o in names if o != src)), -i))
-        chosen[src], loso[src] = grid[best], per[best][src]
-    default = spot_all(curves, {}, unjudged)
+        chosen[src], whole[src] = grid[best], per[best][src]
+    default = spot_all(curves, {}, unjudged, settled=True)
     rows = []
     for src in names:
-        d = counts(scoring.score({n: (default[s, n][0], truths(annotated[s, n])) for s, n in curves if s == src}))
-        rows.append((src, loso[src], d, chosen[src]))
-    print('| source | clips | LOSO TP | FP | FN | precision | recall | F1 | defaults F1 | setting chosen without it |')
-    print('|---|---|---|---|---|---|---|---|---|---|')
-    for src, c, d, g in rows:
+        mine = {key: c for key, c in curves.items() if key[0] == src}
+        found = spot_all(mine, chosen[src], unjudged, settled=True)
+        c = counts(scoring.score({n: (found[s, n][0], truths(annotated[s, n])) for s, n in mine}))
+        d = counts(scoring.score({n: (default[s, n][0], truths(annotated[s, n])) for s, n in mine}))
+        rows.append((src, c, d, chosen[src], whole[src]))
+    print('| source | clips | LOSO TP | FP | FN | precision | recall | F1 | F1 on the whole curve | defaults F1 | '
+          'setting chosen without it |')
+    print('|---|---|---|---|---|---|---|---|---|---|---|')
+    for src, c, d, g, w in rows:
         tp, fp, fn = c
         n = sum(1 for s, _ in curves if s == src)
         print(f'| {src} | {n} | {tp} | {fp} | {fn} | {tp / max(tp + fp, 1):.3f} | {tp / max(tp + fn, 1):.3f} | '
-              f'{f1(c):.3f} | {f1(d):.3f} | {json.dumps(g)} |')
-    total, dtotal = sum(r[1] for r in rows), sum(r[2] for r in rows)
+              f'{f1(c):.3f} | {f1(w):.3f} | {f1(d):.3f} | {json.dumps(g)} |')
+    total, dtotal, wtotal = (sum(r[i] for r in rows) for i in (1, 2, 4))
     print(f'| all | {len(curves)} | {total[0]} | {total[1]} | {total[2]} | {total[0] / max(total[:2].sum(), 1):.3f} | '
-          f'{total[0] / max(total[0] + total[2], 1):.3f} | {f1(total):.3f} | {f1(dtotal):.3f} | |')
+          f'{total[0] / max(total[0] + total[2], 1):.3f} | {f1(total):.3f} | {f1(wtotal):.3f} | {f1(dtotal):.3f} | |')
     # Speech: found against annotated, and expressions reported on clips of pure talking.
     sp, pure_fp, pure = np.zeros(3, int), 0, 0
     for (s, n), (expr, speech) in default.items():
@@ -257,15 +266,15 @@ def score(folder, figures=None, out_json=None):
     if figures:
         Path(figures).mkdir(parents=True, exist_ok=True)
         for (s, n), curve in curves.items():
-            found, shown = intervals.spot(curve, {})
+            found, (_, shown) = intervals.replay(curve, {}), intervals.spot(curve, {})
             c = annotated[s, n]
             video = dict(path=n, name=n, files=None, fps=curve['fps'] * curve['step'],
                          truths=truths(c) + truths(c, ('speech',)))
             longvideo.save_figure(Path(figures) / f'{s}+{Path(n).stem}.png', [(video, found, shown, curve)])
     if out_json:
         Path(out_json).write_text(json.dumps(dict(
-            loso={src: dict(counts=c.tolist(), f1=f1(c), chosen=g) for src, c, _, g in rows},
-            overall=dict(counts=total.tolist(), f1=f1(total), defaults_f1=f1(dtotal)),
+            loso={src: dict(counts=c.tolist(), f1=f1(c), whole_curve=w.tolist(), chosen=g) for src, c, _, g, w in rows},
+            overall=dict(counts=total.tolist(), f1=f1(total), whole_curve_f1=f1(wtotal), defaults_f1=f1(dtotal)),
             speech=sp.tolist(), pure_talking_fp=pure_fp), indent=1))
     return 0
 

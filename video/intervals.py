@@ -242,7 +242,8 @@ def arrays(state, before=None):
     read again: a long stream's settling reads its curve every half second."""
     n = len(state['pos'])
     keep = 0 if before is None else min(before.get('final', 0), len(before['pos']) - 1)
-    out = dict(state, pos=np.array(state['pos'][keep:], int), seg=np.array(state['seg'][keep:], int),
+    out = dict(state, lost=list(state.get('lost', ())), pos=np.array(state['pos'][keep:], int),
+               seg=np.array(state['seg'][keep:], int),
                p=np.array([x[keep:] for x in state['p']], np.float64).reshape(len(state['windows']), -1))
     for key in PER_FRAME:
         if key in state:
@@ -341,7 +342,8 @@ def track(frames, fps, name='video', settings=None, windows=None, progress=None)
     """motion's curves as they grow: yields, after each analysed frame, the same dict with lists in place of
     arrays (one object, updated in place; read it before the next frame). A frame given as None at a position that
     would be analysed (a live source dropped it) is skipped. Entries up to SPOTTING['detect_s'] seconds back may
-    still change: frames whose face a later check finds gone are set to segment -1; 'final' counts those, from the
+    still change: frames whose face a later check finds gone are set to segment -1 ('lost' says when: (the frame
+    that found it gone, the first frame set back, the segment they were in)); 'final' counts those, from the
     first, that no later frame changes.
 
     Per analysed frame: 'pos' (its position in the video), 'seg' (its face segment, -1 without a face), 'p' (one
@@ -374,7 +376,8 @@ def track(frames, fps, name='video', settings=None, windows=None, progress=None)
     bank = collections.deque(maxlen=max(2, int(round(s['ref_s'] / s['ref_every_s']))))
     rest = collections.deque(maxlen=bank.maxlen)      # how far each face in the bank was from its reference
     c = dict(pos=[], seg=[], p=[[] for _ in windows], windows=list(windows), eye_regions=eye_regions, row=row,
-             step=every, fps=afps, frames=0, segments=0, several=0, ended=False, final=0, **{k: [] for k in PER_FRAME})
+             step=every, fps=afps, frames=0, segments=0, several=0, ended=False, final=0, lost=[],
+             **{k: [] for k in PER_FRAME})
     pos, seg, curves = c['pos'], c['seg'], c['p']
     none = np.full(len(boxes), np.nan, np.float32)
     m = w = first = prev_thumb = None
@@ -409,6 +412,7 @@ def track(frames, fps, name='video', settings=None, windows=None, progress=None)
                 # The face has gone since the last check: what the frames since show is not its expression.
                 for j in range(confirmed + 1, t):
                     seg[j] = -1
+                c['lost'].append((t, confirmed + 1, segment))
                 log.info('%s: the face is lost by frame %d', name, i)
             if box is None or cut:
                 m = None
@@ -932,28 +936,74 @@ def online(states, settings=None):
 
     Every SPOTTING['detect_s'] seconds of analysed frames, once the curve holds SPOTTING['warmup_s'] of them,
     `spot` runs on the curve so far (its threshold from the frames so far, its last K frames one-sided, as at a
-    segment's end). An interval that ends more than K + detect_s before the newest frame can no longer change (v
-    there is two-sided and no check can still drop its frames) and is given; at the stream's end, what the whole
-    curve shows is given too. An interval that reaches back into one already given starts after it, or is dropped
-    when its apex lies inside it. The published baseline's threshold is relative to the whole video: it settles
-    at the end only."""
+    segment's end). An interval that ends more than K + detect_s before the newest frame is given: the motion's
+    v there is two-sided and no check can still drop its frames (the landmarks' measures are read against the
+    face's usual over the segment so far, so the whole curve may read a little differently: `replay` gives what
+    was given). At the stream's end, what the whole curve shows is given too. An interval that reaches back into
+    one already given starts after it, or is dropped when its apex lies inside it. The published baseline's
+    threshold is relative to the whole video: it settles at the end only."""
     s = dict(SPOTTING, **(settings or {}))
-    given, last, curve = [], -np.inf, None
-    for c in states:
-        n, k = len(c['pos']), c['windows'][0]
-        check = max(1, int(round(s['detect_s'] * c['fps'])))
-        if not c['ended'] and (s['method'] == 'baseline' or n < s['warmup_s'] * c['fps'] or n - last < check):
-            continue
-        last = n
-        curve = arrays(c, curve)
+
+    def checks():
+        last, curve = -np.inf, None
+        for c in states:
+            n = len(c['pos'])
+            if c['ended'] or s['method'] != 'baseline' and n >= s['warmup_s'] * c['fps'] and n - last >= check(c, s):
+                last, curve = n, arrays(c, curve)
+                yield curve, c['ended']
+    yield from settle(checks(), s)
+
+
+def check(curve, s):
+    """How many analysed frames apart online's checks are."""
+    return max(1, int(round(s['detect_s'] * curve['fps'])))
+
+
+def settle(checks, s):
+    """online's intervals, from its checks: (the curve so far, whether the stream has ended)."""
+    given = []
+    for curve, ended in checks:
+        n, k = len(curve['pos']), curve['windows'][0]
         found, _ = spot(curve, s)
-        horizon = np.inf if c['ended'] else c['pos'][n - 1] - (k + check + 1) * c['step']
+        horizon = np.inf if ended else curve['pos'][n - 1] - (k + check(curve, s) + 1) * curve['step']
         for r in found:
             if r['end'] < horizon:
-                r = after(r, given, c['fps'] * c['step'], s)
+                r = after(r, given, curve['fps'] * curve['step'], s)
                 if r is not None:
                     given.append(r)
                     yield r
+
+
+def replay(curve, settings=None):
+    """The intervals `online` gave for the stream whose whole curve (motion's) this is, from it alone: the same
+    checks, each on the curve as track had it then (q not yet known for its last K frames, the frames a later
+    check found without the face still in their segment). What `mer.py spot` gives, for scoring many settings
+    without tracking again."""
+    s = dict(SPOTTING, **(settings or {}))
+    first = max(1, int(np.ceil(s['warmup_s'] * curve['fps'])))          # online's first n >= warmup_s * fps
+    at = [] if s['method'] == 'baseline' else range(first, len(curve['pos']) + 1, check(curve, s))
+
+    def checks():
+        for m in at:
+            yield then(curve, m), False
+        yield curve, True
+    return list(settle(checks(), s))
+
+
+def then(curve, m):
+    """The curve as track had it after its first m analysed frames, before the stream ended."""
+    out = dict(curve, pos=curve['pos'][:m], seg=curve['seg'][:m].copy(), p=curve['p'][:, :m], ended=False)
+    for key in PER_FRAME:
+        if key in curve:
+            out[key] = curve[key][:m]
+    for key in ('q', 'rq'):                               # q(t) is known from frame t + K on
+        if key in curve:
+            out[key] = curve[key][:m].copy()
+            out[key][max(0, m - curve['windows'][0]):] = np.nan
+    for t, a, segment in curve.get('lost', ()):
+        if t >= m:
+            out['seg'][a:min(t, m)] = segment
+    return out
 
 
 def after(r, given, fps, s):
