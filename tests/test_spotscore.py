@@ -1,4 +1,6 @@
 """MEGC spotting and STR scores against hand-made cases and the baseline's reference counting."""
+import json
+
 import numpy as np
 import pytest
 
@@ -92,3 +94,42 @@ def test_str_scores_the_correctly_spotted_micro_expressions_only():
     assert r['micro']['f1'] == pytest.approx(2 / 3)              # TP 2, FP 1, FN 1
     assert s['str'] == pytest.approx(2 / 3 * 0.5)
     assert scoring.str_score(scoring.score({'a': ([], [iv(0, 9, label=1)])}))['str'] is None
+
+
+def test_the_f1_interval_draws_videos_within_their_group_and_pools_their_counts():
+    # Group a: 20 videos, each one truth found; group b: one video whose 20 spots are all false. Drawn within
+    # their group, every draw holds b's video once: F1 2*20 / (2*20 + 20) = 0.667 at most ...
+    counts = [[1, 0, 0]] * 20 + [[0, 20, 0]]
+    groups = ['a'] * 20 + ['b']
+    u = scoring.uncertainty(counts, groups)
+    assert u['f1'] == pytest.approx(40 / 60, abs=1e-4)
+    assert u['interval'] == pytest.approx([40 / 60, 40 / 60], abs=1e-4)
+    # ... drawn from all 21 alike, some draws would miss it or take it twice.
+    lo, hi = scoring.uncertainty(counts, ['all'] * 21)['interval']
+    assert lo < 0.6 and hi > 0.75
+    # Counts pooled, not F1 averaged: one video with 9 found and 1 missed, one with 1 false: 18 / 20.
+    assert scoring.drawn_f1([[9, 0, 1], [0, 1, 0]], ['x', 'y'], n=3) == pytest.approx([0.9] * 3)
+
+
+def test_two_spotters_on_the_same_videos_are_compared_on_the_same_draws():
+    rng = np.random.default_rng(1)
+    a = rng.integers(0, 4, (30, 3))
+    groups = np.repeat(['p', 'q', 'r'], 10)
+    u = scoring.uncertainty([a, a], groups)
+    assert u['difference'] == 0 and u['difference_interval'] == [0, 0] and u['ahead'] == 0
+    better = a + [[1, 0, 0]] * 30                         # one more truth found in every video: ahead in every draw
+    u = scoring.uncertainty([better, a], groups)
+    assert u['ahead'] == 1.0 and u['difference_interval'][0] > 0
+    assert u['interval'][0] == pytest.approx(scoring.uncertainty(better, groups)['interval'])
+
+
+def test_the_scores_printed_carry_the_interval_over_videos_drawn_within_each_dataset(capsys):
+    from video import longvideo
+    truths = [iv(10 * i, 10 * i + 5, 'macro') for i in range(4)]
+    results = {'a': (truths, truths), 'b': ([iv(500, 505, "macro")], [])}     # all found; one false spot
+    longvideo.print_scores(results, False, True, {'a': 'casme_sq', 'b': 'samm_lv'})
+    overall = json.loads(capsys.readouterr().out)['scores']['overall']
+    assert overall['f1'] == pytest.approx(8 / 9) and overall['interval'] == pytest.approx([8 / 9] * 2, abs=1e-4)
+    longvideo.print_scores(results, False, False, {'a': 'casme_sq', 'b': 'casme_sq'})
+    line = capsys.readouterr().out.splitlines()[-1]
+    assert line.startswith('overall F1 0.8889, 95 % interval [') and '[0.8889, 0.8889]' not in line

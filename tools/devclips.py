@@ -12,8 +12,9 @@ and settings), then spots it under every candidate setting (GRID): for each sour
 on the other sources is the one its figure comes from. It prints, per source and overall, MEGC's spotting F1,
 precision and recall of that leave-one-source-out spotter and of the defaults (SPOTTING), each as `mer.py spot`
 gives its intervals (as they settle, intervals.replay; the grid is searched on the whole curve, whose F1 is shown
-beside), and the speech stretches found against the annotated ones; and draws each clip's timeline with its
-annotations.
+beside), with the overall figures' 95 % intervals over the clips drawn again within each source
+(scoring.uncertainty), and the speech stretches found against the annotated ones; and draws each clip's timeline
+with its annotations.
 """
 import argparse
 import hashlib
@@ -210,10 +211,13 @@ def score(folder, figures=None, out_json=None):
         best = max(range(len(grid)), key=lambda i: (f1(sum(per[i][o] for o in names if o != src)), -i))
         chosen[src], whole[src] = grid[best], per[best][src]
     default = spot_all(curves, {}, unjudged, settled=True)
-    rows = []
+    rows, each = [], {}          # each: (source, name) -> (its counts left out, at the defaults)
     for src in names:
         mine = {key: c for key, c in curves.items() if key[0] == src}
         found = spot_all(mine, chosen[src], unjudged, settled=True)
+        for s, n in mine:
+            each[s, n] = [counts(scoring.score({n: (spots[s, n][0], truths(annotated[s, n]))}))
+                          for spots in (found, default)]
         c = counts(scoring.score({n: (found[s, n][0], truths(annotated[s, n])) for s, n in mine}))
         d = counts(scoring.score({n: (default[s, n][0], truths(annotated[s, n])) for s, n in mine}))
         rows.append((src, c, d, chosen[src], whole[src]))
@@ -228,6 +232,13 @@ def score(folder, figures=None, out_json=None):
     total, dtotal, wtotal = (sum(r[i] for r in rows) for i in (1, 2, 4))
     print(f'| all | {len(curves)} | {total[0]} | {total[1]} | {total[2]} | {total[0] / max(total[:2].sum(), 1):.3f} | '
           f'{total[0] / max(total[0] + total[2], 1):.3f} | {f1(total):.3f} | {f1(wtotal):.3f} | {f1(dtotal):.3f} | |')
+    # How far the figures could move on other clips like these: the clips resampled within each source.
+    u = scoring.uncertainty(np.array(list(each.values())).transpose(1, 0, 2), [s for s, _ in each])
+    print(f'\n95 % interval over the clips resampled within each source (1000 draws): leave-one-source-out F1 '
+          f'{u["f1"][0]:.3f} [{u["interval"][0][0]:.3f}, {u["interval"][0][1]:.3f}], defaults {u["f1"][1]:.3f} '
+          f'[{u["interval"][1][0]:.3f}, {u["interval"][1][1]:.3f}]; the first less the second {u["difference"]:+.3f} '
+          f'[{u["difference_interval"][0]:+.3f}, {u["difference_interval"][1]:+.3f}], ahead in '
+          f'{100 * u["ahead"]:.0f} % of the draws')
     # Speech: found against annotated, and expressions reported on clips of pure talking.
     sp, pure_fp, pure = np.zeros(3, int), 0, 0
     for (s, n), (expr, speech) in default.items():
@@ -274,7 +285,10 @@ def score(folder, figures=None, out_json=None):
     if out_json:
         Path(out_json).write_text(json.dumps(dict(
             loso={src: dict(counts=c.tolist(), f1=f1(c), whole_curve=w.tolist(), chosen=g) for src, c, _, g, w in rows},
-            overall=dict(counts=total.tolist(), f1=f1(total), whole_curve_f1=f1(wtotal), defaults_f1=f1(dtotal)),
+            overall=dict(counts=total.tolist(), f1=f1(total), whole_curve_f1=f1(wtotal), defaults_f1=f1(dtotal),
+                         interval=u['interval'][0], defaults_interval=u['interval'][1],
+                         difference=u['difference'], difference_interval=u['difference_interval'],
+                         ahead=u['ahead']),
             speech=sp.tolist(), pure_talking_fp=pure_fp), indent=1))
     return 0
 

@@ -523,7 +523,7 @@ def run(a):
     if out is not None:
         log.info('%d intervals written to %s', len(records), out)
     if any(v['truths'] for v in videos):
-        print_scores(results, model is not None, a.json)
+        print_scores(results, model is not None, a.json, {v['path']: v.get('dataset') for v in videos})
     if fig is not None:
         save_figure(fig, rows)
         log.info('timeline saved to %s', fig)
@@ -555,18 +555,24 @@ def stopped(e, video, n, total, out, records, info):
     raise SystemExit(checkpoint.STOPPED if name != 'Ctrl-C' else 1)
 
 
-def print_scores(results, recognised, as_json):
-    """Prints MEGC's spotting scores (and STR where the intervals were recognised) of {video: (found, truths)}."""
+def print_scores(results, recognised, as_json, datasets=None):
+    """Prints MEGC's spotting scores (and STR where the intervals were recognised) of {video: (found, truths)},
+    with the overall F1's 95 % interval over the videos resampled within each dataset ({video: dataset})."""
     for found, truths in results.values():          # STR reads the prediction as a class index
         for r in found:
             if 'label' in r:
                 r['pred'] = config.CLASSES.index(r['label'])
     scores = scoring.score(results)
     strs = scoring.str_score(scores) if recognised else None
+    each = [[scoring.score({v: x})['overall'][k] for k in ('tp', 'fp', 'fn')] for v, x in results.items()]
+    lo, hi = scoring.uncertainty(each, [str((datasets or {}).get(v)) for v in results])['interval']
     if as_json:
-        print(json.dumps(dict(scores={k: v for k, v in scores.items() if k != 'pairs'}, str=strs)))
+        print(json.dumps(dict(scores={k: dict(v, interval=[lo, hi]) if k == 'overall' else v
+                                      for k, v in scores.items() if k != 'pairs'}, str=strs)))
     else:
         print(score_table(scores, strs))
+        print(f'overall F1 {scores["overall"]["f1"]:.4f}, 95 % interval [{lo:.4f}, {hi:.4f}] over the {len(results)} '
+              f'videos resampled within each dataset (1000 draws)')
 
 
 def merge(a):
@@ -607,5 +613,5 @@ def merge(a):
             at = {frame_number(f): i for i, f in enumerate(v['files'])}
             results[v['path']] = ([dict(r, start=at[r['onset']], end=at[r['offset']]) for r in records
                                    if r['path'] == v['path']], v['truths'])
-        print_scores(results, any('label' in r for r in records), a.json)
+        print_scores(results, any('label' in r for r in records), a.json, {v['path']: v['dataset'] for v in videos})
     return 0

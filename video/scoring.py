@@ -17,6 +17,10 @@ case the two agree (tested).
 STR: the recogniser is scored on the correctly spotted micro-expressions only (the spots matched above, with
 their truth's label against the prediction), as UF1 and UAR (MEGC2019's, loso.uf1_uar); the STR score is the
 micro spotting F1 times that UF1 (Liong et al. 2023, MEAN: F1_spot x F1_recog).
+
+How far a figure could move on other videos like these (`drawn_f1`, `uncertainty`): the videos are resampled with
+replacement within each group (a source, a dataset, a subject), as many as it has, and the pooled counts summed
+again, with results/stats.py's draws (its resampling of MEGC2019's subjects within each dataset).
 """
 import numpy as np
 
@@ -75,6 +79,39 @@ def score(videos, iou_min=IOU_MIN):
         p, r, f = f1(tp, fp, fn)
         out[k] = dict(tp=tp, fp=fp, fn=fn, precision=p, recall=r, f1=f)
     out['pairs'] = pairs
+    return out
+
+
+def drawn_f1(counts, groups, n=1000, seed=0):
+    """(n,) MEGC's pooled F1 in each of n bootstrap draws of the videos: counts (V, 3) each video's TP, FP, FN;
+    groups (V,) each video's group, within which the videos are drawn with replacement, as many as it has.
+    Several spotters scored on the same videos (counts (S, V, 3)) get the same draws: (S, n)."""
+    from results import stats
+    w = stats.draws([(str(g), i) for i, g in enumerate(groups)], n, seed)
+    return pooled_f1(w @ np.asarray(counts, np.int64))
+
+
+def pooled_f1(counts):
+    """MEGC's F1 of pooled counts (..., 3): TP, FP, FN in the last axis."""
+    tp, fp, fn = np.moveaxis(np.asarray(counts), -1, 0)
+    return np.where(tp > 0, 2 * tp / np.maximum(2 * tp + fp + fn, 1), 0.0)
+
+
+def uncertainty(counts, groups, n=1000, seed=0, level=0.95):
+    """{'f1': the pooled F1, 'interval': its [lo, hi] percentile interval over drawn_f1's draws}; for two spotters
+    on the same videos (counts (2, V, 3)) also 'difference': the first's F1 less the second's, its interval on the
+    same draws, and 'ahead': the share of draws in which the first scores higher."""
+    from results import stats
+    counts = np.asarray(counts, np.int64)
+    point = pooled_f1(counts.sum(-2))
+    drawn = drawn_f1(counts, groups, n, seed)
+    if counts.ndim == 2:
+        return dict(f1=round(float(point), 4), interval=stats.interval(drawn, level))
+    out = dict(f1=np.round(point, 4).tolist(), interval=[stats.interval(d, level) for d in drawn])
+    if len(counts) == 2:
+        diff = drawn[0] - drawn[1]
+        out.update(difference=round(float(point[0] - point[1]), 4), difference_interval=stats.interval(diff, level),
+                   ahead=round(float(np.mean(diff > 1e-12)), 3))
     return out
 
 
