@@ -126,10 +126,14 @@ def test_two_spotters_on_the_same_videos_are_compared_on_the_same_draws():
 def test_the_scores_printed_carry_the_interval_over_videos_drawn_within_each_dataset(capsys):
     from video import longvideo
     truths = [iv(10 * i, 10 * i + 5, 'macro') for i in range(4)]
-    results = {'a': (truths, truths), 'b': ([iv(500, 505, "macro")], [])}     # all found; one false spot
-    longvideo.print_scores(results, False, True, {'a': 'casme_sq', 'b': 'samm_lv'})
+    results = {'a1': (truths, truths), 'a2': (truths, truths),            # all found ...
+               'b': ([iv(500, 505, 'macro')], [])}                       # ... and one false spot
+    longvideo.print_scores(results, False, True, {'a1': 'casme_sq', 'a2': 'casme_sq', 'b': 'samm_lv'})
     overall = json.loads(capsys.readouterr().out)['scores']['overall']
-    assert overall['f1'] == pytest.approx(8 / 9) and overall['interval'] == pytest.approx([8 / 9] * 2, abs=1e-4)
-    longvideo.print_scores(results, False, False, {'a': 'casme_sq', 'b': 'casme_sq'})
+    assert overall['f1'] == pytest.approx(16 / 17) and overall['interval'] == pytest.approx([16 / 17] * 2, abs=1e-4)
+    longvideo.print_scores(results, False, False, dict.fromkeys(results, 'casme_sq'))
     line = capsys.readouterr().out.splitlines()[-1]
-    assert line.startswith('overall F1 0.8889, 95 % interval [') and '[0.8889, 0.8889]' not in line
+    assert line.startswith('overall F1 0.9412, 95 % interval [') and '[0.9412, 0.9412]' not in line
+    # One video in each dataset: drawing again would change nothing, so no interval is claimed.
+    longvideo.print_scores(results, False, False, {'a1': 'casme_sq', 'a2': 'samm_lv', 'b': 'smic'})
+    assert capsys.readouterr().out.splitlines()[-1] == 'overall F1 0.9412, no interval: one video in each dataset'

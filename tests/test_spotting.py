@@ -81,8 +81,8 @@ def test_the_demo_long_videos_are_spotted_and_scored(spotted, long_root):
     truths = sum(len(v['truths']) for v in videos)
     assert scores['overall']['tp'] + scores['overall']['fn'] == truths
     assert scores['overall']['f1'] >= 0.8, scores
-    # One video of each release, each drawn once in every draw within its dataset: the interval is the point.
-    assert scores['overall']['interval'] == pytest.approx([scores['overall']['f1']] * 2, abs=1e-4)
+    # One video of each release: drawn again within its dataset, nothing changes, so no interval is claimed.
+    assert 'interval' in scores['overall'] and scores['overall']['interval'] is None
     for r in records:
         assert r['kind'] in ('micro', 'macro') and r['onset'] <= r['apex'] <= r['offset']
         assert (r['kind'] == 'micro') == (r['offset_s'] - r['onset_s'] <= 0.5 + 0.05)

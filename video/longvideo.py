@@ -564,15 +564,20 @@ def print_scores(results, recognised, as_json, datasets=None):
                 r['pred'] = config.CLASSES.index(r['label'])
     scores = scoring.score(results)
     strs = scoring.str_score(scores) if recognised else None
-    each = [[scoring.score({v: x})['overall'][k] for k in ('tp', 'fp', 'fn')] for v, x in results.items()]
-    lo, hi = scoring.uncertainty(each, [str((datasets or {}).get(v)) for v in results])['interval']
+    groups = [str((datasets or {}).get(v)) for v in results]
+    interval = None                   # with one video in each dataset, drawing again changes nothing: no interval
+    if len(set(groups)) < len(groups):
+        each = [[scoring.score({v: x})['overall'][k] for k in ('tp', 'fp', 'fn')] for v, x in results.items()]
+        interval = scoring.uncertainty(each, groups)['interval']
     if as_json:
-        print(json.dumps(dict(scores={k: dict(v, interval=[lo, hi]) if k == 'overall' else v
+        print(json.dumps(dict(scores={k: dict(v, interval=interval) if k == 'overall' else v
                                       for k, v in scores.items() if k != 'pairs'}, str=strs)))
     else:
         print(score_table(scores, strs))
-        print(f'overall F1 {scores["overall"]["f1"]:.4f}, 95 % interval [{lo:.4f}, {hi:.4f}] over the {len(results)} '
-              f'videos resampled within each dataset (1000 draws)')
+        print(f'overall F1 {scores["overall"]["f1"]:.4f}, ' + (
+            'no interval: one video in each dataset' if interval is None else
+            f'95 % interval [{interval[0]:.4f}, {interval[1]:.4f}] over the {len(results)} videos resampled within '
+            'each dataset (1000 draws)'))
 
 
 def merge(a):
