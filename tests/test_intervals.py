@@ -150,10 +150,11 @@ def test_an_expression_while_the_head_turns_is_found_and_trusted():
 
 
 def rich_curve():
-    """A 160-s curve (30 fps, K = 2 s) holding one of each thing a setting decides: a micro-expression, a blink, an
+    """A 180-s curve (30 fps, K = 2 s) holding one of each thing a setting decides: a micro-expression, a blink, an
     expression held for 4 s with a short dip, two in a row with a partial return, talking with an expression in
-    it, and a stretch the curve cannot trust; at rest for most of it, as a recording is."""
-    n, fps = 4800, 30.0
+    it, quiet talking that moves the face, and a stretch the curve cannot trust; at rest for most of it, as a
+    recording is."""
+    n, fps = 5400, 30.0
     face = np.zeros(n)
     face[95:116] = 0.6 * synth.profile(21, 0, 10, 20)     # micro
     face[300:420] = 1.0                                   # held 4 s ...
@@ -161,6 +162,7 @@ def rich_curve():
     face[560:650], face[650:665], face[665:760] = 1.0, 0.2, 0.9      # two in a row
     eyes = np.zeros(n)
     eyes[200:206], face[200:206] = 2.0, 0.4               # a blink, spreading a little beyond the eyes
+    face[4350:4380] = 1.0                                 # the face moved by quiet words (below)
     c = with_held(face, k=60, n_eyes=eyes)
     c['p'] = c['p'] + 0.05                                # the face at rest moves a little: v's noise
     c['held'] = c['held'] + 0.1
@@ -180,6 +182,8 @@ def rich_curve():
     c['shape'][3000:3090, 1] -= 0.4                       # a smile that lifts the corners and barely widens
     c['shape'][3300:3390, 2] += 0.4                       # a jaw dropped for 3 s
     c['shape'][3600:3660, 3] += 0.2                       # the brows raised for 2 s
+    quiet = (t >= 140) & (t < 150)                        # talking too quietly to be speech, moving the face
+    c['mouth'] = c['mouth'] + np.where(quiet, 0.2 * np.sin(2 * np.pi * 4 * t), 0.0)
     return c
 
 
@@ -195,7 +199,7 @@ SPOT_SETTINGS = dict(k=1000.0, floor=5.0, extend=0.95, min_s=5.0, micro_s=0.01, 
                      held_px=50.0, held_s=20.0, valley=0.01, merge_s=5.0, speech_px=50.0, speech_s=20.0,
                      speech_held=50.0, speech_q=95.0, speech_cap_px=0.01, speech_smooth_s=3.0, smile_rise=5.0,
                      open_rise=5.0, brow_rise=5.0, face_valley=0.01, face_smooth_s=3.0, face_min_s=5.0, smile_lift=0.0,
-                     head_still=0.0)
+                     head_still=0.0, murmur=1.0)
 
 
 @pytest.mark.parametrize('key', sorted(SPOT_SETTINGS))
@@ -250,6 +254,7 @@ def test_every_setting_of_the_tracker_changes_its_curves(key, short_talk):
         c = intervals.motion(iter(frames), fps, 'talk', settings)
         return repr([np.round(c[x], 5).tolist() for x in ('pos', 'seg', 'p', 'held', 'mouth', 'rigid')])
     assert curves({key: TRACK_SETTINGS[key]}) != curves({})
+    assert set(TRACK_SETTINGS) | {'method', 'baseline_s', 'detect_s', 'rate'} == set(intervals.TRACKED)
 
 
 @pytest.mark.slow
@@ -431,3 +436,28 @@ def test_the_motions_intervals_count_only_where_the_head_held_still():
     assert spans(intervals.spot(turning)[0]) == []
     assert len(spans(intervals.spot(turning, dict(head_still=np.inf))[0])) == 1
     assert spans(intervals.spot(c, dict(head_still=0.0))[0]) == []
+
+
+def test_the_motions_intervals_count_only_where_the_mouth_keeps_no_quiet_rhythm_of_words():
+    face = np.zeros(1200)
+    face[600:630] = 1.0                                     # the face moves for 1 s, the head still
+    c = with_held(face)
+    c['shape'] = np.tile([1.0, 0.3, 0.05, 0.3, 0.0, 1.0, 40.0], (1200, 1))
+    c['mouth'] = np.zeros(1200)
+    assert spans(intervals.spot(c)[0]) == [(600, 629, 'macro')]
+    t = np.arange(1200) / c['fps']
+    # Meanwhile the mouth opens and closes at 4 Hz by 0.2 px, under talking's threshold (the band's RMS about
+    # 0.11 px against --speech-px 0.15): quiet words, not reported as speech, and not an expression either.
+    c['mouth'] = np.where((t >= 15) & (t < 25), 0.2 * np.sin(2 * np.pi * 4 * t), 0.0)
+    found, shown = intervals.spot(c)
+    assert not shown['speech'].any() and spans(found) == [], found
+    assert spans(intervals.spot(c, dict(murmur=1.0))[0]) == [(600, 629, 'macro')]
+    # The same rhythm at a tenth of that opening is no talking at all.
+    c['mouth'] = c['mouth'] / 10
+    assert spans(intervals.spot(c)[0]) == [(600, 629, 'macro')]
+    # Talking aloud, speech's own rule decides: a departure from rest far beyond what the words move (15 px
+    # against the 4 px that talking asks) is an expression made while talking.
+    c['mouth'] = c['mouth'] * 75
+    c['held'] = c['held'] * 5
+    found, shown = intervals.spot(c)
+    assert shown['speech'][450:750].all() and spans(found) == [(600, 629, 'macro')], found

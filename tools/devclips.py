@@ -127,7 +127,7 @@ def track_key(settings):
         intervals.track, intervals.rigid_fit, intervals._head_basis, intervals.depth, intervals.region_mdmd,
         intervals.top_third, intervals.mouth_motion, intervals.mouth_boxes, intervals.cells, intervals.small_face,
         intervals.skull_mask, intervals.nearest, intervals.at_rest, intervals.face_shape, intervals.landmarks_at))
-    s = dict(intervals.SPOTTING, **settings)
+    s = {k: v for k, v in dict(intervals.SPOTTING, **settings).items() if k in intervals.TRACKED}
     return hashlib.sha256((code + json.dumps(s, sort_keys=True) + json.dumps(intervals.FLOW)).encode()).hexdigest()[:16]
 
 

@@ -23,7 +23,8 @@ SPOTTING = dict(method='mdmd2', size=64, rate=50.0, detect_s=0.5, cut=20.0, wind
                 warmup_s=6.0, rigid_px=0.8, held_px=0.5, held_s=1.0, valley=0.3, merge_s=0.0, ref_s=30.0,
                 ref_every_s=0.5, ref_gate_px=1.0, ref_stale_s=8.0, speech_px=0.15, speech_s=1.0, speech_held=8.0,
                 speech_q=25.0, speech_cap_px=1.5, speech_smooth_s=0.7, smile_lift=1.0, smile_rise=0.15,
-                open_rise=0.2, brow_rise=0.07, face_valley=0.5, face_smooth_s=0.5, face_min_s=0.3, head_still=0.15)
+                open_rise=0.2, brow_rise=0.07, face_valley=0.5, face_smooth_s=0.5, face_min_s=0.3, head_still=0.15,
+                murmur=0.5)
 # What each setting means, as `mer.py spot`'s flags (px: pixels of the 64-px aligned face). The others: size (the
 # aligned face's side), rate (analysed frames a second at most: a 200-fps video is read at every 4th frame), rois
 # (the face is cut into rois x rois regions), cut (the mean change of a 32x24 thumbnail, in grey levels, that is a
@@ -77,7 +78,13 @@ FLAGS = [
     ('face_min_s', '--face-min-s', 'a shorter expression read from the landmarks (seconds) is not reported'),
     ('head_still', '--head-still', 'the motion\'s intervals are reported only where the head\'s pose, read from the '
      'landmarks, changes by less than this (eye distances) over them; 0: never (the landmarks\' alone)'),
+    ('murmur', '--murmur', 'the motion\'s intervals are reported only where the mouth does not keep a syllable\'s '
+     'rhythm at this fraction of --speech-px either (talking too quiet to be reported as speech); 1: only where '
+     'speech is reported'),
 ]
+# The settings `track` reads; the others are `spot`'s, so that a curve tracked once can be spotted under any of them.
+TRACKED = ('method', 'size', 'rate', 'detect_s', 'cut', 'window_s', 'rois', 'baseline_s', 'ref_s', 'ref_every_s',
+           'ref_gate_px', 'ref_stale_s')
 # The settings where 0 means "none" (no merging, the mouth's width alone as the smile measure, no motion's
 # interval): `mer.py spot` accepts 0 for these, and only a positive value for the others.
 NONE_AT_ZERO = ('merge_s', 'smile_lift', 'head_still')
@@ -720,12 +727,15 @@ def spot(curve, settings=None):
         # shape they hold where the motion sees only its coming and going: their expressions replace the motion's
         # intervals that they overlap. The motion's others count only where the head held still: a turn, a nod, a
         # lean move the face's pixels more than an expression does (on real recordings most of the motion's
-        # intervals were that); and not where they begin as the face stops talking (within half a second of it,
-        # the pause that speech bridges): the lips close and settle after the last word.
+        # intervals were that); not where the mouth keeps a syllable's rhythm too quietly to be reported as speech
+        # (a quiet talker's words move the face as far as an expression does; the rule for the face talking
+        # aloud is the one above); and not where they begin as the face stops talking (within half a second of
+        # it, the pause that speech bridges): the lips close and settle after the last word.
         found, d = expressions(curve, s, speaking)
+        quiet = speech(curve, dict(s, speech_px=s['murmur'] * s['speech_px'])) & ~speaking
         stops = [b for a, b in runs(speaking) if b + 1 < len(seg) and seg[b + 1] == seg[b]]
         scored = sorted([x for x in scored if not any(x[0] <= b and a <= x[1] for a, b, _, _ in found)
-                         and still(curve, x[0], x[1], s)
+                         and still(curve, x[0], x[1], s) and quiet[x[0]:x[1] + 1].mean() <= 0.5
                          and not any(abs(x[0] - b) <= 0.5 * fps for b in stops)] + found)
         shown.update(face=np.where(seg >= 0, d, np.nan))
     out = [interval(curve, a, b, peak, fps, s, score) for a, b, peak, score in scored]
