@@ -732,11 +732,13 @@ def spot(curve, settings=None):
         # aloud is the one above); and not where they begin as the face stops talking (within half a second of
         # it, the pause that speech bridges): the lips close and settle after the last word.
         found, d = expressions(curve, s, speaking)
-        quiet = speech(curve, dict(s, speech_px=s['murmur'] * s['speech_px'])) & ~speaking
         stops = [b for a, b in runs(speaking) if b + 1 < len(seg) and seg[b + 1] == seg[b]]
-        scored = sorted([x for x in scored if not any(x[0] <= b and a <= x[1] for a, b, _, _ in found)
-                         and still(curve, x[0], x[1], s) and quiet[x[0]:x[1] + 1].mean() <= 0.5
-                         and not any(abs(x[0] - b) <= 0.5 * fps for b in stops)] + found)
+        kept = [x for x in scored if not any(x[0] <= b and a <= x[1] for a, b, _, _ in found)
+                and still(curve, x[0], x[1], s) and not any(abs(x[0] - b) <= 0.5 * fps for b in stops)]
+        if kept:                            # (read only where there is something to test: spot runs every check)
+            quiet = speech(curve, dict(s, speech_px=s['murmur'] * s['speech_px'])) & ~speaking
+            kept = [x for x in kept if quiet[x[0]:x[1] + 1].mean() <= 0.5]
+        scored = sorted(kept + found)
         shown.update(face=np.where(seg >= 0, d, np.nan))
     out = [interval(curve, a, b, peak, fps, s, score) for a, b, peak, score in scored]
     out += [dict(interval(curve, a, b, a, fps, s, 0.0), kind='speech') for a, b in runs(speaking)]
