@@ -205,7 +205,7 @@ SPOT_SETTINGS = dict(k=1000.0, floor=5.0, extend=0.95, min_s=5.0, micro_s=0.01, 
 @pytest.mark.parametrize('key', sorted(SPOT_SETTINGS))
 def test_every_setting_of_the_spotter_changes_what_it_gives(key):
     assert set(SPOT_SETTINGS) | set(TRACK_SETTINGS) | {'method', 'baseline_s', 'baseline_p', 'warmup_s',
-                                                       'detect_s'} == set(intervals.SPOTTING)
+                                                       'detect_s', 'settle_s'} == set(intervals.SPOTTING)
     c = rich_curve()
     base = output(*intervals.spot(c))
     assert output(*intervals.spot(c, {key: SPOT_SETTINGS[key]})) != base
@@ -218,22 +218,47 @@ def test_the_baseline_s_settings_and_the_settling_ones_are_read():
     assert thr[0] != thr[1]
 
     def when(settings):                                   # (the frame count at which each interval was given)
-        full = dict(c, ended=True, frames=len(c['pos']))
         out, at = [], {}
 
         def states():
-            for m in range(1, len(c['pos']) + 1):
-                s = {key: v[..., :m] if isinstance(v, np.ndarray) and v.shape[-1:] == (len(c['pos']),)
-                     else v[:m] if isinstance(v, np.ndarray) and len(v) == len(c['pos']) else v
-                     for key, v in full.items()}
-                s.update(frames=m, ended=m == len(c['pos']))
-                at['m'] = m
-                yield s
+            for state in stream(c):
+                at['m'] = state['frames']
+                yield state
         for r in intervals.online(states(), settings):
             out.append((r['start'], at['m']))
         return out
     assert when(dict(warmup_s=6.0)) != when(dict(warmup_s=30.0))
     assert when(dict(detect_s=0.5)) != when(dict(detect_s=3.0))
+
+
+def stream(c):
+    """The states track would give for the finished curve c, one a frame."""
+    n = len(c['pos'])
+    full = dict(c, ended=True, frames=n)
+    for m in range(1, n + 1):
+        s = {key: v[..., :m] if isinstance(v, np.ndarray) and v.shape[-1:] == (n,)
+             else v[:m] if isinstance(v, np.ndarray) and len(v) == n else v for key, v in full.items()}
+        s.update(frames=m, ended=m == n)
+        yield s
+
+
+def test_each_check_of_a_stream_spots_its_last_settle_s_seconds(monkeypatch):
+    # A 3-min stream whose mouth is wider from 60 s on and stays so: against the face's usual of the stream so
+    # far (10 min of it, the default) that is one expression to the end; against its last 20 s, the face's new
+    # usual by the time it could be given.
+    n = 5400
+    c = with_held(np.zeros(n))
+    c['shape'] = np.tile([0.9, 0.3, 0.05, 0.3, 0.0, 1.0, 40.0], (n, 1))
+    c['shape'][1800:, 0] += 0.3
+    c['mouth'] = np.zeros(n)
+    assert [(r['start'], r['end']) for r in intervals.online(stream(c))] == [(1796, 5399)]
+    assert [(r['start'], r['end']) for r in intervals.online(stream(c), dict(settle_s=np.inf))] == [(1796, 5399)]
+    spotted, spot = [], intervals.spot
+    monkeypatch.setattr(intervals, 'spot',
+                        lambda curve, s=None: spotted.append(curve['pos'][[0, -1]]) or spot(curve, s))
+    assert list(intervals.online(stream(c), dict(settle_s=20.0))) == []
+    assert max(b - a + 1 for a, b in spotted) == 600 and spotted[-1][1] == n - 1    # 20 s at 30 frames a second
+    assert intervals.replay(dict(c, ended=True), dict(settle_s=20.0)) == []
 
 
 TRACK_SETTINGS = dict(size=48, rate=5.0, cut=0.0, window_s=1.0, rois=16, ref_s=1.0, ref_every_s=0.04, ref_gate_px=0.0,

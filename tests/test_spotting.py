@@ -461,16 +461,21 @@ def test_settling_reads_again_each_entry_that_track_may_still_change():
     # (q, K back; the segment, back to the last check) reaches past the other.
     from video import intervals
     frames = face_gone_for_a_second()
-    before, changed = None, 0
-    seen = {}
+    before = before_last = None
+    changed, seen = 0, {}
     for c in intervals.track(iter(frames), 30.0, settings=dict(window_s=0.2)):
         now = intervals.arrays(c, before)
         whole = intervals.arrays(c)
-        for key in ('pos', 'seg', 'p', *intervals.PER_FRAME):
+        last = intervals.arrays(c, before_last, 20)            # the last 20 entries alone, grown the same way
+        for key in ('pos', 'seg', *intervals.PER_FRAME):
             np.testing.assert_array_equal(now[key], whole[key], err_msg=f'{key} at {len(c["pos"])}')
+            np.testing.assert_array_equal(last[key], whole[key][-20:], err_msg=f'{key} at {len(c["pos"])}')
+        np.testing.assert_array_equal(now['p'], whole['p'])
+        np.testing.assert_array_equal(last['p'], whole['p'][:, -20:])
+        assert last['start'] == max(0, len(c['pos']) - 20)
         changed += sum(seen.get(t, s) != s for t, s in enumerate(whole['seg']))
         seen = dict(enumerate(whole['seg']))
-        before = now
+        before, before_last = now, last
     assert changed > 0 and c['segments'] == 2                 # the face's last frames were set back to no face
 
 

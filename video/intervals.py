@@ -24,7 +24,7 @@ SPOTTING = dict(method='mdmd2', size=64, rate=50.0, detect_s=0.5, cut=20.0, wind
                 ref_every_s=0.5, ref_gate_px=1.0, ref_stale_s=8.0, speech_px=0.15, speech_s=1.0, speech_held=8.0,
                 speech_q=25.0, speech_cap_px=1.5, speech_smooth_s=0.7, smile_lift=1.0, smile_rise=0.15,
                 open_rise=0.2, brow_rise=0.07, face_valley=0.5, face_smooth_s=0.5, face_min_s=0.3, head_still=0.15,
-                murmur=0.5)
+                murmur=0.5, settle_s=600.0)
 # What each setting means, as `mer.py spot`'s flags (px: pixels of the 64-px aligned face). The others: size (the
 # aligned face's side), rate (analysed frames a second at most: a 200-fps video is read at every 4th frame), rois
 # (the face is cut into rois x rois regions), cut (the mean change of a 32x24 thumbnail, in grey levels, that is a
@@ -42,6 +42,8 @@ FLAGS = [
      'a blink'),
     ('warmup_s', '--warmup-s', 'seconds of a stream before its first interval is given'),
     ('detect_s', '--detect-s', 'seconds between checks that the face is still there'),
+    ('settle_s', '--settle-s', 'each check of a stream spots its last this many seconds (their threshold, the '
+     'face\'s usual): a check costs as much hours in as minutes in'),
     ('baseline_p', '--baseline-p', '--method baseline: the relative threshold mean + p x (max - mean)'),
     ('rigid_px', '--rigid-px', 'where the skull\'s part of the face departs this far (px) from one rigid head\'s '
      'motion, the curve is marked untrusted (a hand over the face, a head turned too far)'),
@@ -243,24 +245,27 @@ def motion(frames, fps, name='video', settings=None, windows=None, progress=None
 PER_FRAME = ('q', 'eyes', 'lids', 'rigid', 'held', 'mouth', 'shape', 'rp', 'rq', 'rh')
 
 
-def arrays(state, before=None):
-    """motion's dict of numpy arrays, of the curves track has computed so far. Given `before`, this result for the
-    same stream at an earlier frame, only the entries track could still change then (from its 'final' on) are
+def arrays(state, before=None, width=None):
+    """motion's dict of numpy arrays, of the curves track has computed so far: of its last `width` entries where
+    given ('start': the first one's index in the stream), of all of them otherwise. Given `before`, this result for
+    the same stream at an earlier frame, only the entries track could still change then (from its 'final' on) are
     read again: a long stream's settling reads its curve every half second."""
     n = len(state['pos'])
-    keep = 0 if before is None else min(before.get('final', 0), len(before['pos']) - 1)
-    out = dict(state, lost=list(state.get('lost', ())), pos=np.array(state['pos'][keep:], int),
+    first = 0 if width is None else max(0, n - width)
+    start = 0 if before is None else before.get('start', 0)
+    keep = first if before is None else max(first, min(before.get('final', 0), start + len(before['pos']) - 1))
+    out = dict(state, start=first, lost=list(state.get('lost', ())), pos=np.array(state['pos'][keep:], int),
                seg=np.array(state['seg'][keep:], int),
                p=np.array([x[keep:] for x in state['p']], np.float64).reshape(len(state['windows']), -1))
     for key in PER_FRAME:
         if key in state:
             x = np.array(state[key][keep:], np.float64)
             out[key] = x.reshape(n - keep, -1) if key in ('rp', 'rq', 'rh', 'shape') else x
-    if keep:
+    if keep > first:
         for key in ('pos', 'seg', *PER_FRAME):
             if key in state:
-                out[key] = np.concatenate([before[key][:keep], out[key]])
-        out['p'] = np.concatenate([before['p'][:, :keep], out['p']], 1)
+                out[key] = np.concatenate([before[key][first - start:keep - start], out[key]])
+        out['p'] = np.concatenate([before['p'][:, first - start:keep - start], out['p']], 1)
     return out
 
 
@@ -947,13 +952,14 @@ def online(states, settings=None):
     after it ends, so that a camera's are known while it runs and a file's are never held whole.
 
     Every SPOTTING['detect_s'] seconds of analysed frames, once the curve holds SPOTTING['warmup_s'] of them,
-    `spot` runs on the curve so far (its threshold from the frames so far, its last K frames one-sided, as at a
-    segment's end). An interval that ends more than K + detect_s before the newest frame is given: the motion's
-    v there is two-sided and no check can still drop its frames (the landmarks' measures are read against the
-    face's usual over the segment so far, so the whole curve may read a little differently: `replay` gives what
-    was given). At the stream's end, what the whole curve shows is given too. An interval that reaches back into
-    one already given starts after it, or is dropped when its apex lies inside it. The published baseline's
-    threshold is relative to the whole video: it settles at the end only."""
+    `spot` runs on the curve's last SPOTTING['settle_s'] seconds so far (its threshold from those frames, its last
+    K frames one-sided, as at a segment's end): the same work an hour in as a minute in. An interval that ends
+    more than K + detect_s before the newest frame is given: the motion's v there is two-sided and no check can
+    still drop its frames (the landmarks' measures are read against the face's usual over the segment so far, so
+    the whole curve may read a little differently: `replay` gives what was given). At the stream's end, what its
+    last stretch shows is given too. An interval that reaches back into one already given starts after it, or is
+    dropped when its apex lies inside it. The published baseline's threshold is relative to the whole video: it
+    settles at the end only, read whole."""
     s = dict(SPOTTING, **(settings or {}))
 
     def checks():
@@ -961,7 +967,7 @@ def online(states, settings=None):
         for c in states:
             n = len(c['pos'])
             if c['ended'] or s['method'] != 'baseline' and n >= s['warmup_s'] * c['fps'] and n - last >= check(c, s):
-                last, curve = n, arrays(c, curve)
+                last, curve = n, arrays(c, curve, width(c, s))
                 yield curve, c['ended']
     yield from settle(checks(), s)
 
@@ -971,12 +977,33 @@ def check(curve, s):
     return max(1, int(round(s['detect_s'] * curve['fps'])))
 
 
+def width(curve, s):
+    """How many of a stream's last analysed frames each of online's checks spots: SPOTTING['settle_s'] seconds of
+    them; all for the published baseline, whose threshold is the whole video's (and for settle_s inf)."""
+    if s['method'] == 'baseline' or not np.isfinite(s['settle_s']):
+        return None
+    return max(1, int(round(s['settle_s'] * curve['fps'])))
+
+
+def recent(curve, s):
+    """The curve's last `width` analysed frames (all of it where it is no longer)."""
+    n, w = len(curve['pos']), width(curve, s)
+    if w is None or n <= w:
+        return curve
+    a = n - w
+    out = dict(curve, start=curve.get('start', 0) + a, pos=curve['pos'][a:], seg=curve['seg'][a:], p=curve['p'][:, a:])
+    for key in PER_FRAME:
+        if key in curve:
+            out[key] = curve[key][a:]
+    return out
+
+
 def settle(checks, s):
     """online's intervals, from its checks: (the curve so far, whether the stream has ended)."""
     given = []
     for curve, ended in checks:
         n, k = len(curve['pos']), curve['windows'][0]
-        found, _ = spot(curve, s)
+        found, _ = spot(recent(curve, s), s)
         horizon = np.inf if ended else curve['pos'][n - 1] - (k + check(curve, s) + 1) * curve['step']
         for r in found:
             if r['end'] < horizon:
