@@ -237,7 +237,8 @@ def long_speed(seconds=30.0, repeats=3):
              'Farneback flow (head motion + MDMD)': (('calcOpticalFlowFarneback',),),
              'MDMD regions (numpy, rigid part removed)': (('mdmd',),),
              'aligned small face (warp, resize, blur)': (('small_face',),),
-             'settling (intervals.online: spot on the curve so far, every 0.5 s)': (('spot', 'intervals.py'),)}
+             'settling (intervals.online: spot on the last 10 min of the curve, every 0.5 s)':
+             (('spot', 'intervals.py'),)}
     out = {}
     for name, keys in parts.items():
         total = 0.0

@@ -43,7 +43,7 @@ FLAGS = [
     ('warmup_s', '--warmup-s', 'seconds of a stream before its first interval is given'),
     ('detect_s', '--detect-s', 'seconds between checks that the face is still there'),
     ('settle_s', '--settle-s', 'each check of a stream spots its last this many seconds (their threshold, the '
-     'face\'s usual): a check costs as much hours in as minutes in'),
+     'face\'s usual), so that a check costs the same an hour in as a minute in; inf: the whole stream so far'),
     ('baseline_p', '--baseline-p', '--method baseline: the relative threshold mean + p x (max - mean)'),
     ('rigid_px', '--rigid-px', 'where the skull\'s part of the face departs this far (px) from one rigid head\'s '
      'motion, the curve is marked untrusted (a hand over the face, a head turned too far)'),
