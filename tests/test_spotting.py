@@ -484,10 +484,14 @@ def test_replay_reads_the_curve_as_track_had_it_after_each_frame():
     # (q not yet known for the last K, the face's last frames not yet set back to no face).
     from video import intervals
     frames = face_gone_for_a_second()
-    seen = [intervals.arrays(c) for c in intervals.track(iter(frames), 30.0, settings=dict(window_s=0.2))]
-    whole = seen.pop()
+    seen = [(intervals.arrays(c), intervals.arrays(c, None, 20))
+            for c in intervals.track(iter(frames), 30.0, settings=dict(window_s=0.2))]
+    whole = seen.pop()[0]
     assert whole['ended'] and whole['lost']
-    for now in seen:
+    for now, last in seen:
         then = intervals.then(whole, len(now['pos']))
+        then_last = intervals.then(whole, len(now['pos']), 20)          # its last 20 entries alone
         for key in ('pos', 'seg', 'p', *intervals.PER_FRAME):
             np.testing.assert_array_equal(then[key], now[key], err_msg=f'{key} at {len(now["pos"])}')
+            np.testing.assert_array_equal(then_last[key], last[key], err_msg=f'{key} at {len(now["pos"])}')
+        assert then_last['start'] == last['start']

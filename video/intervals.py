@@ -1024,24 +1024,27 @@ def replay(curve, settings=None):
 
     def checks():
         for m in at:
-            yield then(curve, m), False
+            yield then(curve, m, width(curve, s)), False
         yield curve, True
     return list(settle(checks(), s))
 
 
-def then(curve, m):
-    """The curve as track had it after its first m analysed frames, before the stream ended."""
-    out = dict(curve, pos=curve['pos'][:m], seg=curve['seg'][:m].copy(), p=curve['p'][:, :m], ended=False)
+def then(curve, m, width=None):
+    """The curve as track had it after its first m analysed frames, before the stream ended: the last `width` of
+    them where given (as `arrays` gives them, 'start' the first one's index)."""
+    first = 0 if width is None else max(0, m - width)
+    out = dict(curve, start=first, pos=curve['pos'][first:m], seg=curve['seg'][first:m].copy(),
+               p=curve['p'][:, first:m], ended=False)
     for key in PER_FRAME:
         if key in curve:
-            out[key] = curve[key][:m]
+            out[key] = curve[key][first:m]
     for key in ('q', 'rq'):                               # q(t) is known from frame t + K on
         if key in curve:
-            out[key] = curve[key][:m].copy()
-            out[key][max(0, m - curve['windows'][0]):] = np.nan
+            out[key] = curve[key][first:m].copy()
+            out[key][max(0, m - curve['windows'][0] - first):] = np.nan
     for t, a, segment in curve.get('lost', ()):
-        if t >= m:
-            out['seg'][a:min(t, m)] = segment
+        if t >= m and min(t, m) > first:
+            out['seg'][max(0, a - first):min(t, m) - first] = segment
     return out
 
 
