@@ -988,13 +988,16 @@ def width(curve, s):
 def recent(curve, s):
     """The curve's last `width` analysed frames (all of it where it is no longer)."""
     n, w = len(curve['pos']), width(curve, s)
-    if w is None or n <= w:
-        return curve
-    a = n - w
-    out = dict(curve, start=curve.get('start', 0) + a, pos=curve['pos'][a:], seg=curve['seg'][a:], p=curve['p'][:, a:])
+    return curve if w is None or n <= w else cut(curve, n - w, n)
+
+
+def cut(curve, a, b):
+    """The curve's analysed frames a..b - 1 ('start': the first one's index in the stream)."""
+    out = dict(curve, start=curve.get('start', 0) + a, pos=curve['pos'][a:b], seg=curve['seg'][a:b],
+               p=curve['p'][:, a:b])
     for key in PER_FRAME:
         if key in curve:
-            out[key] = curve[key][a:]
+            out[key] = curve[key][a:b]
     return out
 
 
@@ -1029,22 +1032,19 @@ def replay(curve, settings=None):
     return list(settle(checks(), s))
 
 
-def then(curve, m, width=None):
-    """The curve as track had it after its first m analysed frames, before the stream ended: the last `width` of
+def then(curve, m, last=None):
+    """The curve as track had it after its first m analysed frames, before the stream ended: the last `last` of
     them where given (as `arrays` gives them, 'start' the first one's index)."""
-    first = 0 if width is None else max(0, m - width)
-    out = dict(curve, start=first, pos=curve['pos'][first:m], seg=curve['seg'][first:m].copy(),
-               p=curve['p'][:, first:m], ended=False)
-    for key in PER_FRAME:
-        if key in curve:
-            out[key] = curve[key][first:m]
+    first = 0 if last is None else max(0, m - last)
+    out = dict(cut(curve, first, m), ended=False)
+    out['seg'] = out['seg'].copy()
     for key in ('q', 'rq'):                               # q(t) is known from frame t + K on
         if key in curve:
             out[key] = curve[key][first:m].copy()
             out[key][max(0, m - curve['windows'][0] - first):] = np.nan
     for t, a, segment in curve.get('lost', ()):
-        if t >= m and min(t, m) > first:
-            out['seg'][max(0, a - first):min(t, m) - first] = segment
+        if t >= m:                                        # found gone by a later check: not set back yet
+            out['seg'][max(0, a - first):m - first] = segment
     return out
 
 
