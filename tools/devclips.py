@@ -131,15 +131,18 @@ def track_key(settings):
     return hashlib.sha256((code + json.dumps(s, sort_keys=True) + json.dumps(intervals.FLOW)).encode()).hexdigest()[:16]
 
 
-def curve_of(path, settings, cache):
-    """intervals.motion's curve of a clip, from the cache when the tracker and its settings are unchanged."""
+def curve_of(path, settings, cache, fps=None):
+    """intervals.motion's curve of a clip, from the cache when the tracker and its settings are unchanged; fps: the
+    rate its frames were taken at where its file states another (the annotation's spot_fps, as `mer.py spot --fps`)."""
     from tools.realclips import read
     from video import intervals
-    f = Path(cache) / f'{path.parent.name}+{path.name}.{track_key(settings)}.npz'
+    at = f'.{fps:g}fps' if fps else ''
+    f = Path(cache) / f'{path.parent.name}+{path.name}{at}.{track_key(settings)}.npz'
     if f.is_file():
         z = np.load(f, allow_pickle=True)
         return z['curve'].item()
-    frames, fps = read(path)
+    frames, stated = read(path)
+    fps = fps or stated
     curve = intervals.motion(iter(frames), fps, path.name, settings)
     f.parent.mkdir(parents=True, exist_ok=True)
     np.savez_compressed(f, curve=np.array(curve, dtype=object))
@@ -191,7 +194,7 @@ def score(folder, figures=None, out_json=None):
         raise SystemExit(f'{missing[0]} (and {len(missing) - 1} more) not found: python -m tools.devclips fetch')
     curves = {}
     for src, name, path, c in todo:
-        curves[src, name] = curve_of(path, {}, cache)
+        curves[src, name] = curve_of(path, {}, cache, c.get('spot_fps'))
     annotated = {(src, name): c for src, name, _, c in todo}
     unjudged = {key: c.get('untrusted') or [] for key, c in annotated.items()}
     names = sorted({src for src, _ in curves})
