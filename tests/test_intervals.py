@@ -173,8 +173,8 @@ def rich_curve():
     c['held'][1000:1060] += 4.0                           # an expression while talking
     c['rigid'][850:880] = 3.0                             # a hand over the face
     # The landmarks (intervals.SHAPE): the mouth's width, its corners' depth below the lips' middle, their opening,
-    # the brows' height (eye distances); the head's pose, still.
-    c['shape'] = np.tile([0.9, 0.3, 0.05, 0.3, 0.0, 1.0, 40.0], (n, 1))
+    # the brows' height (eye distances); the head's pose, still; the lips' own height.
+    c['shape'] = np.tile([0.9, 0.3, 0.05, 0.3, 0.0, 1.0, 40.0, 0.3], (n, 1))
     c['shape'][2000:2090, 0] += 0.4                       # a smile of 3 s
     c['shape'][2400:2480, 0] += 0.4                       # two in a row, falling back to 0.15 of 0.4 between
     c['shape'][2480:2500, 0] += 0.15
@@ -182,6 +182,7 @@ def rich_curve():
     c['shape'][3000:3090, 1] -= 0.4                       # a smile that lifts the corners and barely widens
     c['shape'][3300:3390, 2] += 0.4                       # a jaw dropped for 3 s
     c['shape'][3600:3660, 3] += 0.2                       # the brows raised for 2 s
+    c['shape'][3900:3960, 7] -= 0.15                      # the lips pressed for 2 s
     quiet = (t >= 140) & (t < 150)                        # talking too quietly to be speech, moving the face
     c['mouth'] = c['mouth'] + np.where(quiet, 0.2 * np.sin(2 * np.pi * 4 * t), 0.0)
     return c
@@ -198,7 +199,7 @@ def output(found, shown):
 SPOT_SETTINGS = dict(k=1000.0, floor=5.0, extend=0.95, min_s=5.0, micro_s=0.01, blink_ratio=100.0, rigid_px=0.01,
                      held_px=50.0, held_s=20.0, valley=0.01, merge_s=5.0, speech_px=50.0, speech_s=20.0,
                      speech_held=50.0, speech_q=95.0, speech_cap_px=0.01, speech_smooth_s=3.0, smile_rise=5.0,
-                     open_rise=5.0, brow_rise=5.0, face_valley=0.01, face_smooth_s=3.0, face_min_s=5.0, smile_lift=0.0,
+                     open_rise=5.0, brow_rise=5.0, press_rise=5.0, face_valley=0.01, face_smooth_s=3.0, face_min_s=5.0, smile_lift=0.0,
                      head_still=0.0, murmur=1.0)
 
 
@@ -248,7 +249,7 @@ def test_each_check_of_a_stream_spots_its_last_settle_s_seconds(monkeypatch):
     # usual by the time it could be given.
     n = 5400
     c = with_held(np.zeros(n))
-    c['shape'] = np.tile([0.9, 0.3, 0.05, 0.3, 0.0, 1.0, 40.0], (n, 1))
+    c['shape'] = np.tile([0.9, 0.3, 0.05, 0.3, 0.0, 1.0, 40.0, 0.3], (n, 1))
     c['shape'][1800:, 0] += 0.3
     c['mouth'] = np.zeros(n)
     assert [(r['start'], r['end']) for r in intervals.online(stream(c))] == [(1796, 5399)]
@@ -329,7 +330,7 @@ def grace_landmarks():
 
 def test_the_faces_shape_reads_a_smile_an_open_mouth_and_raised_brows_apart_and_ignores_the_faces_size_and_roll():
     lm = grace_landmarks()
-    width, drop, opening, brows, across, down, eyes = intervals.face_shape(lm)
+    width, drop, opening, brows, across, down, eyes, lips = intervals.face_shape(lm)
     assert eyes == pytest.approx(np.hypot(*(lm[42:48].mean(0) - lm[36:42].mean(0))))
     smiling = lm.copy()
     smiling[48] += (-0.05 * eyes, -0.05 * eyes)             # the corners drawn out and up
@@ -337,12 +338,18 @@ def test_the_faces_shape_reads_a_smile_an_open_mouth_and_raised_brows_apart_and_
     w, d, o, b = intervals.face_shape(smiling)[:4]
     assert w - width == pytest.approx(0.1, abs=0.01) and drop - d == pytest.approx(0.05, abs=0.01)
     assert (o, b) == (opening, brows)
+    pressed = lm.copy()
+    pressed[49:54] += (0, 0.04 * eyes)                      # the upper lip rolled in, the lower lip up to it:
+    pressed[55:60] -= (0, 0.04 * eyes)                      # the lips thin, the inner lips and corners stay
+    assert intervals.face_shape(pressed)[7] - lips == pytest.approx(-0.08, abs=0.005)
+    assert intervals.face_shape(pressed)[:7] == pytest.approx((width, drop, opening, brows, across, down, eyes))
     opened = lm.copy()
     opened[56:59] += (0, 0.3 * eyes)                        # the jaw dropped: no smile, the lips apart, the
     opened[65:68] += (0, 0.3 * eyes)                        # corners half way down with the lower lip
     opened[[48, 54, 60, 64]] += (0, 0.15 * eyes)
     assert intervals.face_shape(opened)[:2] == pytest.approx((width, drop), abs=1e-9)
     assert intervals.face_shape(opened)[2] - opening == pytest.approx(0.3, abs=0.01)
+    assert intervals.face_shape(opened)[7] == pytest.approx(lips, abs=1e-9)     # the lips apart, no thinner
     raised = lm.copy()
     raised[17:27] -= (0, 0.1 * eyes)                        # the brows raised (image y grows downwards)
     assert intervals.face_shape(raised)[3] - brows == pytest.approx(0.1, abs=0.01)
@@ -372,7 +379,7 @@ def talking_smile_curve(smile_at=(600, 690)):
     c['held'] = c['held'] + 0.1 + np.where(talking, 1.5 + 1.2 * np.sin(2 * np.pi * 4 * t), 0.0)
     # Words stretch the mouth for a syllable (0.17 s in every 0.6 s, by more than a smile) and let it go.
     syllable = talking & (np.arange(n) % 18 < 5)
-    c['shape'] = np.tile([1.0, 0.3, 0.05, 0.3, 0.0, 1.0, 40.0], (n, 1))
+    c['shape'] = np.tile([1.0, 0.3, 0.05, 0.3, 0.0, 1.0, 40.0, 0.3], (n, 1))
     c['shape'][syllable, 0] += 0.6
     c['shape'][syllable, 2] += 0.4                          # the lips apart with each syllable
     if smile_at:
@@ -429,6 +436,22 @@ def test_brows_raised_are_an_expression_where_the_face_does_not_talk_and_not_whi
     assert spans(intervals.spot(c, dict(brow_rise=np.inf))[0]) == []
 
 
+def test_lips_pressed_are_an_expression_where_the_face_does_not_talk_and_not_while_it_talks():
+    c = talking_smile_curve(None)
+    c['shape'][600:660, 7] -= 0.1                           # words close and stretch the lips for 2 s
+    c['shape'][960:1020, 7] -= 0.1                          # pressed 2 s after the talking, 2 s
+    found = spans(intervals.spot(c)[0])
+    assert len(found) == 1 and scoring.iou(found[0][:2], (960, 1019)) >= 0.7, found
+    assert spans(intervals.spot(c, dict(press_rise=np.inf))[0]) == []
+    c['shape'][960:1020, 7] += 0.2                          # the lips fuller, not thinner: no press
+    assert spans(intervals.spot(c)[0]) == []
+    # The lips closing as the words end, for two thirds of a second, are no press either.
+    c = talking_smile_curve(None)
+    stop = np.flatnonzero(intervals.spot(c)[1]['speech']).max()
+    c['shape'][stop - 5:stop + 15, 7] -= 0.1
+    assert spans(intervals.spot(c)[0]) == []
+
+
 def test_a_motion_as_the_face_stops_talking_is_its_lips_settling_and_one_later_is_an_expression():
     def with_motion(*onsets, cut=None):
         c = talking_smile_curve(None)                       # talking from 10 s to 30 s, still after
@@ -454,7 +477,7 @@ def test_the_motions_intervals_count_only_where_the_head_held_still():
     face = np.zeros(1200)
     face[600:660] = 1.0                                     # an expression, 2 s
     c = with_held(face)
-    c['shape'] = np.tile([1.0, 0.3, 0.05, 0.3, 0.0, 1.0, 40.0], (1200, 1))
+    c['shape'] = np.tile([1.0, 0.3, 0.05, 0.3, 0.0, 1.0, 40.0, 0.3], (1200, 1))
     assert len(spans(intervals.spot(c)[0])) == 1
     turning = {k: (v.copy() if k == 'shape' else v) for k, v in c.items()}
     turning['shape'][590:670, 4] = np.linspace(0.0, 0.3, 80)      # the head turns meanwhile
@@ -467,7 +490,7 @@ def test_the_motions_intervals_count_only_where_the_mouth_keeps_no_quiet_rhythm_
     face = np.zeros(1200)
     face[600:630] = 1.0                                     # the face moves for 1 s, the head still
     c = with_held(face)
-    c['shape'] = np.tile([1.0, 0.3, 0.05, 0.3, 0.0, 1.0, 40.0], (1200, 1))
+    c['shape'] = np.tile([1.0, 0.3, 0.05, 0.3, 0.0, 1.0, 40.0, 0.3], (1200, 1))
     c['mouth'] = np.zeros(1200)
     assert spans(intervals.spot(c)[0]) == [(600, 629, 'macro')]
     t = np.arange(1200) / c['fps']

@@ -23,7 +23,7 @@ SPOTTING = dict(method='mdmd2', size=64, rate=50.0, detect_s=0.5, cut=20.0, wind
                 warmup_s=6.0, rigid_px=0.8, held_px=0.5, held_s=1.0, valley=0.3, merge_s=0.0, ref_s=30.0,
                 ref_every_s=0.5, ref_gate_px=1.0, ref_stale_s=8.0, speech_px=0.15, speech_s=1.0, speech_held=8.0,
                 speech_q=25.0, speech_cap_px=1.5, speech_smooth_s=0.7, smile_lift=1.0, smile_rise=0.15,
-                open_rise=0.2, brow_rise=0.07, face_valley=0.5, face_smooth_s=0.5, face_min_s=0.3, head_still=0.15,
+                open_rise=0.2, brow_rise=0.07, press_rise=0.05, face_valley=0.5, face_smooth_s=0.5, face_min_s=0.3, head_still=0.15,
                 murmur=0.5, settle_s=600.0)
 # What each setting means, as `mer.py spot`'s flags (px: pixels of the 64-px aligned face). The others: size (the
 # aligned face's side), rate (analysed frames a second at most: a 200-fps video is read at every 4th frame), rois
@@ -74,6 +74,8 @@ FLAGS = [
      '(eye distances) above the face\'s usual, read only where the face does not talk; inf: not read'),
     ('brow_rise', '--brow-rise', 'brows raised: their height above the eyes\' corners rises this far (eye '
      'distances) above the face\'s usual, read only where the face does not talk; inf: not read'),
+    ('press_rise', '--press-rise', 'lips pressed: the lips\' own height (the outer lips\' less the inner lips\', eye '
+     'distances) falls this far below the face\'s usual, read only where the face does not talk; inf: not read'),
     ('face_valley', '--face-valley', 'two expressions read from the landmarks in a row: their measure falls back '
      'below this fraction of the lower one\'s rise between them'),
     ('face_smooth_s', '--face-smooth-s', 'the landmarks\' measures are averaged over this many seconds'),
@@ -291,12 +293,12 @@ def mouth_motion(f, boxes):
     return float(v[lower].mean() - v[upper].mean())
 
 
-SHAPE = ('width', 'corners', 'opening', 'brows', 'across', 'down', 'eyes')
+SHAPE = ('width', 'corners', 'opening', 'brows', 'across', 'down', 'eyes', 'lips')
 POSE = ('across', 'down', 'eyes')
 # The landmarks' measures (`measures`) and the setting that is each one's rise (`expressions`); those that talking
 # moves as far as an expression does, read only where the face does not talk (QUIET).
-RISE = dict(smile='smile_rise', opening='open_rise', brows='brow_rise')
-QUIET = ('brows', 'opening')
+RISE = dict(smile='smile_rise', opening='open_rise', brows='brow_rise', press='press_rise')
+QUIET = ('brows', 'opening', 'press')
 
 
 def face_shape(landmarks):
@@ -309,7 +311,8 @@ def face_shape(landmarks):
     corners coming down half way with the lower lip (so the corners' height is taken from the inner lips' middle,
     which comes down with them, not from the nose, which does not and which a nod moves); surprise and emphasis
     raise the brows (AU1+2; measured from the eyes' corners, which a blink or a squint does not move); words open
-    and round the mouth within a syllable, which `spot` smooths away."""
+    and round the mouth within a syllable, which `spot` smooths away. Last, the lips' own height (the outer lips'
+    opening less the inner lips'): pressed together (AU24) or rolled in, the lips thin."""
     lm = np.asarray(landmarks, np.float64)
     left, right = lm[36:42].mean(0), lm[42:48].mean(0)
     across = right - left
@@ -321,7 +324,7 @@ def face_shape(landmarks):
     x, y = (lm - (left + right) / 2) @ ux / eyes, (lm - (left + right) / 2) @ down / eyes
     return (float(np.hypot(x[54] - x[48], y[54] - y[48])), float((y[48] + y[54] - y[62] - y[66]) / 2),
             float(y[66] - y[62]), float(y[[36, 39, 42, 45]].mean() - y[17:27].mean()), float(x[30]), float(y[33]),
-            eyes)
+            eyes, float(y[57] - y[51] - (y[66] - y[62])))
 
 
 def landmarks_at(gray, now, detected):
@@ -759,15 +762,16 @@ def shape_columns(curve):
 
 def measures(curve, s):
     """The landmarks' measures per analysed frame, from track's 'shape' (face_shape): 'smile' (the mouth's width
-    less SPOTTING['smile_lift'] times its corners' depth below the inner lips' middle), 'opening' (the lips') and
-    'brows' (their height above the eyes' corners), each joined by straight lines between the frames read, its
+    less SPOTTING['smile_lift'] times its corners' depth below the inner lips' middle), 'opening' (the lips'),
+    'brows' (their height above the eyes' corners) and 'press' (the lips' own height, negated: it rises as they
+    thin), each joined by straight lines between the frames read, its
     running median over half a second in each face segment (a syllable's change goes, a smile stays), averaged over
     SPOTTING['face_smooth_s']; 0 where there is no face."""
     from scipy.ndimage import median_filter
     seg, fps = curve['seg'], curve['fps']
     column = shape_columns(curve)
     out = dict(smile=column['width'] - s['smile_lift'] * column['corners'], opening=column['opening'],
-               brows=column['brows'])
+               brows=column['brows'], press=-column['lips'])
     for name, measure in out.items():
         z = np.zeros(len(seg))
         for a, b in segments(seg):
@@ -785,17 +789,24 @@ def measures(curve, s):
 def expressions(curve, s, speaking=None):
     """([(a, b, apex, score)], d): the expressions read from the landmarks, and per analysed frame the face's
     departure from its usual d, in units of each measure's rise: the largest over the measures (RISE: smile and
-    SPOTTING['smile_rise'], opening and SPOTTING['open_rise'], brows and SPOTTING['brow_rise']) of how far it lies
-    above the face's usual (its lowest fifth over its face segment: the measures' scale differs between faces),
-    divided by that rise, 0 at most below it. The brows and the opening (QUIET) count only where the face does not
-    talk (`speaking`, speech's): talking raises the brows for emphasis as far as surprise does, and its words hold
-    the lips apart as a jaw drop does. An expression is a run where d passes 1, from where it passes 1/2 to where it
+    SPOTTING['smile_rise'], opening and SPOTTING['open_rise'], brows and SPOTTING['brow_rise'], press and
+    SPOTTING['press_rise']) of how far it lies above the face's usual (its lowest fifth over its face segment: the
+    measures' scale differs between faces), divided by that rise, 0 at most below it. The brows, the opening and the
+    press (QUIET) count only where the face does not talk (`speaking`, speech's): talking raises the brows for
+    emphasis as far as surprise does, its words hold the lips apart as a jaw drop does, and close and stretch them
+    as a press does (nor is the press read within half a second of talking, where the lips close and settle).
+    An expression is a run where d passes 1, from where it passes 1/2 to where it
     falls back below, cut between two expressions where it falls back below SPOTTING['face_valley'] of the lower
     one or where another measure takes over from one that has fallen back so far (handovers), those shorter than
     SPOTTING['face_min_s'] left out."""
+    from scipy.ndimage import binary_dilation
     seg, fps = curve['seg'], curve['fps']
     if speaking is None:
         speaking = speech(curve, s)
+    # The lips close and settle as the face stops talking and before it speaks again, as they do when pressed: the
+    # press is not read within half a second of talking either.
+    half = int(round(0.5 * fps))
+    near = binary_dilation(speaking, np.ones(2 * half + 1, bool)) if speaking.any() else speaking
     each = [np.zeros(len(seg))]               # below the usual counts as at it: only a rise is an expression
     for name, z in measures(curve, s).items():
         rise = s[RISE[name]]
@@ -804,7 +815,8 @@ def expressions(curve, s, speaking=None):
         rest = np.zeros(len(seg))
         for a, b in segments(seg):
             rest[a:b + 1] = np.percentile(z[a:b + 1], 20)
-        each.append(np.where((seg < 0) | speaking & (name in QUIET), 0.0, np.maximum(0.0, (z - rest) / rise)))
+        quiet = (near if name == 'press' else speaking) & (name in QUIET)
+        each.append(np.where((seg < 0) | quiet, 0.0, np.maximum(0.0, (z - rest) / rise)))
     each = np.array(each)
     d = each.max(0)
     out = []
