@@ -199,8 +199,8 @@ def output(found, shown):
 SPOT_SETTINGS = dict(k=1000.0, floor=5.0, extend=0.95, min_s=5.0, micro_s=0.01, blink_ratio=100.0, rigid_px=0.01,
                      held_px=50.0, held_s=20.0, valley=0.01, merge_s=5.0, speech_px=50.0, speech_s=20.0,
                      speech_held=50.0, speech_q=95.0, speech_cap_px=0.01, speech_smooth_s=3.0, smile_rise=5.0,
-                     open_rise=5.0, brow_rise=5.0, press_rise=5.0, face_valley=0.01, face_smooth_s=3.0, face_min_s=5.0, smile_lift=0.0,
-                     head_still=0.0, murmur=1.0)
+                     open_rise=5.0, brow_rise=5.0, press_rise=5.0, face_valley=0.01, face_smooth_s=3.0, face_min_s=5.0,
+                     smile_lift=0.0, head_still=0.0, murmur=1.0)
 
 
 @pytest.mark.parametrize('key', sorted(SPOT_SETTINGS))

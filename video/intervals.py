@@ -23,8 +23,8 @@ SPOTTING = dict(method='mdmd2', size=64, rate=50.0, detect_s=0.5, cut=20.0, wind
                 warmup_s=6.0, rigid_px=0.8, held_px=0.5, held_s=1.0, valley=0.3, merge_s=0.0, ref_s=30.0,
                 ref_every_s=0.5, ref_gate_px=1.0, ref_stale_s=8.0, speech_px=0.15, speech_s=1.0, speech_held=8.0,
                 speech_q=25.0, speech_cap_px=1.5, speech_smooth_s=0.7, smile_lift=1.0, smile_rise=0.15,
-                open_rise=0.2, brow_rise=0.07, press_rise=0.05, face_valley=0.5, face_smooth_s=0.5, face_min_s=0.3, head_still=0.15,
-                murmur=0.5, settle_s=600.0)
+                open_rise=0.2, brow_rise=0.07, press_rise=0.05, face_valley=0.5, face_smooth_s=0.5, face_min_s=0.3,
+                head_still=0.15, murmur=0.5, settle_s=600.0)
 # What each setting means, as `mer.py spot`'s flags (px: pixels of the 64-px aligned face). The others: size (the
 # aligned face's side), rate (analysed frames a second at most: a 200-fps video is read at every 4th frame), rois
 # (the face is cut into rois x rois regions), cut (the mean change of a 32x24 thumbnail, in grey levels, that is a
@@ -764,9 +764,9 @@ def measures(curve, s):
     """The landmarks' measures per analysed frame, from track's 'shape' (face_shape): 'smile' (the mouth's width
     less SPOTTING['smile_lift'] times its corners' depth below the inner lips' middle), 'opening' (the lips'),
     'brows' (their height above the eyes' corners) and 'press' (the lips' own height, negated: it rises as they
-    thin), each joined by straight lines between the frames read, its
-    running median over half a second in each face segment (a syllable's change goes, a smile stays), averaged over
-    SPOTTING['face_smooth_s']; 0 where there is no face."""
+    thin), each joined by straight lines between the frames read, its running median over half a second in each
+    face segment (a syllable's change goes, a smile stays), averaged over SPOTTING['face_smooth_s']; 0 where there
+    is no face."""
     from scipy.ndimage import median_filter
     seg, fps = curve['seg'], curve['fps']
     column = shape_columns(curve)
@@ -794,11 +794,10 @@ def expressions(curve, s, speaking=None):
     measures' scale differs between faces), divided by that rise, 0 at most below it. The brows, the opening and the
     press (QUIET) count only where the face does not talk (`speaking`, speech's): talking raises the brows for
     emphasis as far as surprise does, its words hold the lips apart as a jaw drop does, and close and stretch them
-    as a press does (nor is the press read within half a second of talking, where the lips close and settle).
-    An expression is a run where d passes 1, from where it passes 1/2 to where it
-    falls back below, cut between two expressions where it falls back below SPOTTING['face_valley'] of the lower
-    one or where another measure takes over from one that has fallen back so far (handovers), those shorter than
-    SPOTTING['face_min_s'] left out."""
+    as a press does (nor is the press read within half a second of talking, where the lips close and settle). An
+    expression is a run where d passes 1, from where it passes 1/2 to where it falls back below, cut between two
+    expressions where it falls back below SPOTTING['face_valley'] of the lower one or where another measure takes
+    over from one that has fallen back so far (handovers), those shorter than SPOTTING['face_min_s'] left out."""
     from scipy.ndimage import binary_dilation
     seg, fps = curve['seg'], curve['fps']
     if speaking is None:
