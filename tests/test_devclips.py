@@ -28,3 +28,60 @@ def test_a_clip_whose_file_states_the_wrong_rate_is_tracked_at_the_annotated_one
     assert devclips.curve_of(clip, {}, tmp_path / 'cache') == {'fps': 10.0}
     assert seen == [25.0, 10.0]
     assert devclips.curve_of(clip, {}, tmp_path / 'cache', 25.0) == {'fps': 25.0} and len(seen) == 2
+
+
+def test_against_the_sure_truths_a_spot_on_an_uncertain_one_is_neither_true_nor_false_and_missing_it_is_no_miss():
+    clip = dict(intervals=[
+        dict(onset=0, offset=50, kind='macro'),
+        dict(onset=100, offset=150, kind='macro', uncertain=True),
+        dict(onset=300, offset=350, kind='macro', uncertain=True),       # missed: no miss
+        dict(onset=400, offset=410, kind='micro'),                       # missed: a miss
+        dict(onset=0, offset=500, kind='speech')])
+    spots = [dict(start=0, end=48, kind='macro'),                        # the sure truth: found
+             dict(start=102, end=150, kind='macro'),                     # the uncertain one: excused
+             dict(start=105, end=150, kind='macro'),                     # matching is one to one: a false one
+             dict(start=100, end=110, kind='micro'),                     # another kind: a false one
+             dict(start=200, end=260, kind='macro')]                     # nothing there: a false one
+    assert devclips.sure_counts(spots, clip).tolist() == [1, 3, 1]
+    assert devclips.truths(clip, sure=True) == [dict(start=0, end=50, kind='macro'),
+                                                dict(start=400, end=410, kind='micro')]
+    assert len(devclips.truths(clip)) == 4
+
+
+def _annotation():
+    return dict(source='x', repo='o/x', commit='0' * 40, licence='MIT', origin='a webcam', clips={'a.mp4': dict(
+        path='a.mp4', sha256='f' * 64, fps=25.0, frames=100, person='p', untrusted=[[90, 99, 'a hand']],
+        intervals=[dict(onset=10, apex=15, offset=30, kind='macro', label='positive'),
+                   dict(onset=40, apex=41, offset=45, kind='micro', label='other'),
+                   dict(onset=0, offset=99, kind='speech')])})
+
+
+def test_every_shipped_annotation_keeps_the_rules_and_a_broken_one_is_named():
+    assert {src: devclips.problems(a) for src, a in devclips.sources().items()} == \
+        {src: [] for src in devclips.sources()}
+    assert devclips.problems(_annotation()) == []
+    for mend, says in [(lambda c: c['intervals'][0].update(offset=100), 'not within the clip'),
+                       (lambda c: c['intervals'][0].update(offset=18), 'is a micro-expression'),
+                       (lambda c: c['intervals'][1].update(offset=60), 'is a macro-expression'),
+                       (lambda c: c.update(spot_fps=10.0), 'is a macro-expression'),
+                       (lambda c: c['intervals'][0].update(apex=35), 'the apex 35 lies outside it'),
+                       (lambda c: c['intervals'][0].update(label='happy'), 'the label is'),
+                       (lambda c: c['intervals'][2].update(kind='talking'), 'the kind is'),
+                       (lambda c: c['untrusted'][0].__setitem__(1, 100), 'untrusted 90-100'),
+                       (lambda c: c.update(sha256='abc'), 'sha256'),
+                       (lambda c: c.pop('person'), 'no "person"')]:
+        a = _annotation()
+        mend(a['clips']['a.mp4'])
+        wrong = devclips.problems(a)
+        assert len(wrong) == 1 and says in wrong[0] and wrong[0].startswith('a.mp4'), (says, wrong)
+
+
+def test_a_broken_annotation_file_stops_the_tool_naming_it(tmp_path, monkeypatch):
+    import json
+    import pytest
+    a = _annotation()
+    a['clips']['a.mp4']['intervals'][0]['offset'] = 5
+    (tmp_path / 'x.json').write_text(json.dumps(a))
+    monkeypatch.setattr(devclips, 'ANNOTATIONS', tmp_path)
+    with pytest.raises(SystemExit, match=r'x\.json: a\.mp4: macro 10-5: not within'):
+        devclips.sources()

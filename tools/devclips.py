@@ -21,6 +21,7 @@ import hashlib
 import inspect
 import itertools
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -43,8 +44,55 @@ GRID = dict(smile_rise=(0.1, 0.15), open_rise=(0.2, 0.3, np.inf), brow_rise=(0.0
 
 
 def sources():
-    """{source: its annotation file's dict}, every docs/devclips/*.json."""
-    return {p.stem: json.loads(p.read_text()) for p in sorted(ANNOTATIONS.glob('*.json'))}
+    """{source: its annotation file's dict}, every docs/devclips/*.json; one whose annotation breaks a rule
+    (problems) stops it, naming the file and the interval."""
+    out = {}
+    for path in sorted(ANNOTATIONS.glob('*.json')):
+        out[path.stem] = json.loads(path.read_text())
+        wrong = problems(out[path.stem])
+        if wrong:
+            raise SystemExit(f'{path}: {wrong[0]}' + (f' (and {len(wrong) - 1} more)' if len(wrong) > 1 else '') +
+                             '; mend the annotation (docs/devclips.md says how clips are annotated)')
+    return out
+
+
+def problems(a):
+    """What breaks the annotation rules in one source's annotation dict, a line each: its fields; each clip's
+    sha256, rate and length; each interval inside the clip (frames from 0, both ends inclusive), its apex inside
+    it, its kind (a micro-expression lasts at most 0.5 s at the rate it is spotted at, a macro-expression longer)
+    and an expression's label; each untrusted stretch inside the clip."""
+    wrong = [f'no "{k}"' for k in ('source', 'repo', 'commit', 'licence', 'origin', 'clips') if k not in a]
+    if not re.fullmatch(r'[0-9a-f]{40}', str(a.get('commit', ''))):
+        wrong.append('"commit" is not a 40-hex git commit')
+    for name, c in a.get('clips', {}).items():
+        missing = [k for k in ('path', 'sha256', 'fps', 'frames', 'person', 'intervals') if k not in c]
+        if missing:
+            wrong.append(f'{name}: no "{missing[0]}"')
+            continue
+        if not re.fullmatch(r'[0-9a-f]{64}', str(c['sha256'])):
+            wrong.append(f'{name}: "sha256" is not 64 hex digits')
+        fps, frames = c.get('spot_fps') or c['fps'], c['frames']
+        if not (fps > 0 and frames > 0):
+            wrong.append(f'{name}: its rate and frame count must be positive')
+            continue
+        for t in c['intervals']:
+            at = f'{name}: {t.get("kind")} {t.get("onset")}-{t.get("offset")}'
+            if t.get('kind') not in ('micro', 'macro', 'speech'):
+                wrong.append(f'{at}: the kind is micro, macro or speech')
+            elif not 0 <= t['onset'] <= t['offset'] < frames:
+                wrong.append(f'{at}: not within the clip\'s frames 0-{frames - 1}')
+            elif t['kind'] != 'speech':
+                seconds = (t['offset'] - t['onset'] + 1) / fps
+                if (t['kind'] == 'micro') != (seconds <= 0.5 + 1e-9):
+                    wrong.append(f'{at}: {seconds:.2f} s is a {"micro" if seconds <= 0.5 else "macro"}-expression')
+                if not t['onset'] <= t.get('apex', t['onset']) <= t['offset']:
+                    wrong.append(f'{at}: the apex {t["apex"]} lies outside it')
+                if t.get('label') not in ('positive', 'negative', 'surprise', 'other'):
+                    wrong.append(f'{at}: the label is positive, negative, surprise or other')
+        for u in c.get('untrusted') or []:
+            if not 0 <= u[0] <= u[1] < frames:
+                wrong.append(f'{name}: untrusted {u[0]}-{u[1]}: not within the clip\'s frames 0-{frames - 1}')
+    return wrong
 
 
 def clips(folder=DEFAULT_DIR):
@@ -150,8 +198,29 @@ def curve_of(path, settings, cache, fps=None):
     return curve
 
 
-def truths(c, kinds=('micro', 'macro')):
-    return [dict(start=t['onset'], end=t['offset'], kind=t['kind']) for t in c['intervals'] if t['kind'] in kinds]
+def truths(c, kinds=('micro', 'macro'), sure=False):
+    """The clip's annotated intervals of these kinds as scoring takes them; sure: only those its annotator did not
+    mark uncertain."""
+    return [dict(start=t['onset'], end=t['offset'], kind=t['kind']) for t in c['intervals']
+            if t['kind'] in kinds and not (sure and t.get('uncertain'))]
+
+
+def sure_counts(spots, c):
+    """(TP, FP, FN) of one clip's spots against the truths its annotator was sure of, the uncertain ones scored as
+    PASCAL VOC scores its 'difficult' objects: a spot that matches no sure truth but matches an uncertain one (MEGC's
+    matching, one to one within each kind) is neither a true nor a false one, and an uncertain truth missed is no
+    miss."""
+    from video import scoring
+    unsure = [dict(start=t['onset'], end=t['offset'], kind=t['kind']) for t in c['intervals']
+              if t['kind'] in scoring.KINDS and t.get('uncertain')]
+    kept = []
+    for kind in scoring.KINDS:
+        mine = [x for x in spots if x['kind'] == kind]
+        hit = {i for i, _, _ in scoring.match(mine, [t for t in truths(c, sure=True) if t['kind'] == kind])}
+        rest = [x for i, x in enumerate(mine) if i not in hit]
+        excused = {i for i, _, _ in scoring.match(rest, [t for t in unsure if t['kind'] == kind])}
+        kept += [x for i, x in enumerate(mine) if i in hit] + [x for i, x in enumerate(rest) if i not in excused]
+    return counts(scoring.score({'clip': (kept, truths(c, sure=True))}))
 
 
 def counts(result, kind='overall'):
@@ -215,13 +284,15 @@ def score(folder, figures=None, out_json=None):
         best = max(range(len(grid)), key=lambda i: (f1(sum(per[i][o] for o in names if o != src)), -i))
         chosen[src], whole[src] = grid[best], per[best][src]
     default = spot_all(curves, {}, unjudged, settled=True)
-    rows, each = [], {}          # each: (source, name) -> (its counts left out, at the defaults)
+    rows, each, sure = [], {}, {}     # each: (source, name) -> (its counts left out, at the defaults); sure: the
+    # same against the truths their annotators were sure of
     for src in names:
         mine = {key: c for key, c in curves.items() if key[0] == src}
         found = spot_all(mine, chosen[src], unjudged, settled=True)
         for s, n in mine:
             each[s, n] = [counts(scoring.score({n: (spots[s, n][0], truths(annotated[s, n]))}))
                           for spots in (found, default)]
+            sure[s, n] = [sure_counts(spots[s, n][0], annotated[s, n]) for spots in (found, default)]
         c, d = sum(np.array(each[key]) for key in mine)         # MEGC's counts are sums over the videos
         rows.append((src, c, d, chosen[src], whole[src]))
     print('| source | clips | LOSO TP | FP | FN | precision | recall | F1 | F1 on the whole curve | defaults F1 | '
@@ -242,6 +313,15 @@ def score(folder, figures=None, out_json=None):
           f'[{u["interval"][1][0]:.3f}, {u["interval"][1][1]:.3f}]; the first less the second {u["difference"]:+.3f} '
           f'[{u["difference_interval"][0]:+.3f}, {u["difference_interval"][1]:+.3f}], ahead in '
           f'{100 * u["ahead"]:.0f} % of the draws')
+    # Where the figure is lost: against the truths the annotators were sure of, the uncertain ones neither found
+    # nor missed (sure_counts).
+    sc, sd = np.sum(list(sure.values()), axis=0)
+    n_sure = sum(len(truths(a, sure=True)) for a in annotated.values())
+    n_all = sum(len(truths(a)) for a in annotated.values())
+    print(f'\nagainst the {n_sure} truths their annotators were sure of (the {n_all - n_sure} uncertain ones neither '
+          f'found nor missed, as PASCAL VOC scores its difficult objects): leave-one-source-out TP {sc[0]} FP {sc[1]} '
+          f'FN {sc[2]}, precision {sc[0] / max(sc[0] + sc[1], 1):.3f}, recall {sc[0] / max(sc[0] + sc[2], 1):.3f}, F1 '
+          f'{f1(sc):.3f}; defaults TP {sd[0]} FP {sd[1]} FN {sd[2]}, F1 {f1(sd):.3f}')
     # Speech: found against annotated, and expressions reported on clips of pure talking.
     sp, pure_fp, pure = np.zeros(3, int), 0, 0
     for (s, n), (expr, speech) in default.items():
@@ -292,6 +372,7 @@ def score(folder, figures=None, out_json=None):
                          interval=u['interval'][0], defaults_interval=u['interval'][1],
                          difference=u['difference'], difference_interval=u['difference_interval'],
                          ahead=u['ahead']),
+            sure=dict(loso=sc.tolist(), loso_f1=f1(sc), defaults=sd.tolist(), defaults_f1=f1(sd)),
             speech=sp.tolist(), pure_talking_fp=pure_fp), indent=1))
     return 0
 
