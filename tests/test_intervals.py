@@ -183,6 +183,8 @@ def rich_curve():
     c['shape'][3300:3390, 2] += 0.4                       # a jaw dropped for 3 s
     c['shape'][3600:3660, 3] += 0.2                       # the brows raised for 2 s
     c['shape'][3900:3960, 7] -= 0.15                      # the lips pressed for 2 s
+    c['shape'][4700:, 6] = 52.0                           # a jump cut to a closer shot, where the landmarks read
+    c['shape'][4700:, 0] += 0.3                           # the mouth wider: no expression, another shot
     quiet = (t >= 140) & (t < 150)                        # talking too quietly to be speech, moving the face
     c['mouth'] = c['mouth'] + np.where(quiet, 0.2 * np.sin(2 * np.pi * 4 * t), 0.0)
     return c
@@ -200,7 +202,7 @@ SPOT_SETTINGS = dict(k=1000.0, floor=5.0, extend=0.95, min_s=5.0, micro_s=0.01, 
                      held_px=50.0, held_s=20.0, valley=0.01, merge_s=5.0, speech_px=50.0, speech_s=20.0,
                      speech_held=50.0, speech_q=95.0, speech_cap_px=0.01, speech_smooth_s=3.0, smile_rise=5.0,
                      open_rise=5.0, brow_rise=5.0, press_rise=5.0, face_valley=0.01, face_smooth_s=3.0, face_min_s=5.0,
-                     smile_lift=0.0, head_still=0.0, murmur=1.0)
+                     smile_lift=0.0, head_still=0.0, murmur=1.0, size_jump=np.inf)
 
 
 @pytest.mark.parametrize('key', sorted(SPOT_SETTINGS))
@@ -450,6 +452,28 @@ def test_lips_pressed_are_an_expression_where_the_face_does_not_talk_and_not_whi
     stop = np.flatnonzero(intervals.spot(c)[1]['speech']).max()
     c['shape'][stop - 5:stop + 15, 7] -= 0.1
     assert spans(intervals.spot(c)[0]) == []
+
+
+def test_after_a_jump_in_the_faces_size_its_usual_is_read_afresh_and_a_face_coming_nearer_is_no_jump():
+    # A jump cut 30 s in to a closer shot (the eye distance 40 to 52 px) where the landmarks read the mouth wider:
+    # no expression; a smile 5 s after it is found. The landmarks are read at every other frame (NaN between).
+    c = talking_smile_curve(None)
+    c['shape'][900:, 6] = 52.0
+    c['shape'][900:, 0] += 0.3
+    c['shape'][1050:1110, 0] += 0.35
+    c['shape'][1::2] = np.nan
+    (a0, b0), (a1, b1) = intervals.stretches(c, intervals.SPOTTING)
+    assert (a0, b1) == (0, 1199) and a1 == b0 + 1 and abs(a1 - 900) <= 2
+    found = spans(intervals.spot(c)[0])
+    assert len(found) == 1 and scoring.iou(found[0][:2], (1050, 1109)) >= 0.7, found
+    # Read once over the whole segment, the closer shot's mouth is a smile from the cut to the end.
+    found = spans(intervals.spot(c, dict(size_jump=np.inf))[0])
+    assert any(scoring.iou(x[:2], (900, 1199)) >= 0.7 for x in found), found
+    # A jump under the setting is none; nor is the face coming as near over 10 s (a lean, not a cut).
+    assert len(intervals.stretches(c, dict(intervals.SPOTTING, size_jump=0.3))) == 1
+    c['shape'][:, 6] = np.linspace(40.0, 52.0, 1200)
+    c['shape'][1::2] = np.nan
+    assert intervals.stretches(c, intervals.SPOTTING) == [(0, 1199)]
 
 
 def test_a_motion_as_the_face_stops_talking_is_its_lips_settling_and_one_later_is_an_expression():

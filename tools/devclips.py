@@ -39,8 +39,8 @@ DEFAULT_DIR = ROOT.parent / 'devclips'
 # so a clip is tracked once. The motion's threshold (k) and speech_held were ties on this set with the motion's
 # intervals off (head_still 0, which every source's fold chose): they keep their defaults.
 GRID = dict(smile_rise=(0.1, 0.15), open_rise=(0.2, 0.3, np.inf), brow_rise=(0.04, 0.05, 0.07, np.inf),
-            press_rise=(0.03, 0.05, 0.08, np.inf), face_valley=(0.5, 0.7), face_min_s=(0.3, 0.6),
-            head_still=(0.0, 0.15, np.inf))
+            press_rise=(0.03, 0.05, 0.08, np.inf), size_jump=(0.1, 0.15, 0.2, np.inf), face_valley=(0.5, 0.7),
+            face_min_s=(0.3, 0.6), head_still=(0.0, 0.15, np.inf))
 
 
 def sources():

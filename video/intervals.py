@@ -23,8 +23,8 @@ SPOTTING = dict(method='mdmd2', size=64, rate=50.0, detect_s=0.5, cut=20.0, wind
                 warmup_s=6.0, rigid_px=0.8, held_px=0.5, held_s=1.0, valley=0.3, merge_s=0.0, ref_s=30.0,
                 ref_every_s=0.5, ref_gate_px=1.0, ref_stale_s=8.0, speech_px=0.15, speech_s=1.0, speech_held=8.0,
                 speech_q=25.0, speech_cap_px=1.5, speech_smooth_s=0.7, smile_lift=1.0, smile_rise=0.15,
-                open_rise=0.2, brow_rise=0.07, press_rise=0.05, face_valley=0.5, face_smooth_s=0.5, face_min_s=0.3,
-                head_still=0.15, murmur=0.5, settle_s=600.0)
+                open_rise=0.2, brow_rise=0.07, press_rise=0.05, size_jump=0.15, face_valley=0.5, face_smooth_s=0.5,
+                face_min_s=0.3, head_still=0.15, murmur=0.5, settle_s=600.0)
 # What each setting means, as `mer.py spot`'s flags (px: pixels of the 64-px aligned face). The others: size (the
 # aligned face's side), rate (analysed frames a second at most: a 200-fps video is read at every 4th frame), rois
 # (the face is cut into rois x rois regions), cut (the mean change of a 32x24 thumbnail, in grey levels, that is a
@@ -76,6 +76,9 @@ FLAGS = [
      'distances) above the face\'s usual, read only where the face does not talk; inf: not read'),
     ('press_rise', '--press-rise', 'lips pressed: the lips\' own height (the outer lips\' less the inner lips\', eye '
      'distances) falls this far below the face\'s usual, read only where the face does not talk; inf: not read'),
+    ('size_jump', '--size-jump', 'the face\'s usual is read afresh where its size jumps (a jump cut to a closer or '
+     'farther shot, a lean toward the camera): its eye distance over the half second after differs from the half '
+     'second before by more than this (the log of their medians\' ratio); inf: once over the whole face segment'),
     ('face_valley', '--face-valley', 'two expressions read from the landmarks in a row: their measure falls back '
      'below this fraction of the lower one\'s rise between them'),
     ('face_smooth_s', '--face-smooth-s', 'the landmarks\' measures are averaged over this many seconds'),
@@ -649,6 +652,43 @@ def segments(seg):
     return [(a, b - 1) for a, b in zip(np.r_[0, edges], np.r_[edges, len(seg)]) if seg[a] >= 0]
 
 
+def stretches(curve, s):
+    """[(first, last)] of analysed frames over which the face's usual is read (expressions): each face segment, cut
+    where the face's size jumps, its eye distance (face_shape's, joined by straight lines between the frames read)
+    having a median over the half second after a frame that differs from the one over the half second before by
+    more than SPOTTING['size_jump'] (their logs), at the middle of the frames where it differs most (within a
+    tenth of the most) over the next half second, cuts at least half a second apart. A jump cut to a closer or
+    farther shot, or a lean toward the camera, changes the measures in eye distances of a face that has not changed
+    (the landmarks read a face of another size, turned another way), as a cut the tracker does not see; a face that
+    comes nearer over seconds changes its size by a little each half second."""
+    out, thr = [], s['size_jump']
+    eyes = shape_columns(curve)['eyes'] if np.isfinite(thr) and 'shape' in curve else None
+    w = max(2, int(round(0.5 * curve['fps'])))
+    for a, b in segments(curve['seg']):
+        n = b - a + 1
+        read = np.flatnonzero(eyes[a:b + 1] > 0) if eyes is not None else []
+        if len(read) < 4 or n < 2 * w + 1:
+            out.append((a, b))
+            continue
+        size = np.interp(np.arange(n), read, np.log(eyes[a:b + 1][read]))
+        median = np.median(np.lib.stride_tricks.sliding_window_view(size, w), axis=1)   # over size[i:i + w]
+        jump = np.zeros(n)
+        jump[w:n - w + 1] = np.abs(median[w:] - median[:-w])        # the half second after i against the one before
+        cuts, i = [], w
+        while i <= n - w:
+            if jump[i] > thr:
+                # The medians differ most over half a second around the jump: it lies in the middle of those frames.
+                near = jump[i:min(i + w, n - w + 1)]
+                top = np.flatnonzero(near >= 0.9 * near.max())
+                cuts.append(i + (top[0] + top[-1]) // 2)
+                i = cuts[-1] + w
+            else:
+                i += 1
+        edges = [0] + cuts + [n]
+        out += [(int(a + x), int(a + y - 1)) for x, y in zip(edges, edges[1:])]
+    return out
+
+
 def talking_held(curve, speaking, s):
     """(the departure from the face at rest per analysed frame, how far the face's talking departs from it: the
     SPOTTING['speech_q'] percentile of the departure where it talks). Where
@@ -790,8 +830,9 @@ def expressions(curve, s, speaking=None):
     """([(a, b, apex, score)], d): the expressions read from the landmarks, and per analysed frame the face's
     departure from its usual d, in units of each measure's rise: the largest over the measures (RISE: smile and
     SPOTTING['smile_rise'], opening and SPOTTING['open_rise'], brows and SPOTTING['brow_rise'], press and
-    SPOTTING['press_rise']) of how far it lies above the face's usual (its lowest fifth over its face segment: the
-    measures' scale differs between faces), divided by that rise, 0 at most below it. The brows, the opening and the
+    SPOTTING['press_rise']) of how far it lies above the face's usual (its lowest fifth over its stretch: the face
+    segment, cut where the face's size jumps (stretches); the measures' scale differs between faces, and with the
+    face's size and turn), divided by that rise, 0 at most below it. The brows, the opening and the
     press (QUIET) count only where the face does not talk (`speaking`, speech's): talking raises the brows for
     emphasis as far as surprise does, its words hold the lips apart as a jaw drop does, and close and stretch them
     as a press does (nor is the press read within half a second of talking, where the lips close and settle). An
@@ -807,12 +848,13 @@ def expressions(curve, s, speaking=None):
     half = int(round(0.5 * fps))
     near = binary_dilation(speaking, np.ones(2 * half + 1, bool)) if speaking.any() else speaking
     each = [np.zeros(len(seg))]               # below the usual counts as at it: only a rise is an expression
+    usual_over = stretches(curve, s)
     for name, z in measures(curve, s).items():
         rise = s[RISE[name]]
         if not np.isfinite(rise):
             continue
         rest = np.zeros(len(seg))
-        for a, b in segments(seg):
+        for a, b in usual_over:
             rest[a:b + 1] = np.percentile(z[a:b + 1], 20)
         quiet = (near if name == 'press' else speaking) & (name in QUIET)
         each.append(np.where((seg < 0) | quiet, 0.0, np.maximum(0.0, (z - rest) / rise)))
