@@ -213,14 +213,14 @@ def sure_counts(spots, c):
     from video import scoring
     unsure = [dict(start=t['onset'], end=t['offset'], kind=t['kind']) for t in c['intervals']
               if t['kind'] in scoring.KINDS and t.get('uncertain')]
-    kept = []
+    sure, kept = truths(c, sure=True), []
     for kind in scoring.KINDS:
         mine = [x for x in spots if x['kind'] == kind]
-        hit = {i for i, _, _ in scoring.match(mine, [t for t in truths(c, sure=True) if t['kind'] == kind])}
+        hit = {i for i, _, _ in scoring.match(mine, [t for t in sure if t['kind'] == kind])}
         rest = [x for i, x in enumerate(mine) if i not in hit]
         excused = {i for i, _, _ in scoring.match(rest, [t for t in unsure if t['kind'] == kind])}
         kept += [x for i, x in enumerate(mine) if i in hit] + [x for i, x in enumerate(rest) if i not in excused]
-    return counts(scoring.score({'clip': (kept, truths(c, sure=True))}))
+    return counts(scoring.score({'clip': (kept, sure)}))
 
 
 def counts(result, kind='overall'):
@@ -318,10 +318,11 @@ def score(folder, figures=None, out_json=None):
     sc, sd = np.sum(list(sure.values()), axis=0)
     n_sure = sum(len(truths(a, sure=True)) for a in annotated.values())
     n_all = sum(len(truths(a)) for a in annotated.values())
+    precision, recall, _ = scoring.f1(*sc)
     print(f'\nagainst the {n_sure} truths their annotators were sure of (the {n_all - n_sure} uncertain ones neither '
           f'found nor missed, as PASCAL VOC scores its difficult objects): leave-one-source-out TP {sc[0]} FP {sc[1]} '
-          f'FN {sc[2]}, precision {sc[0] / max(sc[0] + sc[1], 1):.3f}, recall {sc[0] / max(sc[0] + sc[2], 1):.3f}, F1 '
-          f'{f1(sc):.3f}; defaults TP {sd[0]} FP {sd[1]} FN {sd[2]}, F1 {f1(sd):.3f}')
+          f'FN {sc[2]}, precision {precision:.3f}, recall {recall:.3f}, F1 {f1(sc):.3f}; defaults TP {sd[0]} FP '
+          f'{sd[1]} FN {sd[2]}, F1 {f1(sd):.3f}')
     # Speech: found against annotated, and expressions reported on clips of pure talking.
     sp, pure_fp, pure = np.zeros(3, int), 0, 0
     for (s, n), (expr, speech) in default.items():

@@ -674,16 +674,15 @@ def stretches(curve, s):
         median = np.median(np.lib.stride_tricks.sliding_window_view(size, w), axis=1)   # over size[i:i + w]
         jump = np.zeros(n)
         jump[w:n - w + 1] = np.abs(median[w:] - median[:-w])        # the half second after i against the one before
-        cuts, i = [], w
-        while i <= n - w:
-            if jump[i] > thr:
-                # The medians differ most over half a second around the jump: it lies in the middle of those frames.
-                near = jump[i:min(i + w, n - w + 1)]
-                top = np.flatnonzero(near >= 0.9 * near.max())
-                cuts.append(i + (top[0] + top[-1]) // 2)
-                i = cuts[-1] + w
-            else:
-                i += 1
+        cuts, start = [], w
+        for i in np.flatnonzero(jump > thr):
+            if i < start:
+                continue
+            # The medians differ most over half a second around the jump: it lies in the middle of those frames.
+            near = jump[i:min(i + w, n - w + 1)]
+            top = np.flatnonzero(near >= 0.9 * near.max())
+            cuts.append(i + (top[0] + top[-1]) // 2)
+            start = cuts[-1] + w
         edges = [0] + cuts + [n]
         out += [(int(a + x), int(a + y - 1)) for x, y in zip(edges, edges[1:])]
     return out
