@@ -85,3 +85,23 @@ def test_a_broken_annotation_file_stops_the_tool_naming_it(tmp_path, monkeypatch
     monkeypatch.setattr(devclips, 'ANNOTATIONS', tmp_path)
     with pytest.raises(SystemExit, match=r'x\.json: a\.mp4: macro 10-5: not within'):
         devclips.sources()
+
+
+def test_the_baseline_is_scored_on_curves_tracked_for_it_and_not_in_the_stretches_that_cannot_be_judged(monkeypatch):
+    # MEGC 2020's baseline reads its own curve (its windows K, `mer.py spot --method baseline`): each peak of it is
+    # spotted as [peak - K, peak + K]; one lying in a stretch the annotation marks unjudged is not scored.
+    import numpy as np
+    n, k = 300, 10
+    p = np.full(n, 0.1)
+    p[100] = p[200] = 5.0
+    curve = dict(pos=np.arange(n), seg=np.zeros(n, int), p=p[None], windows=[k], fps=25.0, step=1, frames=n)
+    seen = []
+    monkeypatch.setattr(devclips, 'curve_of', lambda path, settings, cache, fps=None: seen.append(settings) or curve)
+    clip = dict(intervals=[dict(onset=92, offset=108, kind='micro'), dict(onset=250, offset=255, kind='micro'),
+                           dict(onset=0, offset=299, kind='speech')])
+    todo = [('src', 'a.mp4', None, clip)]
+    found = devclips.baseline_counts(todo, None, {})
+    assert list(found) == ['src'] and found['src'].tolist() == [1, 1, 1]
+    assert seen == [{'method': 'baseline'}]
+    found = devclips.baseline_counts(todo, None, {('src', 'a.mp4'): [[185, 215, 'a hand over the face']]})
+    assert found['src'].tolist() == [1, 0, 1]

@@ -2,7 +2,7 @@
 (docs/devclips/<source>.json), on which every setting of the spotter is chosen by leave-one-source-out.
 
     python -m tools.devclips fetch [--repos DIR]        # the clips, checked by sha256, into ../devclips
-    python -m tools.devclips score [--figures docs/devclips] [--json F]
+    python -m tools.devclips score [--figures docs/devclips] [--json F] [--baseline]
 
 `fetch` reads each clip from its repository at the annotated commit (a zip's member, or a zip's folder of frames
 made into an mp4 as it was annotated): from a clone under --repos (`owner+name` or `owner/name`, bare or not) when
@@ -14,7 +14,8 @@ precision and recall of that leave-one-source-out spotter and of the defaults (S
 gives its intervals (as they settle, intervals.replay; the grid is searched on the whole curve, whose F1 is shown
 beside), with the overall figures' 95 % intervals over the clips drawn again within each source
 (scoring.uncertainty), and the speech stretches found against the annotated ones; and draws each clip's timeline
-with its annotations.
+with its annotations. --baseline adds MEGC 2020's baseline per source on the same clips (each clip tracked for it
+once more, its own windows; cached likewise).
 """
 import argparse
 import hashlib
@@ -255,7 +256,20 @@ def spot_all(curves, settings, unjudged, settled=False):
     return out
 
 
-def score(folder, figures=None, out_json=None):
+def baseline_counts(todo, cache, unjudged):
+    """{source: (TP, FP, FN)} of MEGC 2020's baseline (`mer.py spot --method baseline`) on the clips `todo`
+    [(source, name, path, annotation)], each tracked for it (its windows K differ from the spotter's) and spotted on
+    the whole curve; `unjudged` as spot_all's."""
+    from video import scoring
+    out = {}
+    for src, name, path, c in todo:
+        curve = curve_of(path, {'method': 'baseline'}, cache, c.get('spot_fps'))
+        found = spot_all({(src, name): curve}, {'method': 'baseline'}, unjudged)[src, name][0]
+        out[src] = out.get(src, 0) + counts(scoring.score({name: (found, truths(c))}))
+    return out
+
+
+def score(folder, figures=None, out_json=None, baseline=False):
     from video import intervals, longvideo, scoring
     cache = Path(folder) / '.curves'
     todo = [x for x in clips(folder)]
@@ -313,6 +327,12 @@ def score(folder, figures=None, out_json=None):
           f'[{u["interval"][1][0]:.3f}, {u["interval"][1][1]:.3f}]; the first less the second {u["difference"]:+.3f} '
           f'[{u["difference_interval"][0]:+.3f}, {u["difference_interval"][1]:+.3f}], ahead in '
           f'{100 * u["ahead"]:.0f} % of the draws')
+    base = baseline_counts(todo, cache, unjudged) if baseline else {}
+    if base:
+        print('\n| source | MEGC 2020 baseline TP | FP | FN | F1 |\n|---|---|---|---|---|')
+        for src in names + ['all']:
+            b = base[src] if src != 'all' else sum(base.values())
+            print(f'| {src} | {b[0]} | {b[1]} | {b[2]} | {f1(b):.3f} |')
     # Where the figure is lost: against the truths the annotators were sure of, the uncertain ones neither found
     # nor missed (sure_counts).
     sc, sd = np.sum(list(sure.values()), axis=0)
@@ -374,7 +394,8 @@ def score(folder, figures=None, out_json=None):
                          difference=u['difference'], difference_interval=u['difference_interval'],
                          ahead=u['ahead']),
             sure=dict(loso=sc.tolist(), loso_f1=f1(sc), defaults=sd.tolist(), defaults_f1=f1(sd)),
-            speech=sp.tolist(), pure_talking_fp=pure_fp), indent=1))
+            speech=sp.tolist(), pure_talking_fp=pure_fp,
+            **(dict(baseline={src: b.tolist() for src, b in base.items()}) if base else {})), indent=1))
     return 0
 
 
@@ -386,10 +407,12 @@ def main():
                    '(default %(default)s)')
     p.add_argument('--figures', help='score: write each clip\'s timeline (with its annotations) here')
     p.add_argument('--json', help='score: also write the figures to this JSON file')
+    p.add_argument('--baseline', action='store_true', help='score: also MEGC 2020\'s baseline per source (each '
+                   'clip tracked once more for it)')
     a = p.parse_args()
     import logging
     logging.basicConfig(level=logging.WARNING, format='%(message)s')
-    return fetch(a.folder, a.repos) if a.command == 'fetch' else score(a.folder, a.figures, a.json)
+    return fetch(a.folder, a.repos) if a.command == 'fetch' else score(a.folder, a.figures, a.json, a.baseline)
 
 
 if __name__ == '__main__':
