@@ -105,3 +105,53 @@ def test_the_baseline_is_scored_on_curves_tracked_for_it_and_not_in_the_stretche
     assert seen == [{'method': 'baseline'}]
     found = devclips.baseline_counts(todo, None, {('src', 'a.mp4'): [[185, 215, 'a hand over the face']]})
     assert found['src'].tolist() == [1, 0, 1]
+
+
+def test_a_second_annotation_is_scored_against_the_first_one_to_one_and_nothing_is_scored_where_none_can_judge():
+    first = dict(fps=25.0, frames=100, untrusted=[[90, 99, 'a hand']], intervals=[
+        dict(onset=10, apex=20, offset=30, kind='macro', label='positive'),
+        dict(onset=40, apex=42, offset=45, kind='micro', label='other'),
+        dict(onset=60, apex=70, offset=80, kind='macro', label='negative', uncertain=True),
+        dict(onset=0, offset=99, kind='speech')])
+    second = dict(fps=25.0, frames=100, untrusted=[], intervals=[
+        dict(onset=12, apex=20, offset=30, kind='macro', label='positive'),     # the first's 10-30: found
+        dict(onset=14, apex=20, offset=30, kind='macro', label='positive'),     # one to one: a false one
+        dict(onset=50, apex=52, offset=55, kind='micro', label='other'),        # nothing there: a false one
+        dict(onset=91, apex=95, offset=99, kind='macro', label='other'),        # where none can judge: not scored
+        dict(onset=0, offset=99, kind='speech')])                               # speech: not an expression
+    spots = [dict(start=60, end=80, kind='macro'), dict(start=92, end=99, kind='macro'),
+             dict(start=0, end=99, kind='speech')]
+    against_first, spots_first, spots_second = devclips.agreement(spots, first, second)
+    assert against_first.tolist() == [1, 2, 2]
+    assert spots_first.tolist() == [1, 0, 2]
+    assert spots_second.tolist() == [0, 1, 3]
+
+
+def test_a_second_annotation_of_a_clip_the_first_lacks_or_of_another_length_stops_the_tool_naming_it(
+        tmp_path, monkeypatch):
+    import json
+    import pytest
+    first = {'x': _annotation()}
+    monkeypatch.setattr(devclips, 'SECOND', tmp_path)
+    clip = dict(fps=25.0, frames=100, untrusted=[], intervals=[dict(onset=10, apex=15, offset=30, kind='macro',
+                                                                    label='positive')])
+    (tmp_path / 'x.json').write_text(json.dumps(dict(source='x', clips={'a.mp4': clip})))
+    assert devclips.seconds(first)['x']['clips']['a.mp4'] == clip
+    for mend, says in [(lambda a: a['clips'].update({'b.mp4': a['clips'].pop('a.mp4')}), 'b.mp4: no clip of that'),
+                       (lambda a: a['clips']['a.mp4'].update(frames=120), 'a.mp4: its rate and length differ'),
+                       (lambda a: a.pop('clips'), 'no "clips"'),
+                       (lambda a: a['clips']['a.mp4']['intervals'][0].update(offset=16), r'a.mp4: macro 10-16: 0.28 s is a micro')]:
+        a = dict(source='x', clips={'a.mp4': json.loads(json.dumps(clip))})
+        mend(a)
+        (tmp_path / 'x.json').write_text(json.dumps(a))
+        with pytest.raises(SystemExit, match=r'x\.json: ' + says):
+            devclips.seconds(first)
+    (tmp_path / 'x.json').rename(tmp_path / 'y.json')
+    with pytest.raises(SystemExit, match=r'y\.json: no source of that name'):
+        devclips.seconds(first)
+
+
+def test_every_shipped_second_annotation_is_of_a_clip_the_first_holds_and_keeps_the_rules():
+    shipped = devclips.seconds(devclips.sources())
+    assert sorted(shipped) == sorted(p.stem for p in devclips.SECOND.glob('*.json'))
+

@@ -3,6 +3,7 @@
 
     python -m tools.devclips fetch [--repos DIR]        # the clips, checked by sha256, into ../devclips
     python -m tools.devclips score [--figures docs/devclips] [--json F] [--baseline]
+    python -m tools.devclips agree [--json F]           # two annotators against each other, and the spotter
 
 `fetch` reads each clip from its repository at the annotated commit (a zip's member, or a zip's folder of frames
 made into an mp4 as it was annotated): from a clone under --repos (`owner+name` or `owner/name`, bare or not) when
@@ -16,6 +17,8 @@ beside), with the overall figures' 95 % intervals over the clips drawn again wit
 (scoring.uncertainty), and the speech stretches found against the annotated ones; and draws each clip's timeline
 with its annotations. --baseline adds MEGC 2020's baseline per source on the same clips (each clip tracked for it
 once more, its own windows; cached likewise).
+`agree` scores the clips a second annotator annotated again (docs/devclips/second/) against the first annotation,
+by the same F1, beside the spotter against each: how far the annotations themselves agree.
 """
 import argparse
 import hashlib
@@ -35,6 +38,7 @@ if not __package__:       # run as a file (python tools/devclips.py), the projec
 
 ROOT = Path(__file__).resolve().parents[1]
 ANNOTATIONS = ROOT / 'docs' / 'devclips'
+SECOND = ANNOTATIONS / 'second'          # the same clips annotated again by another annotator (seconds)
 DEFAULT_DIR = ROOT.parent / 'devclips'
 # The settings chosen by leave-one-source-out, with the values tried: each is read only after tracking (spot's),
 # so a clip is tracked once. The motion's threshold (k) and speech_held were ties on this set with the motion's
@@ -72,27 +76,33 @@ def problems(a):
             continue
         if not re.fullmatch(r'[0-9a-f]{64}', str(c['sha256'])):
             wrong.append(f'{name}: "sha256" is not 64 hex digits')
-        fps, frames = c.get('spot_fps') or c['fps'], c['frames']
-        if not (fps > 0 and frames > 0):
-            wrong.append(f'{name}: its rate and frame count must be positive')
-            continue
-        for t in c['intervals']:
-            at = f'{name}: {t.get("kind")} {t.get("onset")}-{t.get("offset")}'
-            if t.get('kind') not in ('micro', 'macro', 'speech'):
-                wrong.append(f'{at}: the kind is micro, macro or speech')
-            elif not 0 <= t['onset'] <= t['offset'] < frames:
-                wrong.append(f'{at}: not within the clip\'s frames 0-{frames - 1}')
-            elif t['kind'] != 'speech':
-                seconds = (t['offset'] - t['onset'] + 1) / fps
-                if (t['kind'] == 'micro') != (seconds <= 0.5 + 1e-9):
-                    wrong.append(f'{at}: {seconds:.2f} s is a {"micro" if seconds <= 0.5 else "macro"}-expression')
-                if not t['onset'] <= t.get('apex', t['onset']) <= t['offset']:
-                    wrong.append(f'{at}: the apex {t["apex"]} lies outside it')
-                if t.get('label') not in ('positive', 'negative', 'surprise', 'other'):
-                    wrong.append(f'{at}: the label is positive, negative, surprise or other')
-        for u in c.get('untrusted') or []:
-            if not 0 <= u[0] <= u[1] < frames:
-                wrong.append(f'{name}: untrusted {u[0]}-{u[1]}: not within the clip\'s frames 0-{frames - 1}')
+        wrong += clip_problems(name, c)
+    return wrong
+
+
+def clip_problems(name, c):
+    """What breaks the rules in one clip's intervals and untrusted stretches (problems), a line each."""
+    fps, frames = c.get('spot_fps') or c['fps'], c['frames']
+    if not (fps > 0 and frames > 0):
+        return [f'{name}: its rate and frame count must be positive']
+    wrong = []
+    for t in c['intervals']:
+        at = f'{name}: {t.get("kind")} {t.get("onset")}-{t.get("offset")}'
+        if t.get('kind') not in ('micro', 'macro', 'speech'):
+            wrong.append(f'{at}: the kind is micro, macro or speech')
+        elif not 0 <= t['onset'] <= t['offset'] < frames:
+            wrong.append(f'{at}: not within the clip\'s frames 0-{frames - 1}')
+        elif t['kind'] != 'speech':
+            seconds = (t['offset'] - t['onset'] + 1) / fps
+            if (t['kind'] == 'micro') != (seconds <= 0.5 + 1e-9):
+                wrong.append(f'{at}: {seconds:.2f} s is a {"micro" if seconds <= 0.5 else "macro"}-expression')
+            if not t['onset'] <= t.get('apex', t['onset']) <= t['offset']:
+                wrong.append(f'{at}: the apex {t["apex"]} lies outside it')
+            if t.get('label') not in ('positive', 'negative', 'surprise', 'other'):
+                wrong.append(f'{at}: the label is positive, negative, surprise or other')
+    for u in c.get('untrusted') or []:
+        if not 0 <= u[0] <= u[1] < frames:
+            wrong.append(f'{name}: untrusted {u[0]}-{u[1]}: not within the clip\'s frames 0-{frames - 1}')
     return wrong
 
 
@@ -399,19 +409,120 @@ def score(folder, figures=None, out_json=None, baseline=False):
     return 0
 
 
+def seconds(first):
+    """{source: its second annotation} from docs/devclips/second/*.json (SECOND): each a source's clips annotated
+    again by another annotator who saw neither the first annotation nor the spotter's output, the same rules
+    (clip_problems) and only clips the first annotation `first` ({source: dict}, sources()) holds, at its rate and
+    length. One that breaks that stops it, naming the file."""
+    out = {}
+    for path in sorted(SECOND.glob('*.json')):
+        a = json.loads(path.read_text())
+        src, wrong = path.stem, []
+        if src not in first or not a.get('clips'):
+            wrong.append(f'no source of that name in {ANNOTATIONS}' if src not in first else 'no "clips"')
+        for name, c in a.get('clips', {}).items():
+            known = first.get(src, {}).get('clips', {}).get(name)
+            if known is None:
+                wrong.append(f'{name}: no clip of that name in {ANNOTATIONS / (src + ".json")}')
+            elif (c.get('spot_fps') or c.get('fps'), c.get('frames')) != (known.get('spot_fps') or known['fps'],
+                                                                          known['frames']):
+                wrong.append(f'{name}: its rate and length differ from the first annotation\'s '
+                             f'({known.get("spot_fps") or known["fps"]} fps, {known["frames"]} frames)')
+            else:
+                wrong += clip_problems(name, c)
+        if wrong:
+            raise SystemExit(f'{path}: {wrong[0]}' + (f' (and {len(wrong) - 1} more)' if len(wrong) > 1 else '') +
+                             '; mend the annotation (docs/devclips.md says how clips are annotated)')
+        out[src] = a
+    return out
+
+
+def agreement(spots, first, second):
+    """(the second annotation's counts against the first, the spots' against the first, the spots' against the
+    second), each (TP, FP, FN) by MEGC's matching, for one clip: `spots` (intervals as spot gives them) and the
+    two annotations' clip dicts. The spots and the second's expressions lying mostly in a stretch the first
+    annotation marks as one that cannot be judged are not scored, as the spotter's are not (realclips.scored), nor
+    the first's there, which truths() and `score` keep, as they keep them for the spotter; F1 is the same whichever
+    annotation is taken as the truth (TP is, and FP and FN trade places)."""
+    from tools.realclips import scored
+    from video import scoring
+    unjudged = [(a, b) for a, b, *_ in first.get('untrusted') or []]
+    theirs = scored(truths(second), unjudged)
+    mine = scored(spots, unjudged)
+    return (counts(scoring.score({'clip': (theirs, truths(first))})),
+            counts(scoring.score({'clip': (mine, truths(first))})),
+            counts(scoring.score({'clip': (mine, theirs)})))
+
+
+def agree(folder, out_json=None):
+    """How far two annotators agree, by the F1 the spotter is scored with, on the clips annotated twice (seconds),
+    beside the spotter at its defaults against each of them: what a figure of the spotter can be read against."""
+    from video import intervals, scoring
+    first = sources()
+    second = seconds(first)
+    if not second:
+        raise SystemExit(f'no second annotation in {SECOND}')
+    from tools.realclips import scored
+    cache, rows, each, groups, sp = Path(folder) / '.curves', [], [], [], np.zeros(3, int)
+    sure = np.zeros((2, 3), int)      # the second's and the spotter's, against the truths the first was sure of
+    for src, a in second.items():
+        per = np.zeros((3, 3), int)
+        for name, c in a['clips'].items():
+            known = first[src]['clips'][name]
+            path = Path(folder) / src / name
+            if not path.is_file():
+                raise SystemExit(f'{path} not found: python -m tools.devclips fetch')
+            spots = intervals.replay(curve_of(path, {}, cache, known.get('spot_fps')), {})
+            x = np.array(agreement(spots, known, c))
+            unjudged = [(a, b) for a, b, *_ in known.get('untrusted') or []]
+            sure += [sure_counts(scored(truths(c), unjudged), known), sure_counts(scored(spots, unjudged), known)]
+            per += x
+            each.append(x)
+            groups.append(src)
+            said = [dict(start=t['onset'], end=t['offset'], kind='speech') for t in c['intervals']
+                    if t['kind'] == 'speech']
+            m = scoring.match(said, truths(known, ('speech',)))
+            sp += [len(m), len(said) - len(m), len(truths(known, ('speech',))) - len(m)]
+        rows.append((src, len(a['clips']), per))
+    print('| source | clips | first annotator\'s expressions | second\'s | second against first: TP / FP / FN | F1 | '
+          'spotter (defaults) against first | F1 | against second | F1 |')
+    print('|---|---|---|---|---|---|---|---|---|---|')
+    for src, n, (ab, sa, sb) in rows + [('all', sum(r[1] for r in rows), sum(r[2] for r in rows))]:
+        print(f'| {src} | {n} | {ab[0] + ab[2]} | {ab[0] + ab[1]} | {" / ".join(map(str, ab))} | {f1(ab):.3f} | '
+              f'{" / ".join(map(str, sa))} | {f1(sa):.3f} | {" / ".join(map(str, sb))} | {f1(sb):.3f} |')
+    u = scoring.uncertainty(np.array(each)[:, [1, 0]].transpose(1, 0, 2), groups)
+    print(f'\n95 % interval over the clips resampled within each source (1000 draws): the annotators\' F1 '
+          f'{u["f1"][1]:.3f} [{u["interval"][1][0]:.3f}, {u["interval"][1][1]:.3f}], the spotter\'s against the first '
+          f'{u["f1"][0]:.3f} [{u["interval"][0][0]:.3f}, {u["interval"][0][1]:.3f}]; the spotter less the annotators '
+          f'{u["difference"]:+.3f} [{u["difference_interval"][0]:+.3f}, {u["difference_interval"][1]:+.3f}]; speech '
+          f'stretches, second against first: TP {sp[0]} FP {sp[1]} FN {sp[2]}, F1 {f1(sp):.3f}')
+    print(f'against the truths the first annotator was sure of (the uncertain ones neither found nor missed, '
+          f'sure_counts): the second annotator TP {sure[0][0]} FP {sure[0][1]} FN {sure[0][2]}, F1 {f1(sure[0]):.3f}; '
+          f'the spotter TP {sure[1][0]} FP {sure[1][1]} FN {sure[1][2]}, F1 {f1(sure[1]):.3f}')
+    if out_json:
+        Path(out_json).write_text(json.dumps(dict(
+            {src: dict(clips=n, second=ab.tolist(), spotter_first=sa.tolist(), spotter_second=sb.tolist())
+             for src, n, (ab, sa, sb) in rows}, annotators_interval=u['interval'][1], spotter_interval=u['interval'][0],
+            difference=u['difference'], difference_interval=u['difference_interval'], speech=sp.tolist(),
+            sure=dict(second=sure[0].tolist(), spotter=sure[1].tolist())), indent=1))
+    return 0
+
+
 def main():
     p = argparse.ArgumentParser(prog='python -m tools.devclips', description=__doc__.split('\n')[0])
-    p.add_argument('command', choices=('fetch', 'score'))
+    p.add_argument('command', choices=('fetch', 'score', 'agree'))
     p.add_argument('--folder', default=str(DEFAULT_DIR), help='where the clips are (default %(default)s)')
     p.add_argument('--repos', default=str(DEFAULT_DIR / '.repos'), help='fetch: clones of the source repositories '
                    '(default %(default)s)')
     p.add_argument('--figures', help='score: write each clip\'s timeline (with its annotations) here')
-    p.add_argument('--json', help='score: also write the figures to this JSON file')
+    p.add_argument('--json', help='score, agree: also write the figures to this JSON file')
     p.add_argument('--baseline', action='store_true', help='score: also MEGC 2020\'s baseline per source (each '
                    'clip tracked once more for it)')
     a = p.parse_args()
     import logging
     logging.basicConfig(level=logging.WARNING, format='%(message)s')
+    if a.command == 'agree':
+        return agree(a.folder, a.json)
     return fetch(a.folder, a.repos) if a.command == 'fetch' else score(a.folder, a.figures, a.json, a.baseline)
 
 
