@@ -155,3 +155,19 @@ def test_every_shipped_second_annotation_is_of_a_clip_the_first_holds_and_keeps_
     shipped = devclips.seconds(devclips.sources())
     assert sorted(shipped) == sorted(p.stem for p in devclips.SECOND.glob('*.json'))
 
+
+def test_a_sources_setting_is_chosen_without_its_clips_nor_another_sources_clips_of_the_same_person():
+    annotated = {('a', '1.mp4'): dict(person='ann'), ('a', '2.mp4'): dict(person='bob'),
+                 ('b', '1.mp4'): dict(person='ann'), ('b', '2.mp4'): dict(person='cat'), ('c', '1.mp4'): dict(person='dan')}
+    assert devclips.choosers(annotated, 'a') == [('b', '2.mp4'), ('c', '1.mp4')]
+    assert devclips.choosers(annotated, 'c') == [('a', '1.mp4'), ('a', '2.mp4'), ('b', '1.mp4'), ('b', '2.mp4')]
+
+
+def test_the_setting_chosen_for_a_source_is_the_one_its_choosers_score_best_on_the_first_of_equals():
+    import numpy as np
+    annotated = {('a', '1.mp4'): dict(person='ann'), ('b', '1.mp4'): dict(person='ann'), ('c', '1.mp4'): dict(person='dan')}
+    per = [{('a', '1.mp4'): np.array([0, 5, 5]), ('b', '1.mp4'): np.array([9, 0, 0]), ('c', '1.mp4'): np.array([1, 1, 1])},
+           {('a', '1.mp4'): np.array([5, 0, 0]), ('b', '1.mp4'): np.array([0, 9, 9]), ('c', '1.mp4'): np.array([2, 0, 0])},
+           {('a', '1.mp4'): np.array([5, 0, 0]), ('b', '1.mp4'): np.array([0, 9, 9]), ('c', '1.mp4'): np.array([2, 0, 0])}]
+    assert devclips.choose(per, annotated, 'a') == 1       # b's clip of ann, who favours the first, is left out
+    assert devclips.choose(per, annotated, 'c') == 0       # a and b together favour the first

@@ -10,7 +10,7 @@ made into an mp4 as it was annotated): from a clone under --repos (`owner+name` 
 there is one, else it clones the repository there (git, network); each clip's sha256 is checked.
 `score` tracks each clip once (the motion curves are cached in ../devclips/.curves, keyed by the tracker's code
 and settings), then spots it under every candidate setting (GRID): for each source, the setting that scores best
-on the other sources is the one its figure comes from. It prints, per source and overall, MEGC's spotting F1,
+on the other sources (less the clips of any person it shows too) is the one its figure comes from. It prints, per source and overall, MEGC's spotting F1,
 precision and recall of that leave-one-source-out spotter and of the defaults (SPOTTING), each as `mer.py spot`
 gives its intervals (as they settle, intervals.replay; the grid is searched on the whole curve, whose F1 is shown
 beside), with the overall figures' 95 % intervals over the clips drawn again within each source
@@ -266,6 +266,21 @@ def spot_all(curves, settings, unjudged, settled=False):
     return out
 
 
+def choosers(annotated, src):
+    """The clips a source's setting is chosen on ({(source, name): annotation}): every other source's, less those of
+    a person who is also in `src` (the same speaker's footage re-shipped by another repository would let the choice
+    see the source it is scored on)."""
+    people = {c['person'] for (s, _), c in annotated.items() if s == src}
+    return [key for key, c in annotated.items() if key[0] != src and c['person'] not in people]
+
+
+def choose(per, annotated, src):
+    """The index of the setting that scores best on the clips a source's setting is chosen on (choosers), the first
+    of equals: per [{(source, name): counts}] over the settings."""
+    others = choosers(annotated, src)
+    return max(range(len(per)), key=lambda i: (f1(sum(per[i][key] for key in others)), -i))
+
+
 def baseline_counts(todo, cache, unjudged):
     """{source: (TP, FP, FN)} of MEGC 2020's baseline (`mer.py spot --method baseline`) on the clips `todo`
     [(source, name, path, annotation)], each tracked for it (its windows K differ from the spotter's) and spotted on
@@ -293,20 +308,17 @@ def score(folder, figures=None, out_json=None, baseline=False):
     unjudged = {key: c.get('untrusted') or [] for key, c in annotated.items()}
     names = sorted({src for src, _ in curves})
     grid = [dict(zip(GRID, v)) for v in itertools.product(*GRID.values())]
-    per = []              # per setting: {source: counts}
+    per = []              # per setting: {(source, name): counts}
     for g in grid:
         found = spot_all(curves, g, unjudged)
-        res = {}
-        for src in names:
-            videos = {n: (found[s, n][0], truths(annotated[s, n])) for s, n in curves if s == src}
-            res[src] = counts(scoring.score(videos))
-        per.append(res)
-    # Each source's setting is the one that spots the other sources best on their whole curves; its figure is
-    # what `mer.py spot` gives it under that setting, as the intervals settle.
+        per.append({key: counts(scoring.score({key[1]: (found[key][0], truths(annotated[key]))})) for key in curves})
+    # Each source's setting is the one that spots the other sources best on their whole curves (their people's
+    # clips left out with it, choosers); its figure is what `mer.py spot` gives it under that setting, as the
+    # intervals settle.
     chosen, whole = {}, {}
     for src in names:
-        best = max(range(len(grid)), key=lambda i: (f1(sum(per[i][o] for o in names if o != src)), -i))
-        chosen[src], whole[src] = grid[best], per[best][src]
+        best = choose(per, annotated, src)
+        chosen[src], whole[src] = grid[best], sum(per[best][key] for key in curves if key[0] == src)
     default = spot_all(curves, {}, unjudged, settled=True)
     rows, each, sure = [], {}, {}     # each: (source, name) -> (its counts left out, at the defaults); sure: the
     # same against the truths their annotators were sure of
