@@ -121,10 +121,12 @@ def test_a_second_annotation_is_scored_against_the_first_one_to_one_and_nothing_
         dict(onset=0, offset=99, kind='speech')])                               # speech: not an expression
     spots = [dict(start=60, end=80, kind='macro'), dict(start=92, end=99, kind='macro'),
              dict(start=0, end=99, kind='speech')]
-    against_first, spots_first, spots_second = devclips.agreement(spots, first, second)
+    (against_first, spots_first, spots_second), (second_sure, spots_sure) = devclips.agreement(spots, first, second)
     assert against_first.tolist() == [1, 2, 2]
     assert spots_first.tolist() == [1, 0, 2]
     assert spots_second.tolist() == [0, 1, 3]
+    # Against the truths the first was sure of, the uncertain 60-80 is neither found nor missed.
+    assert second_sure.tolist() == [1, 2, 1] and spots_sure.tolist() == [0, 0, 2]
 
 
 def test_a_second_annotation_of_a_clip_the_first_lacks_or_of_another_length_stops_the_tool_naming_it(

@@ -10,8 +10,8 @@ made into an mp4 as it was annotated): from a clone under --repos (`owner+name` 
 there is one, else it clones the repository there (git, network); each clip's sha256 is checked.
 `score` tracks each clip once (the motion curves are cached in ../devclips/.curves, keyed by the tracker's code
 and settings), then spots it under every candidate setting (GRID): for each source, the setting that scores best
-on the other sources (less the clips of any person it shows too) is the one its figure comes from. It prints, per source and overall, MEGC's spotting F1,
-precision and recall of that leave-one-source-out spotter and of the defaults (SPOTTING), each as `mer.py spot`
+on the other sources (less the clips of any person it shows too) is the one its figure comes from. It prints, per
+source and overall, MEGC's spotting F1, precision and recall of that leave-one-source-out spotter and of the defaults (SPOTTING), each as `mer.py spot`
 gives its intervals (as they settle, intervals.replay; the grid is searched on the whole curve, whose F1 is shown
 beside), with the overall figures' 95 % intervals over the clips drawn again within each source
 (scoring.uncertainty), and the speech stretches found against the annotated ones; and draws each clip's timeline
@@ -450,20 +450,20 @@ def seconds(first):
 
 
 def agreement(spots, first, second):
-    """(the second annotation's counts against the first, the spots' against the first, the spots' against the
-    second), each (TP, FP, FN) by MEGC's matching, for one clip: `spots` (intervals as spot gives them) and the
-    two annotations' clip dicts. The spots and the second's expressions lying mostly in a stretch the first
-    annotation marks as one that cannot be judged are not scored, as the spotter's are not (realclips.scored), nor
-    the first's there, which truths() and `score` keep, as they keep them for the spotter; F1 is the same whichever
-    annotation is taken as the truth (TP is, and FP and FN trade places)."""
+    """For one clip, `spots` (intervals as spot gives them) and its two annotations' clip dicts: ((the second
+    annotation against the first, the spots against the first, the spots against the second), (the second and the
+    spots against the truths the first was sure of, sure_counts)), each (TP, FP, FN) by MEGC's matching. The spots
+    and the second's expressions lying mostly in a stretch the first marks as one that cannot be judged are not
+    scored (realclips.scored), as `score` scores the spotter; F1 is the same whichever annotation is taken as the
+    truth (TP is, and FP and FN trade places)."""
     from tools.realclips import scored
     from video import scoring
     unjudged = [(a, b) for a, b, *_ in first.get('untrusted') or []]
-    theirs = scored(truths(second), unjudged)
-    mine = scored(spots, unjudged)
-    return (counts(scoring.score({'clip': (theirs, truths(first))})),
-            counts(scoring.score({'clip': (mine, truths(first))})),
-            counts(scoring.score({'clip': (mine, theirs)})))
+    theirs, mine = scored(truths(second), unjudged), scored(spots, unjudged)
+    return ((counts(scoring.score({'clip': (theirs, truths(first))})),
+             counts(scoring.score({'clip': (mine, truths(first))})),
+             counts(scoring.score({'clip': (mine, theirs)}))),
+            (sure_counts(theirs, first), sure_counts(mine, first)))
 
 
 def agree(folder, out_json=None):
@@ -474,7 +474,6 @@ def agree(folder, out_json=None):
     second = seconds(first)
     if not second:
         raise SystemExit(f'no second annotation in {SECOND}')
-    from tools.realclips import scored
     cache, rows, each, groups, sp = Path(folder) / '.curves', [], [], [], np.zeros(3, int)
     sure = np.zeros((2, 3), int)      # the second's and the spotter's, against the truths the first was sure of
     for src, a in second.items():
@@ -485,14 +484,12 @@ def agree(folder, out_json=None):
             if not path.is_file():
                 raise SystemExit(f'{path} not found: python -m tools.devclips fetch')
             spots = intervals.replay(curve_of(path, {}, cache, known.get('spot_fps')), {})
-            x = np.array(agreement(spots, known, c))
-            unjudged = [(a, b) for a, b, *_ in known.get('untrusted') or []]
-            sure += [sure_counts(scored(truths(c), unjudged), known), sure_counts(scored(spots, unjudged), known)]
+            x, y = (np.array(z) for z in agreement(spots, known, c))
+            sure += y
             per += x
             each.append(x)
             groups.append(src)
-            said = [dict(start=t['onset'], end=t['offset'], kind='speech') for t in c['intervals']
-                    if t['kind'] == 'speech']
+            said = truths(c, ('speech',))
             m = scoring.match(said, truths(known, ('speech',)))
             sp += [len(m), len(said) - len(m), len(truths(known, ('speech',))) - len(m)]
         rows.append((src, len(a['clips']), per))
