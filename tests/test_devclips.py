@@ -139,8 +139,11 @@ def test_a_second_annotation_of_a_clip_the_first_lacks_or_of_another_length_stop
                                                                     label='positive')])
     (tmp_path / 'x.json').write_text(json.dumps(dict(source='x', clips={'a.mp4': clip})))
     assert devclips.seconds(first)['x']['clips']['a.mp4'] == clip
+    (tmp_path / 'x.json').write_text(json.dumps(dict(source='x', clips={'a.mp4': dict(clip, fps=25.0001)})))
+    assert devclips.seconds(first)['x']['clips']['a.mp4']['fps'] == 25.0001      # the same rate, fewer digits
     for mend, says in [(lambda a: a['clips'].update({'b.mp4': a['clips'].pop('a.mp4')}), 'b.mp4: no clip of that'),
                        (lambda a: a['clips']['a.mp4'].update(frames=120), 'a.mp4: its rate and length differ'),
+                       (lambda a: a['clips']['a.mp4'].update(fps=30.0), 'a.mp4: its rate and length differ'),
                        (lambda a: a.pop('clips'), 'no "clips"'),
                        (lambda a: a['clips']['a.mp4']['intervals'][0].update(offset=16), r'a.mp4: macro 10-16: 0.28 s is a micro')]:
         a = dict(source='x', clips={'a.mp4': json.loads(json.dumps(clip))})

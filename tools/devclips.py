@@ -436,8 +436,9 @@ def seconds(first):
             known = first.get(src, {}).get('clips', {}).get(name)
             if known is None:
                 wrong.append(f'{name}: no clip of that name in {ANNOTATIONS / (src + ".json")}')
-            elif (c.get('spot_fps') or c.get('fps'), c.get('frames')) != (known.get('spot_fps') or known['fps'],
-                                                                          known['frames']):
+            elif c.get('frames') != known['frames'] or not np.isclose(c.get('spot_fps') or c.get('fps') or 0,
+                                                                      known.get('spot_fps') or known['fps'], rtol=1e-4):
+                # (a rate written to fewer digits, 23.976 for 23.976024, is the same rate)
                 wrong.append(f'{name}: its rate and length differ from the first annotation\'s '
                              f'({known.get("spot_fps") or known["fps"]} fps, {known["frames"]} frames)')
             else:
