@@ -176,3 +176,10 @@ def test_the_setting_chosen_for_a_source_is_the_one_its_choosers_score_best_on_t
            {('a', '1.mp4'): np.array([5, 0, 0]), ('b', '1.mp4'): np.array([0, 9, 9]), ('c', '1.mp4'): np.array([2, 0, 0])}]
     assert devclips.choose(per, annotated, 'a') == 1       # b's clip of ann, who favours the first, is left out
     assert devclips.choose(per, annotated, 'c') == 0       # a and b together favour the first
+
+
+def test_speech_stretches_are_matched_one_to_one_at_half_their_union():
+    found = [dict(start=0, end=100, kind='speech'), dict(start=10, end=100, kind='speech'),
+             dict(start=300, end=320, kind='speech')]
+    truth = [dict(start=5, end=100, kind='speech'), dict(start=250, end=400, kind='speech')]
+    assert devclips.speech_counts(found, truth).tolist() == [1, 2, 1]

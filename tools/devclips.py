@@ -281,6 +281,14 @@ def choose(per, annotated, src):
     return max(range(len(per)), key=lambda i: (f1(sum(per[i][key] for key in others)), -i))
 
 
+def speech_counts(found, truth):
+    """(TP, FP, FN) of speech intervals `found` against `truth` (dicts as truths() gives them), matched one to one
+    at IoU ≥ 0.5 as MEGC matches expressions."""
+    from video import scoring
+    m = scoring.match(found, truth)
+    return np.array([len(m), len(found) - len(m), len(truth) - len(m)])
+
+
 def baseline_counts(todo, cache, unjudged):
     """{source: (TP, FP, FN)} of MEGC 2020's baseline (`mer.py spot --method baseline`) on the clips `todo`
     [(source, name, path, annotation)], each tracked for it (its windows K differ from the spotter's) and spotted on
@@ -368,10 +376,8 @@ def score(folder, figures=None, out_json=None, baseline=False):
     # Speech: found against annotated, and expressions reported on clips of pure talking.
     sp, pure_fp, pure = np.zeros(3, int), 0, 0
     for (s, n), (expr, speech) in default.items():
-        t = [dict(start=x['onset'], end=x['offset'], kind='speech') for x in annotated[s, n]['intervals']
-             if x['kind'] == 'speech']
-        m = scoring.match(speech, t)
-        sp += [len(m), len(speech) - len(m), len(t) - len(m)]
+        t = truths(annotated[s, n], ('speech',))
+        sp += speech_counts(speech, t)
         if t and not truths(annotated[s, n]):
             pure += 1
             pure_fp += len(expr)
@@ -436,11 +442,13 @@ def seconds(first):
             known = first.get(src, {}).get('clips', {}).get(name)
             if known is None:
                 wrong.append(f'{name}: no clip of that name in {ANNOTATIONS / (src + ".json")}')
-            elif c.get('frames') != known['frames'] or not np.isclose(c.get('spot_fps') or c.get('fps') or 0,
-                                                                      known.get('spot_fps') or known['fps'], rtol=1e-4):
-                # (a rate written to fewer digits, 23.976 for 23.976024, is the same rate)
+                continue
+            rate = known.get('spot_fps') or known['fps']
+            # A rate written to fewer digits (23.976 for 23.976024) is the same rate.
+            if c.get('frames') != known['frames'] or not np.isclose(c.get('spot_fps') or c.get('fps') or 0, rate,
+                                                                    rtol=1e-4):
                 wrong.append(f'{name}: its rate and length differ from the first annotation\'s '
-                             f'({known.get("spot_fps") or known["fps"]} fps, {known["frames"]} frames)')
+                             f'({rate} fps, {known["frames"]} frames)')
             else:
                 wrong += clip_problems(name, c)
         if wrong:
@@ -490,9 +498,7 @@ def agree(folder, out_json=None):
             per += x
             each.append(x)
             groups.append(src)
-            said = truths(c, ('speech',))
-            m = scoring.match(said, truths(known, ('speech',)))
-            sp += [len(m), len(said) - len(m), len(truths(known, ('speech',))) - len(m)]
+            sp += speech_counts(truths(c, ('speech',)), truths(known, ('speech',)))
         rows.append((src, len(a['clips']), per))
     print('| source | clips | first annotator\'s expressions | second\'s | second against first: TP / FP / FN | F1 | '
           'spotter (defaults) against first | F1 | against second | F1 |')
