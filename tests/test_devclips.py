@@ -178,8 +178,95 @@ def test_the_setting_chosen_for_a_source_is_the_one_its_choosers_score_best_on_t
     assert devclips.choose(per, annotated, 'c') == 0       # a and b together favour the first
 
 
+def test_a_fold_tunes_a_setting_only_where_tuning_it_wins_its_own_leave_one_source_out(monkeypatch):
+    import numpy as np
+    monkeypatch.setattr(devclips, 'GRID', dict(smile_rise=(0.1, intervals.SPOTTING['smile_rise'])))
+    grid = [dict(smile_rise=0.1), dict(smile_rise=intervals.SPOTTING['smile_rise'])]
+    subs = devclips.subgrids(grid)
+    assert [(names, rows.tolist()) for names, rows in subs] == [([], [1]), (['smile_rise'], [0, 1])]
+    annotated = {(s, '1.mp4'): dict(person=s) for s in 'abcd'}
+
+    def per(*rows):
+        return [{(s, '1.mp4'): np.array(c) for s, c in zip('abcd', row)} for row in rows]
+    # Tuned, d's gain carries the pooled choice, but c and d left out lose with it, more than b gains (their
+    # leave-one-source-out [9, 0, 15] against the defaults' [11, 0, 13]): the fold keeps the defaults.
+    lucky = per([[0, 0, 1], [4, 0, 1], [0, 0, 5], [14, 0, 0]], [[0, 0, 1], [3, 0, 2], [3, 0, 2], [5, 0, 9]])
+    assert devclips.choose(lucky, annotated, 'a') == 0
+    assert devclips.choose(lucky, annotated, 'a', subs) == 1
+    # Tuned, every source gains: the fold tunes it.
+    steady = per([[0, 0, 1], [3, 0, 2], [3, 0, 2], [5, 0, 5]], [[0, 0, 1], [1, 0, 4], [1, 0, 4], [2, 0, 8]])
+    assert devclips.choose(steady, annotated, 'a', subs) == 0
+
+
 def test_speech_stretches_are_matched_one_to_one_at_half_their_union():
     found = [dict(start=0, end=100, kind='speech'), dict(start=10, end=100, kind='speech'),
              dict(start=300, end=320, kind='speech')]
     truth = [dict(start=5, end=100, kind='speech'), dict(start=250, end=400, kind='speech')]
     assert devclips.speech_counts(found, truth).tolist() == [1, 2, 1]
+
+
+def test_the_adjudicated_truth_replaces_the_first_annotation_of_the_clips_reconciled_and_only_those(
+        tmp_path, monkeypatch):
+    import json
+    first = _annotation()
+    first['clips']['b.mp4'] = dict(first['clips']['a.mp4'], path='b.mp4', person='q')
+    (tmp_path / 'x.json').write_text(json.dumps(first))
+    (tmp_path / 'adjudicated').mkdir()
+    monkeypatch.setattr(devclips, 'ANNOTATIONS', tmp_path)
+    monkeypatch.setattr(devclips, 'ADJUDICATED', tmp_path / 'adjudicated')
+    reconciled = [dict(onset=12, apex=15, offset=35, kind='macro', label='positive', uncertain=False, **{'from': 'both'})]
+    (tmp_path / 'adjudicated' / 'x.json').write_text(json.dumps(dict(source='x', annotator='adjudicated', clips={
+        'a.mp4': dict(fps=25.0, frames=100, intervals=reconciled, untrusted=[[0, 5, 'out of frame']])})))
+    got = {name: c for _, name, _, c in devclips.clips(tmp_path, 'adjudicated')}
+    assert got['a.mp4']['intervals'] == reconciled and got['a.mp4']['untrusted'] == [[0, 5, 'out of frame']]
+    assert got['a.mp4']['person'] == 'p' and got['a.mp4']['sha256'] == 'f' * 64        # the clip is the first's
+    assert got['b.mp4'] == first['clips']['b.mp4']                                     # not reconciled: the first's
+    assert {name: c for _, name, _, c in devclips.clips(tmp_path)} == first['clips']    # the default: the first's
+
+
+def test_every_shipped_adjudicated_annotation_reconciles_a_clip_annotated_twice_and_keeps_the_rules():
+    first = devclips.sources()
+    shipped, second = devclips.seconds(first, devclips.ADJUDICATED), devclips.seconds(first)
+    assert shipped and sorted(shipped) == sorted(p.stem for p in devclips.ADJUDICATED.glob('*.json'))
+    for src, a in shipped.items():
+        assert set(a['clips']) <= set(second[src]['clips']), src
+        for name, c in a['clips'].items():
+            assert all(t.get('from') in ('both', 'first', 'second', 'neither') for t in c['intervals']), (src, name)
+
+
+def test_agree_scores_the_first_the_second_and_the_spotter_each_against_the_adjudicated_truth(tmp_path, monkeypatch):
+    import json
+    first = _annotation()           # macro 10-30, micro 40-45; 90-99 cannot be judged
+    (tmp_path / 'x.json').write_text(json.dumps(first))
+    for folder in ('second', 'adjudicated'):
+        (tmp_path / folder).mkdir()
+    monkeypatch.setattr(devclips, 'ANNOTATIONS', tmp_path)
+    monkeypatch.setattr(devclips, 'SECOND', tmp_path / 'second')
+    monkeypatch.setattr(devclips, 'ADJUDICATED', tmp_path / 'adjudicated')
+
+    def clip(*spans):
+        return dict(fps=25.0, frames=100, untrusted=[], intervals=[
+            dict(onset=a, apex=a, offset=b, kind='macro' if (b - a + 1) / 25 > 0.5 else 'micro', label='other',
+                 **{'from': 'both'}) for a, b in spans])
+    (tmp_path / 'second' / 'x.json').write_text(json.dumps(dict(source='x', clips={'a.mp4': clip((10, 30), (60, 80), (50, 52))})))
+    (tmp_path / 'adjudicated' / 'x.json').write_text(json.dumps(dict(source='x', clips={'a.mp4': clip(
+        (10, 30), (60, 80), (40, 45), (50, 75))})))
+    (tmp_path / 'clips' / 'x').mkdir(parents=True)
+    (tmp_path / 'clips' / 'x' / 'a.mp4').write_bytes(b'')
+    monkeypatch.setattr(devclips, 'curve_of', lambda *a, **k: None)
+    monkeypatch.setattr(intervals, 'replay', lambda curve, settings: [dict(start=10, end=30, kind='macro')])
+    devclips.agree(tmp_path / 'clips', tmp_path / 'out.json')
+    got = json.loads((tmp_path / 'out.json').read_text())['adjudicated']['x']
+    # first: 10-30 and 40-45 of the four; second: 10-30 and 60-80, and a micro 50-52 that is none; the spotter:
+    # 10-30 alone
+    assert got == dict(clips=1, first=[2, 0, 2], second=[2, 1, 2], spotter=[1, 0, 3])
+
+
+def test_score_takes_the_reconciled_truth_unless_told_the_first(monkeypatch):
+    import sys
+    seen = []
+    monkeypatch.setattr(devclips, 'score', lambda folder, figures, out_json, baseline, truth: seen.append(truth) or 0)
+    for argv in (['score'], ['score', '--truth', 'first']):
+        monkeypatch.setattr(sys, 'argv', ['devclips'] + argv)
+        assert devclips.main() == 0
+    assert seen == ['adjudicated', 'first']

@@ -2,23 +2,27 @@
 (docs/devclips/<source>.json), on which every setting of the spotter is chosen by leave-one-source-out.
 
     python -m tools.devclips fetch [--repos DIR]        # the clips, checked by sha256, into ../devclips
-    python -m tools.devclips score [--figures docs/devclips] [--json F] [--baseline]
+    python -m tools.devclips score [--figures docs/devclips] [--json F] [--baseline] [--truth first]
     python -m tools.devclips agree [--json F]           # two annotators against each other, and the spotter
 
 `fetch` reads each clip from its repository at the annotated commit (a zip's member, or a zip's folder of frames
 made into an mp4 as it was annotated): from a clone under --repos (`owner+name` or `owner/name`, bare or not) when
 there is one, else it clones the repository there (git, network); each clip's sha256 is checked.
 `score` tracks each clip once (the motion curves are cached in ../devclips/.curves, keyed by the tracker's code
-and settings), then spots it under every candidate setting (GRID): for each source, the setting that scores best
-on the other sources (less the clips of any person it shows too) is the one its figure comes from. It prints, per
-source and overall, MEGC's spotting F1, precision and recall of that leave-one-source-out spotter and of the defaults (SPOTTING), each as `mer.py spot`
+and settings), then spots it under every candidate setting (GRID): for each source, its setting is chosen on the
+other sources (less the clips of any person it shows too), which of GRID's settings to tune at all by their own
+leave-one-source-out, then the best of those (choose). It prints, per source and overall, MEGC's spotting F1,
+precision and recall of that leave-one-source-out spotter and of the defaults (SPOTTING), each as `mer.py spot`
 gives its intervals (as they settle, intervals.replay; the grid is searched on the whole curve, whose F1 is shown
 beside), with the overall figures' 95 % intervals over the clips drawn again within each source
 (scoring.uncertainty), and the speech stretches found against the annotated ones; and draws each clip's timeline
 with its annotations. --baseline adds MEGC 2020's baseline per source on the same clips (each clip tracked for it
 once more, its own windows; cached likewise).
-`agree` scores the clips a second annotator annotated again (docs/devclips/second/) against the first annotation,
-by the same F1, beside the spotter against each: how far the annotations themselves agree.
+Every clip was annotated twice, by annotators who saw neither the other's annotation nor the spotter's output
+(docs/devclips/second/), and the two reconciled by a third under written rules (docs/devclips/adjudicated/; the rules
+in docs/devclips.md): `score` scores against that reconciled truth (--truth first: the first annotation alone).
+`agree` scores the second annotation against the first by the same F1, beside the spotter against each, and each
+annotator and the spotter against the reconciled truth: how far the annotations themselves agree.
 """
 import argparse
 import hashlib
@@ -39,10 +43,12 @@ if not __package__:       # run as a file (python tools/devclips.py), the projec
 ROOT = Path(__file__).resolve().parents[1]
 ANNOTATIONS = ROOT / 'docs' / 'devclips'
 SECOND = ANNOTATIONS / 'second'          # the same clips annotated again by another annotator (seconds)
+ADJUDICATED = ANNOTATIONS / 'adjudicated'       # the first and the second reconciled by a third (seconds)
 DEFAULT_DIR = ROOT.parent / 'devclips'
 # The settings chosen by leave-one-source-out, with the values tried: each is read only after tracking (spot's),
-# so a clip is tracked once. The motion's threshold (k) and speech_held were ties on this set with the motion's
-# intervals off (head_still 0, which every source's fold chose): they keep their defaults.
+# so a clip is tracked once; a fold tunes only those whose tuning wins on its sources (choose). The motion's
+# threshold (k) and speech_held were ties on this set with the motion's intervals off (head_still 0): they keep
+# their defaults.
 GRID = dict(smile_rise=(0.1, 0.15), open_rise=(0.2, 0.3, np.inf), brow_rise=(0.04, 0.05, 0.07, np.inf),
             press_rise=(0.03, 0.05, 0.08, np.inf), size_jump=(0.1, 0.15, 0.2, np.inf), face_valley=(0.5, 0.7),
             face_min_s=(0.3, 0.6), head_still=(0.0, 0.15, np.inf))
@@ -106,9 +112,20 @@ def clip_problems(name, c):
     return wrong
 
 
-def clips(folder=DEFAULT_DIR):
-    """[(source, name, path, annotation)] of every annotated clip."""
-    return [(src, name, Path(folder) / src / name, c) for src, a in sources().items() for name, c in a['clips'].items()]
+def clips(folder=DEFAULT_DIR, truth='first'):
+    """[(source, name, path, annotation)] of every annotated clip; truth 'adjudicated': where the clip's two
+    annotations were reconciled (ADJUDICATED), their reconciled intervals and untrusted stretches in place of the
+    first's."""
+    first = sources()
+    again = seconds(first, ADJUDICATED) if truth == 'adjudicated' else {}
+    out = []
+    for src, a in first.items():
+        for name, c in a['clips'].items():
+            adj = again.get(src, {}).get('clips', {}).get(name)
+            if adj is not None:
+                c = dict(c, intervals=adj['intervals'], untrusted=adj.get('untrusted') or [])
+            out.append((src, name, Path(folder) / src / name, c))
+    return out
 
 
 def sha256(path):
@@ -274,11 +291,40 @@ def choosers(annotated, src):
     return [key for key, c in annotated.items() if key[0] != src and c['person'] not in people]
 
 
-def choose(per, annotated, src):
-    """The index of the setting that scores best on the clips a source's setting is chosen on (choosers), the first
-    of equals: per [{(source, name): counts}] over the settings."""
-    others = choosers(annotated, src)
-    return max(range(len(per)), key=lambda i: (f1(sum(per[i][key] for key in others)), -i))
+def subgrids(grid):
+    """[(names, rows)]: for every subset of GRID's settings, fewest first, the indices of the settings of `grid`
+    that tune only those, the others at their defaults (SPOTTING)."""
+    from video import intervals
+    names = list(GRID)
+    at = np.array([[g[n] == intervals.SPOTTING[n] for n in names] for g in grid]).reshape(len(grid), len(names))
+    return [([names[i] for i in subset], np.flatnonzero(at[:, [i for i in range(len(names)) if i not in subset]].all(1)))
+            for r in range(len(names) + 1) for subset in itertools.combinations(range(len(names)), r)]
+
+
+def choose(per, annotated, src, subs=None):
+    """The index of the setting a source's figure comes from, chosen on the clips its setting is chosen on
+    (choosers), the first of equals: per [{(source, name): counts}] over the settings. subs (subgrids): first which
+    of the settings to tune at all, the others at their defaults: the subset whose own leave-one-source-out over
+    those clips (each of their sources' setting chosen on the rest, choosers again) scores best, the fewest tuned of
+    equals (on this set a fold's choice follows noise more than it brings: tuned, the grid scored below its
+    defaults); then the best among the settings that tune only those. subs None: the best of every setting."""
+    from video.scoring import pooled_f1
+    keys = list(annotated)
+    counts_of = np.array([[p[k] for k in keys] for p in per]).reshape(len(per), len(keys), 3)
+    index = {k: i for i, k in enumerate(keys)}
+
+    def summed(clips):                          # per setting, the counts over these clips
+        return counts_of[:, [index[k] for k in clips]].sum(1)
+
+    mine = choosers(annotated, src)
+    if subs is None:
+        return int(np.argmax(pooled_f1(summed(mine))))
+    pool = {k: annotated[k] for k in mine}
+    inner = [(summed([k for k in pool if k[0] == s]), pooled_f1(summed(choosers(pool, s))))
+             for s in sorted({s for s, _ in pool})]
+    loso = [pooled_f1(sum(own[rows[np.argmax(f[rows])]] for own, f in inner)) for _, rows in subs]
+    rows = subs[int(np.argmax(loso))][1]
+    return int(rows[np.argmax(pooled_f1(summed(mine))[rows])])
 
 
 def speech_counts(found, truth):
@@ -302,10 +348,10 @@ def baseline_counts(todo, cache, unjudged):
     return out
 
 
-def score(folder, figures=None, out_json=None, baseline=False):
+def score(folder, figures=None, out_json=None, baseline=False, truth='adjudicated'):
     from video import intervals, longvideo, scoring
     cache = Path(folder) / '.curves'
-    todo = [x for x in clips(folder)]
+    todo = [x for x in clips(folder, truth)]
     missing = [str(p) for _, _, p, _ in todo if not p.is_file()]
     if missing:
         raise SystemExit(f'{missing[0]} (and {len(missing) - 1} more) not found: python -m tools.devclips fetch')
@@ -320,12 +366,12 @@ def score(folder, figures=None, out_json=None, baseline=False):
     for g in grid:
         found = spot_all(curves, g, unjudged)
         per.append({key: counts(scoring.score({key[1]: (found[key][0], truths(annotated[key]))})) for key in curves})
-    # Each source's setting is the one that spots the other sources best on their whole curves (their people's
-    # clips left out with it, choosers); its figure is what `mer.py spot` gives it under that setting, as the
-    # intervals settle.
-    chosen, whole = {}, {}
+    # Each source's setting is chosen on the other sources' whole curves (their people's clips left out with it,
+    # choosers), which settings to tune at all by their own leave-one-source-out (choose, subgrids); its figure is
+    # what `mer.py spot` gives it under that setting, as the intervals settle.
+    chosen, whole, subs = {}, {}, subgrids(grid)
     for src in names:
-        best = choose(per, annotated, src)
+        best = choose(per, annotated, src, subs)
         chosen[src], whole[src] = grid[best], sum(per[best][key] for key in curves if key[0] == src)
     default = spot_all(curves, {}, unjudged, settled=True)
     rows, each, sure = [], {}, {}     # each: (source, name) -> (its counts left out, at the defaults); sure: the
@@ -427,13 +473,14 @@ def score(folder, figures=None, out_json=None, baseline=False):
     return 0
 
 
-def seconds(first):
-    """{source: its second annotation} from docs/devclips/second/*.json (SECOND): each a source's clips annotated
-    again by another annotator who saw neither the first annotation nor the spotter's output, the same rules
-    (clip_problems) and only clips the first annotation `first` ({source: dict}, sources()) holds, at its rate and
-    length. One that breaks that stops it, naming the file."""
+def seconds(first, folder=None):
+    """{source: its annotation} from folder/*.json: a source's clips annotated again by another annotator who saw
+    neither the first annotation nor the spotter's output (SECOND, the default), or the two reconciled by a third
+    who saw both annotations but not the spotter's output (ADJUDICATED); the same rules (clip_problems) and only
+    clips the first annotation `first` ({source: dict}, sources()) holds, at its rate and length. One that breaks
+    that stops it, naming the file."""
     out = {}
-    for path in sorted(SECOND.glob('*.json')):
+    for path in sorted(Path(folder or SECOND).glob('*.json')):
         a = json.loads(path.read_text())
         src, wrong = path.stem, []
         if src not in first or not a.get('clips'):
@@ -477,14 +524,18 @@ def agreement(spots, first, second):
 
 def agree(folder, out_json=None):
     """How far two annotators agree, by the F1 the spotter is scored with, on the clips annotated twice (seconds),
-    beside the spotter at its defaults against each of them: what a figure of the spotter can be read against."""
+    beside the spotter at its defaults against each of them: what a figure of the spotter can be read against; and
+    where the two were reconciled (ADJUDICATED), each of them and the spotter against that."""
     from video import intervals, scoring
     first = sources()
     second = seconds(first)
     if not second:
         raise SystemExit(f'no second annotation in {SECOND}')
+    adjudicated = seconds(first, ADJUDICATED)
     cache, rows, each, groups, sp = Path(folder) / '.curves', [], [], [], np.zeros(3, int)
     sure = np.zeros((2, 3), int)      # the second's and the spotter's, against the truths the first was sure of
+    reconciled, both = {}, []         # source: clips, (the first, the second, the spotter) against the adjudicated;
+    # both: those per clip, with its source
     for src, a in second.items():
         per = np.zeros((3, 3), int)
         for name, c in a['clips'].items():
@@ -499,6 +550,13 @@ def agree(folder, out_json=None):
             each.append(x)
             groups.append(src)
             sp += speech_counts(truths(c, ('speech',)), truths(known, ('speech',)))
+            adj = adjudicated.get(src, {}).get('clips', {}).get(name)
+            if adj is not None:
+                (one, mine, _), _ = agreement(spots, adj, known)
+                x = np.array([one, agreement(spots, adj, c)[0][0], mine])
+                n, total = reconciled.get(src, (0, 0))
+                reconciled[src] = n + 1, total + x
+                both.append((src, x))
         rows.append((src, len(a['clips']), per))
     print('| source | clips | first annotator\'s expressions | second\'s | second against first: TP / FP / FN | F1 | '
           'spotter (defaults) against first | F1 | against second | F1 |')
@@ -515,12 +573,30 @@ def agree(folder, out_json=None):
     print(f'against the truths the first annotator was sure of (the uncertain ones neither found nor missed, '
           f'sure_counts): the second annotator TP {sure[0][0]} FP {sure[0][1]} FN {sure[0][2]}, F1 {f1(sure[0]):.3f}; '
           f'the spotter TP {sure[1][0]} FP {sure[1][1]} FN {sure[1][2]}, F1 {f1(sure[1]):.3f}')
+    if reconciled:
+        print('\n| source | clips reconciled | adjudicated expressions | first against adjudicated: TP / FP / FN | F1 | '
+              'second against adjudicated | F1 | spotter (defaults) against adjudicated | F1 |')
+        print('|---|---|---|---|---|---|---|---|---|')
+        rec = list(reconciled.items())
+        for src, (n, (x, y, z)) in rec + [('all', (sum(v[0] for _, v in rec), sum(v[1] for _, v in rec)))]:
+            print(f'| {src} | {n} | {x[0] + x[2]} | {" / ".join(map(str, x))} | {f1(x):.3f} | '
+                  f'{" / ".join(map(str, y))} | {f1(y):.3f} | {" / ".join(map(str, z))} | {f1(z):.3f} |')
+        x = np.array([c for _, c in both])
+        v = scoring.uncertainty(x[:, [2, 0]].transpose(1, 0, 2), [s for s, _ in both])
+        w = scoring.uncertainty(x[:, 1], [s for s, _ in both])
+        print(f'\n95 % intervals, against the adjudicated (clips resampled within each source, 1000 draws): the first '
+              f'annotator {v["f1"][1]:.3f} [{v["interval"][1][0]:.3f}, {v["interval"][1][1]:.3f}], the second '
+              f'{w["f1"]:.3f} [{w["interval"][0]:.3f}, {w["interval"][1]:.3f}], the spotter {v["f1"][0]:.3f} '
+              f'[{v["interval"][0][0]:.3f}, {v["interval"][0][1]:.3f}]; the spotter less the first annotator '
+              f'{v["difference"]:+.3f} [{v["difference_interval"][0]:+.3f}, {v["difference_interval"][1]:+.3f}]')
     if out_json:
         Path(out_json).write_text(json.dumps(dict(
             {src: dict(clips=n, second=ab.tolist(), spotter_first=sa.tolist(), spotter_second=sb.tolist())
              for src, n, (ab, sa, sb) in rows}, annotators_interval=u['interval'][1], spotter_interval=u['interval'][0],
             difference=u['difference'], difference_interval=u['difference_interval'], speech=sp.tolist(),
-            sure=dict(second=sure[0].tolist(), spotter=sure[1].tolist())), indent=1))
+            sure=dict(second=sure[0].tolist(), spotter=sure[1].tolist()),
+            adjudicated={src: dict(clips=n, first=x.tolist(), second=y.tolist(), spotter=z.tolist())
+                         for src, (n, (x, y, z)) in reconciled.items()}), indent=1))
     return 0
 
 
@@ -532,6 +608,9 @@ def main():
                    '(default %(default)s)')
     p.add_argument('--figures', help='score: write each clip\'s timeline (with its annotations) here')
     p.add_argument('--json', help='score, agree: also write the figures to this JSON file')
+    p.add_argument('--truth', choices=('adjudicated', 'first'), default='adjudicated', help='score: the two '
+                   'annotations of each clip reconciled (docs/devclips/adjudicated/), or the first alone, as scored '
+                   'before 2026-12-07 (default %(default)s)')
     p.add_argument('--baseline', action='store_true', help='score: also MEGC 2020\'s baseline per source (each '
                    'clip tracked once more for it)')
     a = p.parse_args()
@@ -539,7 +618,8 @@ def main():
     logging.basicConfig(level=logging.WARNING, format='%(message)s')
     if a.command == 'agree':
         return agree(a.folder, a.json)
-    return fetch(a.folder, a.repos) if a.command == 'fetch' else score(a.folder, a.figures, a.json, a.baseline)
+    return fetch(a.folder, a.repos) if a.command == 'fetch' else score(a.folder, a.figures, a.json, a.baseline,
+                                                                                a.truth)
 
 
 if __name__ == '__main__':
