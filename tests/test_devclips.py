@@ -174,8 +174,9 @@ def test_the_setting_chosen_for_a_source_is_the_one_its_choosers_score_best_on_t
     per = [{('a', '1.mp4'): np.array([0, 5, 5]), ('b', '1.mp4'): np.array([9, 0, 0]), ('c', '1.mp4'): np.array([1, 1, 1])},
            {('a', '1.mp4'): np.array([5, 0, 0]), ('b', '1.mp4'): np.array([0, 9, 9]), ('c', '1.mp4'): np.array([2, 0, 0])},
            {('a', '1.mp4'): np.array([5, 0, 0]), ('b', '1.mp4'): np.array([0, 9, 9]), ('c', '1.mp4'): np.array([2, 0, 0])}]
-    assert devclips.choose(per, annotated, 'a') == 1       # b's clip of ann, who favours the first, is left out
-    assert devclips.choose(per, annotated, 'c') == 0       # a and b together favour the first
+    everything = [(['x'], np.arange(len(per)))]            # every setting at once
+    assert devclips.choose(per, annotated, 'a', everything) == 1   # b's clip of ann, who favours the first, left out
+    assert devclips.choose(per, annotated, 'c', everything) == 0   # a and b together favour the first
 
 
 def test_a_fold_tunes_a_setting_only_where_tuning_it_wins_its_own_leave_one_source_out(monkeypatch):
@@ -191,11 +192,14 @@ def test_a_fold_tunes_a_setting_only_where_tuning_it_wins_its_own_leave_one_sour
     # Tuned, d's gain carries the pooled choice, but c and d left out lose with it, more than b gains (their
     # leave-one-source-out [9, 0, 15] against the defaults' [11, 0, 13]): the fold keeps the defaults.
     lucky = per([[0, 0, 1], [4, 0, 1], [0, 0, 5], [14, 0, 0]], [[0, 0, 1], [3, 0, 2], [3, 0, 2], [5, 0, 9]])
-    assert devclips.choose(lucky, annotated, 'a') == 0
+    assert devclips.choose(lucky, annotated, 'a', [(['smile_rise'], np.arange(2))]) == 0     # the whole grid at once
     assert devclips.choose(lucky, annotated, 'a', subs) == 1
     # Tuned, every source gains: the fold tunes it.
     steady = per([[0, 0, 1], [3, 0, 2], [3, 0, 2], [5, 0, 5]], [[0, 0, 1], [1, 0, 4], [1, 0, 4], [2, 0, 8]])
     assert devclips.choose(steady, annotated, 'a', subs) == 0
+    # Tuned or not, the same everywhere: the fewest tuned, the defaults.
+    same = per(*[[[0, 0, 1], [3, 0, 2], [1, 0, 4], [2, 0, 8]]] * 2)
+    assert devclips.choose(same, annotated, 'a', subs) == 1
 
 
 def test_speech_stretches_are_matched_one_to_one_at_half_their_union():
@@ -214,7 +218,8 @@ def test_the_adjudicated_truth_replaces_the_first_annotation_of_the_clips_reconc
     (tmp_path / 'adjudicated').mkdir()
     monkeypatch.setattr(devclips, 'ANNOTATIONS', tmp_path)
     monkeypatch.setattr(devclips, 'ADJUDICATED', tmp_path / 'adjudicated')
-    reconciled = [dict(onset=12, apex=15, offset=35, kind='macro', label='positive', uncertain=False, **{'from': 'both'})]
+    reconciled = [dict(onset=12, apex=15, offset=35, kind='macro', label='positive', uncertain=False,
+                       **{'from': 'both'})]
     (tmp_path / 'adjudicated' / 'x.json').write_text(json.dumps(dict(source='x', annotator='adjudicated', clips={
         'a.mp4': dict(fps=25.0, frames=100, intervals=reconciled, untrusted=[[0, 5, 'out of frame']])})))
     got = {name: c for _, name, _, c in devclips.clips(tmp_path, 'adjudicated')}
@@ -248,7 +253,8 @@ def test_agree_scores_the_first_the_second_and_the_spotter_each_against_the_adju
         return dict(fps=25.0, frames=100, untrusted=[], intervals=[
             dict(onset=a, apex=a, offset=b, kind='macro' if (b - a + 1) / 25 > 0.5 else 'micro', label='other',
                  **{'from': 'both'}) for a, b in spans])
-    (tmp_path / 'second' / 'x.json').write_text(json.dumps(dict(source='x', clips={'a.mp4': clip((10, 30), (60, 80), (50, 52))})))
+    (tmp_path / 'second' / 'x.json').write_text(json.dumps(dict(source='x', clips={
+        'a.mp4': clip((10, 30), (60, 80), (50, 52))})))
     (tmp_path / 'adjudicated' / 'x.json').write_text(json.dumps(dict(source='x', clips={'a.mp4': clip(
         (10, 30), (60, 80), (40, 45), (50, 75))})))
     (tmp_path / 'clips' / 'x').mkdir(parents=True)

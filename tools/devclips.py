@@ -297,17 +297,18 @@ def subgrids(grid):
     from video import intervals
     names = list(GRID)
     at = np.array([[g[n] == intervals.SPOTTING[n] for n in names] for g in grid]).reshape(len(grid), len(names))
-    return [([names[i] for i in subset], np.flatnonzero(at[:, [i for i in range(len(names)) if i not in subset]].all(1)))
-            for r in range(len(names) + 1) for subset in itertools.combinations(range(len(names)), r)]
+    subsets = [x for r in range(len(names) + 1) for x in itertools.combinations(range(len(names)), r)]
+    return [([names[i] for i in x], np.flatnonzero(at[:, [i for i in range(len(names)) if i not in x]].all(1)))
+            for x in subsets]
 
 
-def choose(per, annotated, src, subs=None):
+def choose(per, annotated, src, subs):
     """The index of the setting a source's figure comes from, chosen on the clips its setting is chosen on
-    (choosers), the first of equals: per [{(source, name): counts}] over the settings. subs (subgrids): first which
-    of the settings to tune at all, the others at their defaults: the subset whose own leave-one-source-out over
-    those clips (each of their sources' setting chosen on the rest, choosers again) scores best, the fewest tuned of
-    equals (on this set a fold's choice follows noise more than it brings: tuned, the grid scored below its
-    defaults); then the best among the settings that tune only those. subs None: the best of every setting."""
+    (choosers): per [{(source, name): counts}] over the settings. First which of the settings to tune at all, the
+    others at their defaults (subs, subgrids: [(names, rows)]): the subset whose own leave-one-source-out over those
+    clips (each of their sources' setting chosen on the rest, choosers again) scores best, the first of equals (the
+    fewest tuned: on this set a fold's choice follows noise more than it brings; the whole grid at once scored below
+    its defaults); then the best among the settings that tune only those, the first of equals."""
     from video.scoring import pooled_f1
     keys = list(annotated)
     counts_of = np.array([[p[k] for k in keys] for p in per]).reshape(len(per), len(keys), 3)
@@ -317,8 +318,6 @@ def choose(per, annotated, src, subs=None):
         return counts_of[:, [index[k] for k in clips]].sum(1)
 
     mine = choosers(annotated, src)
-    if subs is None:
-        return int(np.argmax(pooled_f1(summed(mine))))
     pool = {k: annotated[k] for k in mine}
     inner = [(summed([k for k in pool if k[0] == s]), pooled_f1(summed(choosers(pool, s))))
              for s in sorted({s for s, _ in pool})]
@@ -534,8 +533,7 @@ def agree(folder, out_json=None):
     adjudicated = seconds(first, ADJUDICATED)
     cache, rows, each, groups, sp = Path(folder) / '.curves', [], [], [], np.zeros(3, int)
     sure = np.zeros((2, 3), int)      # the second's and the spotter's, against the truths the first was sure of
-    reconciled, both = {}, []         # source: clips, (the first, the second, the spotter) against the adjudicated;
-    # both: those per clip, with its source
+    both = []                         # per clip reconciled: its source, (the first, the second, the spotter) against it
     for src, a in second.items():
         per = np.zeros((3, 3), int)
         for name, c in a['clips'].items():
@@ -553,10 +551,7 @@ def agree(folder, out_json=None):
             adj = adjudicated.get(src, {}).get('clips', {}).get(name)
             if adj is not None:
                 (one, mine, _), _ = agreement(spots, adj, known)
-                x = np.array([one, agreement(spots, adj, c)[0][0], mine])
-                n, total = reconciled.get(src, (0, 0))
-                reconciled[src] = n + 1, total + x
-                both.append((src, x))
+                both.append((src, np.array([one, agreement(spots, adj, c)[0][0], mine])))
         rows.append((src, len(a['clips']), per))
     print('| source | clips | first annotator\'s expressions | second\'s | second against first: TP / FP / FN | F1 | '
           'spotter (defaults) against first | F1 | against second | F1 |')
@@ -573,6 +568,8 @@ def agree(folder, out_json=None):
     print(f'against the truths the first annotator was sure of (the uncertain ones neither found nor missed, '
           f'sure_counts): the second annotator TP {sure[0][0]} FP {sure[0][1]} FN {sure[0][2]}, F1 {f1(sure[0]):.3f}; '
           f'the spotter TP {sure[1][0]} FP {sure[1][1]} FN {sure[1][2]}, F1 {f1(sure[1]):.3f}')
+    reconciled = {src: (sum(1 for s, _ in both if s == src), sum(x for s, x in both if s == src))
+                  for src in dict(both)}
     if reconciled:
         print('\n| source | clips reconciled | adjudicated expressions | first against adjudicated: TP / FP / FN | F1 | '
               'second against adjudicated | F1 | spotter (defaults) against adjudicated | F1 |')
