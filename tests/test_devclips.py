@@ -171,9 +171,9 @@ def test_a_sources_setting_is_chosen_without_its_clips_nor_another_sources_clips
 def test_the_setting_chosen_for_a_source_is_the_one_its_choosers_score_best_on_the_first_of_equals():
     import numpy as np
     annotated = {('a', '1.mp4'): dict(person='ann'), ('b', '1.mp4'): dict(person='ann'), ('c', '1.mp4'): dict(person='dan')}
-    per = [{('a', '1.mp4'): np.array([0, 5, 5]), ('b', '1.mp4'): np.array([9, 0, 0]), ('c', '1.mp4'): np.array([1, 1, 1])},
-           {('a', '1.mp4'): np.array([5, 0, 0]), ('b', '1.mp4'): np.array([0, 9, 9]), ('c', '1.mp4'): np.array([2, 0, 0])},
-           {('a', '1.mp4'): np.array([5, 0, 0]), ('b', '1.mp4'): np.array([0, 9, 9]), ('c', '1.mp4'): np.array([2, 0, 0])}]
+    per = np.array([[[0, 5, 5], [9, 0, 0], [1, 1, 1]],         # per setting, a's, b's and c's clip
+                    [[5, 0, 0], [0, 9, 9], [2, 0, 0]],
+                    [[5, 0, 0], [0, 9, 9], [2, 0, 0]]])
     everything = [(['x'], np.arange(len(per)))]            # every setting at once
     assert devclips.choose(per, annotated, 'a', everything) == 1   # b's clip of ann, who favours the first, left out
     assert devclips.choose(per, annotated, 'c', everything) == 0   # a and b together favour the first
@@ -186,19 +186,17 @@ def test_a_fold_tunes_a_setting_only_where_tuning_it_wins_its_own_leave_one_sour
     subs = devclips.subgrids(grid)
     assert [(names, rows.tolist()) for names, rows in subs] == [([], [1]), (['smile_rise'], [0, 1])]
     annotated = {(s, '1.mp4'): dict(person=s) for s in 'abcd'}
-
-    def per(*rows):
-        return [{(s, '1.mp4'): np.array(c) for s, c in zip('abcd', row)} for row in rows]
+    # Each array below: per setting, the counts of a's, b's, c's and d's clip.
     # Tuned, d's gain carries the pooled choice, but c and d left out lose with it, more than b gains (their
     # leave-one-source-out [9, 0, 15] against the defaults' [11, 0, 13]): the fold keeps the defaults.
-    lucky = per([[0, 0, 1], [4, 0, 1], [0, 0, 5], [14, 0, 0]], [[0, 0, 1], [3, 0, 2], [3, 0, 2], [5, 0, 9]])
+    lucky = np.array([[[0, 0, 1], [4, 0, 1], [0, 0, 5], [14, 0, 0]], [[0, 0, 1], [3, 0, 2], [3, 0, 2], [5, 0, 9]]])
     assert devclips.choose(lucky, annotated, 'a', [(['smile_rise'], np.arange(2))]) == 0     # the whole grid at once
     assert devclips.choose(lucky, annotated, 'a', subs) == 1
     # Tuned, every source gains: the fold tunes it.
-    steady = per([[0, 0, 1], [3, 0, 2], [3, 0, 2], [5, 0, 5]], [[0, 0, 1], [1, 0, 4], [1, 0, 4], [2, 0, 8]])
+    steady = np.array([[[0, 0, 1], [3, 0, 2], [3, 0, 2], [5, 0, 5]], [[0, 0, 1], [1, 0, 4], [1, 0, 4], [2, 0, 8]]])
     assert devclips.choose(steady, annotated, 'a', subs) == 0
     # Tuned or not, the same everywhere: the fewest tuned, the defaults.
-    same = per(*[[[0, 0, 1], [3, 0, 2], [1, 0, 4], [2, 0, 8]]] * 2)
+    same = np.array([[[0, 0, 1], [3, 0, 2], [1, 0, 4], [2, 0, 8]]] * 2)
     assert devclips.choose(same, annotated, 'a', subs) == 1
 
 

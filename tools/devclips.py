@@ -304,18 +304,17 @@ def subgrids(grid):
 
 def choose(per, annotated, src, subs):
     """The index of the setting a source's figure comes from, chosen on the clips its setting is chosen on
-    (choosers): per [{(source, name): counts}] over the settings. First which of the settings to tune at all, the
-    others at their defaults (subs, subgrids: [(names, rows)]): the subset whose own leave-one-source-out over those
-    clips (each of their sources' setting chosen on the rest, choosers again) scores best, the first of equals (the
-    fewest tuned: on this set a fold's choice follows noise more than it brings; the whole grid at once scored below
-    its defaults); then the best among the settings that tune only those, the first of equals."""
+    (choosers): per (settings, clips, 3), each setting's (TP, FP, FN) on each clip of `annotated`, in its order.
+    First which of the settings to tune at all, the others at their defaults (subs, subgrids: [(names, rows)]): the
+    subset whose own leave-one-source-out over those clips (each of their sources' setting chosen on the rest,
+    choosers again) scores best, the first of equals (the fewest tuned: on this set a fold's choice follows noise
+    more than it brings; the whole grid at once scored below its defaults); then the best among the settings that
+    tune only those, the first of equals."""
     from video.scoring import pooled_f1
-    keys = list(annotated)
-    counts_of = np.array([[p[k] for k in keys] for p in per]).reshape(len(per), len(keys), 3)
-    index = {k: i for i, k in enumerate(keys)}
+    index = {k: i for i, k in enumerate(annotated)}
 
     def summed(clips):                          # per setting, the counts over these clips
-        return counts_of[:, [index[k] for k in clips]].sum(1)
+        return per[:, [index[k] for k in clips]].sum(1)
 
     mine = choosers(annotated, src)
     pool = {k: annotated[k] for k in mine}
@@ -361,17 +360,18 @@ def score(folder, figures=None, out_json=None, baseline=False, truth='adjudicate
     unjudged = {key: c.get('untrusted') or [] for key, c in annotated.items()}
     names = sorted({src for src, _ in curves})
     grid = [dict(zip(GRID, v)) for v in itertools.product(*GRID.values())]
-    per = []              # per setting: {(source, name): counts}
+    per = []              # per setting, per clip of annotated (in its order): counts
     for g in grid:
         found = spot_all(curves, g, unjudged)
-        per.append({key: counts(scoring.score({key[1]: (found[key][0], truths(annotated[key]))})) for key in curves})
+        per.append([counts(scoring.score({key[1]: (found[key][0], truths(annotated[key]))})) for key in annotated])
+    per = np.array(per).reshape(len(grid), len(annotated), 3)
     # Each source's setting is chosen on the other sources' whole curves (their people's clips left out with it,
     # choosers), which settings to tune at all by their own leave-one-source-out (choose, subgrids); its figure is
     # what `mer.py spot` gives it under that setting, as the intervals settle.
     chosen, whole, subs = {}, {}, subgrids(grid)
     for src in names:
         best = choose(per, annotated, src, subs)
-        chosen[src], whole[src] = grid[best], sum(per[best][key] for key in curves if key[0] == src)
+        chosen[src], whole[src] = grid[best], per[best, [key[0] == src for key in annotated]].sum(0)
     default = spot_all(curves, {}, unjudged, settled=True)
     rows, each, sure = [], {}, {}     # each: (source, name) -> (its counts left out, at the defaults); sure: the
     # same against the truths their annotators were sure of
