@@ -182,6 +182,9 @@ def rich_curve():
     c['shape'][3000:3090, 1] -= 0.4                       # a smile that lifts the corners and barely widens
     c['shape'][3300:3390, 2] += 0.4                       # a jaw dropped for 3 s
     c['shape'][3600:3660, 3] += 0.2                       # the brows raised for 2 s
+    c['shape'][3700:3790, 0] += 0.4                       # the mouth wider as the head turns, the flow untrusted
+    c['shape'][3700:3790, 4] = np.linspace(0.0, 0.5, 90)
+    c['rigid'][3700:3790] = 3.0
     c['shape'][3900:3960, 7] -= 0.15                      # the lips pressed for 2 s
     c['shape'][4700:, 6] = 52.0                           # a jump cut to a closer shot, where the landmarks read
     c['shape'][4700:, 0] += 0.3                           # the mouth wider: no expression, another shot
@@ -202,7 +205,7 @@ SPOT_SETTINGS = dict(k=1000.0, floor=5.0, extend=0.95, min_s=5.0, micro_s=0.01, 
                      held_px=50.0, held_s=20.0, valley=0.01, merge_s=5.0, speech_px=50.0, speech_s=20.0,
                      speech_held=50.0, speech_q=95.0, speech_cap_px=0.01, speech_smooth_s=3.0, smile_rise=5.0,
                      open_rise=5.0, brow_rise=5.0, press_rise=5.0, face_valley=0.01, face_smooth_s=3.0, face_min_s=5.0,
-                     smile_lift=0.0, head_still=0.0, murmur=1.0, size_jump=np.inf)
+                     smile_lift=0.0, head_still=0.0, turn_still=np.inf, murmur=1.0, size_jump=np.inf)
 
 
 @pytest.mark.parametrize('key', sorted(SPOT_SETTINGS))
@@ -508,6 +511,24 @@ def test_the_motions_intervals_count_only_where_the_head_held_still():
     assert spans(intervals.spot(turning)[0]) == []
     assert len(spans(intervals.spot(turning, dict(head_still=np.inf))[0])) == 1
     assert spans(intervals.spot(c, dict(head_still=0.0))[0]) == []
+
+
+def test_a_landmarks_expression_over_untrusted_frames_counts_only_where_the_head_held_still():
+    # The landmarks read a smile; over it the flow fits no rigid head. With the head still (a hand near the face),
+    # the smile counts; where the head turns meanwhile, the wider mouth is the turn as the landmarks read it.
+    n = 1200
+    c = with_held(np.zeros(n))
+    c['shape'] = np.tile([1.0, 0.3, 0.05, 0.3, 0.0, 1.0, 40.0, 0.3], (n, 1))
+    c['shape'][600:690, 0] += 0.4                               # a smile of 3 s
+    c['rigid'][600:690] = 3.0                                   # the curve cannot be trusted over it
+    assert spans(intervals.spot(c)[0]) == [(595, 694, 'macro')]            # (the measures smoothed over 0.5 s)
+    turning = {k: (v.copy() if k == 'shape' else v) for k, v in c.items()}
+    turning['shape'][600:690, 4] = np.linspace(0.0, 0.4, 90)    # the head turns meanwhile
+    assert spans(intervals.spot(turning)[0]) == []
+    assert spans(intervals.spot(turning, dict(turn_still=0.5))[0]) == [(595, 694, 'macro')]
+    assert spans(intervals.spot(c, dict(turn_still=0.0))[0]) == []
+    trusted = dict(turning, rigid=np.full(n, 0.3))              # a turn the rigid head follows: the smile is read
+    assert spans(intervals.spot(trusted)[0]) == [(595, 694, 'macro')]
 
 
 def test_the_motions_intervals_count_only_where_the_mouth_keeps_no_quiet_rhythm_of_words():

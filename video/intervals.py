@@ -24,7 +24,7 @@ SPOTTING = dict(method='mdmd2', size=64, rate=50.0, detect_s=0.5, cut=20.0, wind
                 ref_every_s=0.5, ref_gate_px=1.0, ref_stale_s=8.0, speech_px=0.15, speech_s=1.0, speech_held=8.0,
                 speech_q=25.0, speech_cap_px=1.5, speech_smooth_s=0.7, smile_lift=1.0, smile_rise=0.15,
                 open_rise=0.2, brow_rise=0.07, press_rise=0.05, size_jump=0.15, face_valley=0.5, face_smooth_s=0.5,
-                face_min_s=0.3, head_still=0.15, murmur=0.5, settle_s=600.0)
+                face_min_s=0.3, head_still=0.15, turn_still=0.3, murmur=0.5, settle_s=600.0)
 # What each setting means, as `mer.py spot`'s flags (px: pixels of the 64-px aligned face). The others: size (the
 # aligned face's side), rate (analysed frames a second at most: a 200-fps video is read at every 4th frame), rois
 # (the face is cut into rois x rois regions), cut (the mean change of a 32x24 thumbnail, in grey levels, that is a
@@ -85,6 +85,9 @@ FLAGS = [
     ('face_min_s', '--face-min-s', 'a shorter expression read from the landmarks (seconds) is not reported'),
     ('head_still', '--head-still', 'the motion\'s intervals are reported only where the head\'s pose, read from the '
      'landmarks, changes by less than this (eye distances) over them; 0: never (the landmarks\' alone)'),
+    ('turn_still', '--turn-still', 'an expression read from the landmarks over frames the curve cannot trust (most '
+     'of them) is reported only where the head\'s pose changes by less than this (eye distances) over it: a turning '
+     'face\'s measures change with its angle; 0: never; inf: always'),
     ('murmur', '--murmur', 'the motion\'s intervals are reported only where the mouth does not keep a syllable\'s '
      'rhythm at this fraction of --speech-px either (talking too quiet to be reported as speech); 1: only where '
      'speech is reported'),
@@ -93,8 +96,9 @@ FLAGS = [
 TRACKED = ('method', 'size', 'rate', 'detect_s', 'cut', 'window_s', 'rois', 'baseline_s', 'ref_s', 'ref_every_s',
            'ref_gate_px', 'ref_stale_s')
 # The settings where 0 means "none" (no merging, the mouth's width alone as the smile measure, no motion's
-# interval): `mer.py spot` accepts 0 for these, and only a positive value for the others.
-NONE_AT_ZERO = ('merge_s', 'smile_lift', 'head_still')
+# interval, no landmarks' expression over untrusted frames): `mer.py spot` accepts 0 for these, and only a positive
+# value for the others.
+NONE_AT_ZERO = ('merge_s', 'smile_lift', 'head_still', 'turn_still')
 # Farneback's settings for the small face: a smaller window than flow.py's (made for 224 px), so that the eyes'
 # motion stays in the eyes' regions.
 FLOW = dict(winsize=9)
@@ -779,6 +783,12 @@ def spot(curve, settings=None):
         # aloud is the one above); and not where they begin as the face stops talking (within half a second of
         # it, the pause that speech bridges): the lips close and settle after the last word.
         found, d = expressions(curve, s, speaking)
+        # The landmarks' own expressions over frames the curve cannot trust count only where the head's pose
+        # changes by less than turn_still: the measures, in eye distances, of a face seen from another angle change
+        # with the angle, and where the flow fits no rigid head the head moved too far or too fast to follow.
+        bad = untrusted(curve, s)
+        found = [x for x in found if bad[x[0]:x[1] + 1].mean() < 0.5 or
+                 still(curve, x[0], x[1], dict(s, head_still=s['turn_still']))]
         stops = [b for a, b in runs(speaking) if b + 1 < len(seg) and seg[b + 1] == seg[b]]
         kept = [x for x in scored if not any(x[0] <= b and a <= x[1] for a, b, _, _ in found)
                 and still(curve, x[0], x[1], s) and not any(abs(x[0] - b) <= 0.5 * fps for b in stops)]
