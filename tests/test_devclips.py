@@ -274,3 +274,24 @@ def test_score_takes_the_reconciled_truth_unless_told_the_first(monkeypatch):
         monkeypatch.setattr(sys, 'argv', ['devclips'] + argv)
         assert devclips.main() == 0
     assert seen == ['adjudicated', 'first']
+
+
+def test_where_the_figure_is_lost_counts_each_truth_by_its_condition_and_each_miss_and_false_spot_by_its_cause():
+    clip = dict(intervals=[
+        dict(onset=0, offset=99, kind='macro', label='positive'),             # found, while talking
+        dict(onset=200, offset=219, kind='micro', label='other', uncertain=True),    # a spot over it, IoU < 0.5
+        dict(onset=300, offset=399, kind='macro', label='negative'),          # a micro spot covers it: kind
+        dict(onset=500, offset=599, kind='macro', label='positive'),          # nothing over it
+        dict(onset=0, offset=260, kind='speech'),
+        dict(onset=390, offset=420, kind='speech')])        # a tenth of the negative one: it was made in silence
+    spots = [dict(start=0, end=95, kind='macro'),
+             dict(start=205, end=280, kind='micro'),         # IoU 15/81 with the micro truth: boundaries
+             dict(start=300, end=390, kind='micro'),         # the macro truth's frames, the other kind
+             dict(start=700, end=720, kind='macro')]         # over nothing
+    lost = devclips.losses({('src', 'clip'): (spots, [])}, {('src', 'clip'): clip})
+    assert lost['truths'] == dict(talking={'while talking': [1, 2], 'silent': [0, 2]},
+                                  kind={'macro': [1, 3], 'micro': [0, 1]},
+                                  label={'positive': [1, 2], 'other': [0, 1], 'negative': [0, 1]},
+                                  sure={'sure': [1, 3], 'uncertain': [0, 1]})
+    assert lost['missed'] == {'nothing over it': 1, 'boundaries': 1, 'kind or taken': 1}
+    assert lost['false'] == {'over nothing': 1, 'boundaries': 1, 'kind or taken': 1}

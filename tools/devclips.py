@@ -325,6 +325,58 @@ def choose(per, annotated, src, subs):
     return int(rows[np.argmax(pooled_f1(summed(mine))[rows])])
 
 
+def losses(found, annotated):
+    """Where a spotter's figure is lost, over the clips of `found` ({(source, name): (expression intervals scored,
+    speech intervals)}, spot_all's) against `annotated` ({(source, name): annotation}), matched as the figure is
+    (MEGC's: one to one, within each kind, IoU >= 0.5): 'truths', {condition: {value: [found, of]}} with the
+    conditions 'talking' (more than half of it inside an annotated speech stretch: 'while talking', or 'silent'),
+    'kind', 'label' and 'sure' ('sure', or 'uncertain' as its annotator marked it); 'missed', each truth not found
+    by what the spots over it were ('nothing over it', 'boundaries': overlapping it at IoU < 0.5, 'kind or taken':
+    IoU >= 0.5 but of the other kind, or matched to another truth); 'false', each spot that found nothing, likewise
+    ('over nothing', 'boundaries', 'kind or taken')."""
+    from video import scoring
+    out = dict(truths={c: {} for c in ('talking', 'kind', 'label', 'sure')},
+               missed=dict.fromkeys(('nothing over it', 'boundaries', 'kind or taken'), 0),
+               false=dict.fromkeys(('over nothing', 'boundaries', 'kind or taken'), 0))
+
+    def why(x, others, none):
+        best = max([scoring.iou((x['start'], x['end']), (o['start'], o['end'])) for o in others] + [0.0])
+        return none if best == 0 else 'boundaries' if best < scoring.IOU_MIN else 'kind or taken'
+
+    for key, (spots, _) in found.items():
+        c = annotated[key]
+        true, talk = truths(c), truths(c, ('speech',))
+        pairs = scoring.score({key[1]: (spots, true)})['pairs']
+        hit_t, hit_s = [id(t) for _, _, t in pairs], [id(x) for _, x, _ in pairs]
+        for t, raw in zip(true, [t for t in c['intervals'] if t['kind'] in scoring.KINDS]):
+            n = t['end'] - t['start'] + 1
+            said = sum(max(0, min(t['end'], x['end']) - max(t['start'], x['start']) + 1) for x in talk)
+            values = dict(talking='while talking' if said > n / 2 else 'silent', kind=t['kind'],
+                          label=raw.get('label', 'none'), sure='uncertain' if raw.get('uncertain') else 'sure')
+            for cond, value in values.items():
+                tally = out['truths'][cond].setdefault(value, [0, 0])
+                tally[0] += id(t) in hit_t
+                tally[1] += 1
+            if id(t) not in hit_t:
+                out['missed'][why(t, spots, 'nothing over it')] += 1
+        for x in spots:
+            if id(x) not in hit_s:
+                out['false'][why(x, true, 'over nothing')] += 1
+    return out
+
+
+def print_losses(lost, titles):
+    """losses' results side by side (one per title), as a table and two lines."""
+    print('\n| truths found | ' + ' | '.join(titles) + ' |\n|---|' + '---|' * len(titles))
+    for cond in lost[0]['truths']:
+        for value in sorted(lost[0]['truths'][cond]):
+            print(f'| {cond}: {value} | ' + ' | '.join(f'{x["truths"][cond][value][0]} / {x["truths"][cond][value][1]}'
+                                                   for x in lost) + ' |')
+    for part, what in (('missed', 'truths missed'), ('false', 'false spots')):
+        print(f'{what}: ' + '; '.join(f'{t}: ' + ', '.join(f'{k} {v}' for k, v in x[part].items())
+                                     for t, x in zip(titles, lost)))
+
+
 def speech_counts(found, truth):
     """(TP, FP, FN) of speech intervals `found` against `truth` (dicts as truths() gives them), matched one to one
     at IoU ≥ 0.5 as MEGC matches expressions."""
@@ -373,11 +425,12 @@ def score(folder, figures=None, out_json=None, baseline=False, truth='adjudicate
         best = choose(per, annotated, src, subs)
         chosen[src], whole[src] = grid[best], per[best, [key[0] == src for key in annotated]].sum(0)
     default = spot_all(curves, {}, unjudged, settled=True)
-    rows, each, sure = [], {}, {}     # each: (source, name) -> (its counts left out, at the defaults); sure: the
-    # same against the truths their annotators were sure of
+    rows, each, sure, settled = [], {}, {}, {}     # each: (source, name) -> (its counts left out, at the
+    # defaults); sure: the same against the truths their annotators were sure of; settled: its spots left out
     for src in names:
         mine = {key: c for key, c in curves.items() if key[0] == src}
         found = spot_all(mine, chosen[src], unjudged, settled=True)
+        settled.update(found)
         for s, n in mine:
             each[s, n] = [counts(scoring.score({n: (spots[s, n][0], truths(annotated[s, n]))}))
                           for spots in (found, default)]
@@ -418,6 +471,9 @@ def score(folder, figures=None, out_json=None, baseline=False, truth='adjudicate
           f'found nor missed, as PASCAL VOC scores its difficult objects): leave-one-source-out TP {sc[0]} FP {sc[1]} '
           f'FN {sc[2]}, precision {precision:.3f}, recall {recall:.3f}, F1 {f1(sc):.3f}; defaults TP {sd[0]} FP '
           f'{sd[1]} FN {sd[2]}, F1 {f1(sd):.3f}')
+    # Which truths are found and which not, and why the spots that found nothing did not.
+    lost = [losses(settled, annotated), losses(default, annotated)]
+    print_losses(lost, ['leave-one-source-out', 'defaults'])
     # Speech: found against annotated, and expressions reported on clips of pure talking.
     sp, pure_fp, pure = np.zeros(3, int), 0, 0
     for (s, n), (expr, speech) in default.items():
@@ -467,7 +523,7 @@ def score(folder, figures=None, out_json=None, baseline=False, truth='adjudicate
                          difference=u['difference'], difference_interval=u['difference_interval'],
                          ahead=u['ahead']),
             sure=dict(loso=sc.tolist(), loso_f1=f1(sc), defaults=sd.tolist(), defaults_f1=f1(sd)),
-            speech=sp.tolist(), pure_talking_fp=pure_fp,
+            speech=sp.tolist(), pure_talking_fp=pure_fp, lost=dict(loso=lost[0], defaults=lost[1]),
             **(dict(baseline={src: b.tolist() for src, b in base.items()}) if base else {})), indent=1))
     return 0
 
