@@ -786,7 +786,7 @@ def spot(curve, settings=None):
         # The landmarks' own expressions over frames the curve cannot trust count only where the head's pose
         # changes by less than turn_still: the measures, in eye distances, of a face seen from another angle change
         # with the angle, and where the flow fits no rigid head the head moved too far or too fast to follow.
-        bad = untrusted(curve, s)
+        bad = shown['untrusted']
         found = [x for x in found if bad[x[0]:x[1] + 1].mean() < 0.5 or
                  still(curve, x[0], x[1], dict(s, head_still=s['turn_still']))]
         stops = [b for a, b in runs(speaking) if b + 1 < len(seg) and seg[b + 1] == seg[b]]
