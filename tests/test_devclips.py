@@ -11,6 +11,19 @@ def test_a_cached_curve_is_tracked_again_for_the_trackers_settings_and_not_for_t
         assert devclips.track_key({key: value}) != devclips.track_key({}), key
 
 
+def test_a_cached_curve_is_tracked_again_for_other_classifier_weights(tmp_path, monkeypatch):
+    # The curve holds the expression classifier's probabilities: other weights, another curve.
+    import numpy as np
+    from video import emotion
+    with np.load(emotion.WEIGHTS) as z:
+        w = {k: z[k] for k in z.files}
+    w['head_bias'] = w['head_bias'] + 1.0
+    np.savez(tmp_path / 'other.npz', **w)
+    before = devclips.track_key({})
+    monkeypatch.setattr(emotion, 'WEIGHTS', tmp_path / 'other.npz')
+    assert devclips.track_key({}) != before
+
+
 def test_a_clip_whose_file_states_the_wrong_rate_is_tracked_at_the_annotated_one(tmp_path, monkeypatch):
     # LIA's vox_driving1.mp4 holds 25-fps frames in a file that says 10 fps: its annotation's spot_fps is what
     # `mer.py spot --fps 25` would be given, and its curve is cached apart from one at the file's rate.
@@ -295,3 +308,22 @@ def test_where_the_figure_is_lost_counts_each_truth_by_its_condition_and_each_mi
                                   sure={'sure': [1, 3], 'uncertain': [0, 1]})
     assert lost['missed'] == {'nothing over it': 1, 'boundaries': 1, 'kind or taken': 1}
     assert lost['false'] == {'over nothing': 1, 'boundaries': 1, 'kind or taken': 1}
+
+
+def test_tools_emotionnet_makes_the_shipped_classifier_weights_again_from_the_authors_file():
+    # The weights in video/ are the authors' Keras file in PyTorch's layout, number for number.
+    import numpy as np
+    import pytest
+    ROOT = devclips.ROOT
+    pytest.importorskip('h5py', reason='tools.emotionnet reads the Keras file with h5py (pip install h5py)')
+    from tools import emotionnet
+    from video import emotion
+    git = devclips.git_dir(ROOT.parent / 'repos', emotionnet.REPO)
+    if git is None:
+        pytest.skip(f'no clone of {emotionnet.REPO} under ../repos (git clone --bare '
+                    f'https://github.com/{emotionnet.REPO} ../repos/oarriaga+face_classification)')
+    made = emotionnet.convert(emotionnet.keras_file(ROOT.parent / 'repos'))
+    with np.load(emotion.WEIGHTS) as shipped:
+        assert sorted(made) == sorted(shipped.files)
+        for k in made:
+            assert np.array_equal(made[k], shipped[k]), k

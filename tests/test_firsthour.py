@@ -289,6 +289,7 @@ def test_the_package_installs_and_the_notebook_example_runs_outside_the_reposito
                         '-q', '--target', str(target), str(src)], capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr
     assert (target / 'bin' / 'mer').is_file() and (target / 'video' / 'api.py').is_file()
+    assert (target / 'video' / 'emotion_fer2013.npz').is_file()              # the spotter's classifier's weights
     code = re.search(r'```python\n(.*?)```', (ROOT / 'docs' / 'notebook.md').read_text(), re.S).group(1)
     (outside / 'example.py').write_text(code.replace('runs/demo/part_adversarial_emr/model.pt', str(model_file)) +
                                         '\nimport video\nprint(video.__file__)\n')

@@ -188,6 +188,11 @@ def rich_curve():
     c['shape'][3900:3960, 7] -= 0.15                      # the lips pressed for 2 s
     c['shape'][4700:, 6] = 52.0                           # a jump cut to a closer shot, where the landmarks read
     c['shape'][4700:, 0] += 0.3                           # the mouth wider: no expression, another shot
+    # The expression classifier's probabilities (video/emotion.py's seven): neutral, happy where the mouth is wider.
+    c['emotion'] = np.tile(np.eye(7)[6], (n, 1))
+    for a, b in ((2000, 2090), (2400, 2580), (3000, 3090), (3700, 3790), (4700, n)):
+        c['emotion'][a:b] = np.eye(7)[3] * 0.9 + np.eye(7)[6] * 0.1
+    c['emotion'][1::2] = np.nan                           # (read every other frame)
     quiet = (t >= 140) & (t < 150)                        # talking too quietly to be speech, moving the face
     c['mouth'] = c['mouth'] + np.where(quiet, 0.2 * np.sin(2 * np.pi * 4 * t), 0.0)
     return c
@@ -205,7 +210,8 @@ SPOT_SETTINGS = dict(k=1000.0, floor=5.0, extend=0.95, min_s=5.0, micro_s=0.01, 
                      held_px=50.0, held_s=20.0, valley=0.01, merge_s=5.0, speech_px=50.0, speech_s=20.0,
                      speech_held=50.0, speech_q=95.0, speech_cap_px=0.01, speech_smooth_s=3.0, smile_rise=5.0,
                      open_rise=5.0, brow_rise=5.0, press_rise=5.0, face_valley=0.01, face_smooth_s=3.0, face_min_s=5.0,
-                     smile_lift=0.0, head_still=0.0, turn_still=np.inf, murmur=1.0, size_jump=np.inf)
+                     smile_lift=0.0, head_still=0.0, turn_still=np.inf, smile_seen=0.95, murmur=1.0,
+                     size_jump=np.inf)
 
 
 @pytest.mark.parametrize('key', sorted(SPOT_SETTINGS))
@@ -286,6 +292,16 @@ def test_every_setting_of_the_tracker_changes_its_curves(key, short_talk):
         return repr([np.round(c[x], 5).tolist() for x in ('pos', 'seg', 'p', 'held', 'mouth', 'rigid')])
     assert curves({key: TRACK_SETTINGS[key]}) != curves({})
     assert set(TRACK_SETTINGS) | {'method', 'baseline_s', 'detect_s', 'rate'} == set(intervals.TRACKED)
+
+
+@pytest.mark.slow
+def test_the_tracker_asks_the_expression_classifier_where_it_reads_the_landmarks(short_talk):
+    frames, fps = short_talk
+    c = intervals.motion(iter(frames), fps, 'talk', {})
+    read = ~np.isnan(c['shape'][:, 0])
+    assert np.array_equal(~np.isnan(c['emotion'][:, 0]), read) and 0 < read.sum() < len(read)
+    assert np.allclose(c['emotion'][read].sum(1), 1.0)
+    assert np.median(c['emotion'][read, 3]) > 0.5               # the astronaut smiles in her photo
 
 
 @pytest.mark.slow
@@ -529,6 +545,61 @@ def test_a_landmarks_expression_over_untrusted_frames_counts_only_where_the_head
     assert spans(intervals.spot(c, dict(turn_still=0.0))[0]) == []
     trusted = dict(turning, rigid=np.full(n, 0.3))              # a turn the rigid head follows: the smile is read
     assert spans(intervals.spot(trusted)[0]) == [(595, 694, 'macro')]
+
+
+def test_a_wider_mouth_is_a_smile_only_where_the_classifier_sees_the_face_happy():
+    # The landmarks read the mouth 0.4 eye distances wider for 3 s, twice. The classifier sees the face happy for
+    # half a second in the second: that one is a smile, the first is not (words, a tense face widen the mouth
+    # too); never happy, neither is; not read at all, the landmarks alone decide.
+    n = 1200
+    c = with_held(np.zeros(n))
+    c['shape'] = np.tile([1.0, 0.3, 0.05, 0.3, 0.0, 1.0, 40.0, 0.3], (n, 1))
+    c['shape'][300:390, 0] += 0.4
+    c['shape'][600:690, 0] += 0.4
+    neutral = np.tile(np.eye(7)[6] * 0.8 + np.eye(7)[0] * 0.2, (n, 1))
+    neutral[1::2] = np.nan                                      # read every other frame, as track reads them
+    happy = neutral.copy()
+    happy[630:646:2] = np.eye(7)[3] * 0.7 + np.eye(7)[6] * 0.3
+    first, second = (295, 394, 'macro'), (595, 694, 'macro')
+    assert spans(intervals.spot(dict(c, emotion=happy))[0]) == [second]
+    assert spans(intervals.spot(dict(c, emotion=neutral))[0]) == []
+    assert spans(intervals.spot(dict(c, emotion=happy), dict(smile_seen=0.75))[0]) == []
+    assert spans(intervals.spot(dict(c, emotion=neutral), dict(smile_seen=0.0))[0]) == [first, second]
+    assert spans(intervals.spot(dict(c, emotion=np.full((n, 7), np.nan)))[0]) == [first, second]
+    assert spans(intervals.spot(c)[0]) == [first, second]
+    # Given as a stream, the same: what the classifier sees later does not make the first a smile.
+    assert spans(intervals.replay(dict(c, emotion=happy, ended=True, frames=n), {})) == [second]
+
+
+def test_the_expression_classifier_reads_a_smiling_face_and_a_neutral_one():
+    import cv2
+    import matplotlib.cbook
+    import matplotlib.image
+    from skimage import data
+    import align
+    from video import emotion
+    smiling = cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2GRAY)
+    plain = cv2.cvtColor(matplotlib.image.imread(matplotlib.cbook.get_sample_data('grace_hopper.jpg')),
+                         cv2.COLOR_RGB2GRAY)
+    faces = [emotion.crop(g, align.detect_faces(g, 0)[0][0]) for g in (smiling, plain)]
+    p = emotion.probabilities(np.array(faces))
+    assert p.shape == (2, 7) and np.allclose(p.sum(1), 1.0)
+    assert emotion.LABELS[int(np.argmax(p[0]))] == 'happy' and p[0, 3] > 0.9, p
+    assert emotion.LABELS[int(np.argmax(p[1]))] == 'neutral' and p[1, 3] < 0.1, p
+    # And as the network gives them on these two photos (a smaller change to it moves them, not the classes).
+    assert p[0, 3] > 0.999 and p[1, 6] == pytest.approx(0.920, abs=0.01) and p[1, 0] == pytest.approx(0.060, abs=0.01)
+    assert emotion.crop(plain, (-50, -50, -10, -10)) is None
+
+
+def test_without_the_classifiers_weights_the_spotter_says_which_file_and_what_to_do(tmp_path, monkeypatch):
+    from video import emotion
+    monkeypatch.setattr(emotion, 'WEIGHTS', tmp_path / 'emotion_fer2013.npz')
+    emotion.weights.cache_clear()
+    try:
+        with pytest.raises(FileNotFoundError, match='emotion_fer2013.npz: .*install the package again'):
+            emotion.probabilities(np.zeros((1, 64, 64)))
+    finally:
+        emotion.weights.cache_clear()
 
 
 def test_the_motions_intervals_count_only_where_the_mouth_keeps_no_quiet_rhythm_of_words():

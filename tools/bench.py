@@ -234,6 +234,7 @@ def long_speed(seconds=30.0, repeats=3):
              'face detection (dlib HOG)': (('_dlib_pybind11.run',),),
              'landmarks (dlib, at each new face)': (('face_transform',),),
              'landmarks (dlib, about 15 a second: the mouth and the head)': (('landmarks_at',),),
+             'expression classifier (video/emotion.py, in the same frames)': (('emotion_at',),),
              'Farneback flow (head motion + MDMD)': (('calcOpticalFlowFarneback',),),
              'MDMD regions (numpy, rigid part removed)': (('mdmd',),),
              'aligned small face (warp, resize, blur)': (('small_face',),),

@@ -199,11 +199,12 @@ def fetch(folder, repos):
 
 def track_key(settings):
     """What the cached curves depend on: the tracker's code and the settings it reads."""
-    from video import intervals
+    from video import emotion, intervals
     code = ''.join(inspect.getsource(f) for f in (
         intervals.track, intervals.rigid_fit, intervals._head_basis, intervals.depth, intervals.region_mdmd,
         intervals.top_third, intervals.mouth_motion, intervals.mouth_boxes, intervals.cells, intervals.small_face,
-        intervals.skull_mask, intervals.nearest, intervals.at_rest, intervals.face_shape, intervals.landmarks_at))
+        intervals.skull_mask, intervals.nearest, intervals.at_rest, intervals.face_shape, intervals.face_box,
+        intervals.landmarks_at, intervals.emotion_at, emotion)) + sha256(emotion.WEIGHTS)
     s = {k: v for k, v in dict(intervals.SPOTTING, **settings).items() if k in intervals.TRACKED}
     return hashlib.sha256((code + json.dumps(s, sort_keys=True) + json.dumps(intervals.FLOW)).encode()).hexdigest()[:16]
 

@@ -24,7 +24,8 @@ SPOTTING = dict(method='mdmd2', size=64, rate=50.0, detect_s=0.5, cut=20.0, wind
                 ref_every_s=0.5, ref_gate_px=1.0, ref_stale_s=8.0, speech_px=0.15, speech_s=1.0, speech_held=8.0,
                 speech_q=25.0, speech_cap_px=1.5, speech_smooth_s=0.7, smile_lift=1.0, smile_rise=0.15,
                 open_rise=0.2, brow_rise=0.07, press_rise=0.05, size_jump=0.15, face_valley=0.5, face_smooth_s=0.5,
-                face_min_s=0.3, head_still=0.15, turn_still=0.3, murmur=0.5, settle_s=600.0)
+                face_min_s=0.3, head_still=0.15, turn_still=0.3, smile_seen=0.5, murmur=0.5,
+                settle_s=600.0)
 # What each setting means, as `mer.py spot`'s flags (px: pixels of the 64-px aligned face). The others: size (the
 # aligned face's side), rate (analysed frames a second at most: a 200-fps video is read at every 4th frame), rois
 # (the face is cut into rois x rois regions), cut (the mean change of a 32x24 thumbnail, in grey levels, that is a
@@ -88,6 +89,9 @@ FLAGS = [
     ('turn_still', '--turn-still', 'an expression read from the landmarks over frames the curve cannot trust (most '
      'of them) is reported only where the head\'s pose changes by less than this (eye distances) over it: a turning '
      'face\'s measures change with its angle; 0: never; inf: always'),
+    ('smile_seen', '--smile-seen', 'a smile read from the landmarks counts only where the expression classifier '
+     '(video/emotion.py) sees the face happy, this probable, over it at least once: the mouth also widens with '
+     'words and with a tense face; 0: always'),
     ('murmur', '--murmur', 'the motion\'s intervals are reported only where the mouth does not keep a syllable\'s '
      'rhythm at this fraction of --speech-px either (talking too quiet to be reported as speech); 1: only where '
      'speech is reported'),
@@ -98,7 +102,7 @@ TRACKED = ('method', 'size', 'rate', 'detect_s', 'cut', 'window_s', 'rois', 'bas
 # The settings where 0 means "none" (no merging, the mouth's width alone as the smile measure, no motion's
 # interval, no landmarks' expression over untrusted frames): `mer.py spot` accepts 0 for these, and only a positive
 # value for the others.
-NONE_AT_ZERO = ('merge_s', 'smile_lift', 'head_still', 'turn_still')
+NONE_AT_ZERO = ('merge_s', 'smile_lift', 'head_still', 'turn_still', 'smile_seen')
 # Farneback's settings for the small face: a smaller window than flow.py's (made for 224 px), so that the eyes'
 # motion stays in the eyes' regions.
 FLOW = dict(winsize=9)
@@ -251,7 +255,8 @@ def motion(frames, fps, name='video', settings=None, windows=None, progress=None
     return arrays(state)
 
 
-PER_FRAME = ('q', 'eyes', 'lids', 'rigid', 'held', 'mouth', 'shape', 'rp', 'rq', 'rh')
+PER_FRAME = ('q', 'eyes', 'lids', 'rigid', 'held', 'mouth', 'shape', 'emotion', 'rp', 'rq', 'rh')
+NO_EMOTION = (np.nan,) * 7                     # video/emotion.py's seven classes, where they were not read
 
 
 def arrays(state, before=None, width=None):
@@ -269,7 +274,7 @@ def arrays(state, before=None, width=None):
     for key in PER_FRAME:
         if key in state:
             x = np.array(state[key][keep:], np.float64)
-            out[key] = x.reshape(n - keep, -1) if key in ('rp', 'rq', 'rh', 'shape') else x
+            out[key] = x.reshape(n - keep, -1) if key in ('rp', 'rq', 'rh', 'shape', 'emotion') else x
     if keep > first:
         for key in ('pos', 'seg', *PER_FRAME):
             if key in state:
@@ -334,16 +339,27 @@ def face_shape(landmarks):
             eyes, float(y[57] - y[51] - (y[66] - y[62])))
 
 
-def landmarks_at(gray, now, detected):
-    """The face's 68 landmarks in this frame: dlib's predictor in the detector's box of the segment's first frame
-    (`detected`: its centre and half side in the aligned face) carried to where the face is now (`now`: frame to
-    aligned face)."""
-    import dlib
+def face_box(now, detected):
+    """(left, top, right, bottom) in this frame: the detector's box of the segment's first frame (`detected`: its
+    centre and half side in the aligned face) carried to where the face is now (`now`: frame to aligned face)."""
     inv = cv2.invertAffineTransform(now)
     (cx, cy), half = inv[:, :2] @ detected[0] + inv[:, 2], detected[1] * float(np.sqrt(abs(np.linalg.det(inv[:, :2]))))
-    box = dlib.rectangle(int(round(cx - half)), int(round(cy - half)), int(round(cx + half)), int(round(cy + half)))
-    shape = align._predictor(None)(gray, box)
+    return tuple(int(round(x)) for x in (cx - half, cy - half, cx + half, cy + half))
+
+
+def landmarks_at(gray, box):
+    """The face's 68 landmarks in this frame: dlib's predictor in the face's box (face_box)."""
+    import dlib
+    shape = align._predictor(None)(gray, dlib.rectangle(*box))
     return np.array([[p.x, p.y] for p in shape.parts()], np.float64)
+
+
+def emotion_at(gray, box):
+    """The seven expressions' probabilities (video/emotion.py's classifier) of the face in its box (face_box); NaN
+    where the face's crop leaves the frame."""
+    from video import emotion
+    face = emotion.crop(gray, box)
+    return emotion.probabilities(face[None])[0] if face is not None else np.full(len(emotion.LABELS), np.nan)
 
 
 def at_rest(face):
@@ -373,8 +389,9 @@ def track(frames, fps, name='video', settings=None, windows=None, progress=None)
     between), 'held' (from the neutral reference), 'eyes' and 'lids' (the eyes' regions of p's flow and the rest of
     the face, less a similarity alone: the blink's test), 'rigid' (how far p's flow over the skull departs from one
     rigid head), 'mouth' (mouth_motion from the segment's first face), 'shape' (face_shape of the frame's 68
-    landmarks: the mouth's shape and the head's pose; read about 15 times a second, NaN between),
-    and per region of the grid 'rp', 'rq', 'rh'
+    landmarks: the mouth's shape and the head's pose; read about 15 times a second, NaN between), 'emotion' (the
+    expression classifier's seven probabilities in the same frames, emotion_at's; NaN between), and per region of
+    the grid 'rp', 'rq', 'rh'
     (p's, q's and held's values); 'eye_regions' and 'row' describe the regions; 'step', 'fps' (analysed frames a
     second), 'frames' (read), 'segments', 'several' (frames with more than one face)."""
     import flow
@@ -462,6 +479,7 @@ def track(frames, fps, name='video', settings=None, windows=None, progress=None)
             for x in curves + [c['eyes'], c['lids'], c['rigid'], c['held'], c['mouth']]:
                 x.append(0.0)
             c['shape'].append((0.0,) * len(SHAPE))
+            c['emotion'].append(NO_EMOTION)
             for key, n in (('rp', len(boxes)), ('rh', len(boxes))):
                 c[key].append(np.zeros(n, np.float32))
             yield c
@@ -477,8 +495,13 @@ def track(frames, fps, name='video', settings=None, windows=None, progress=None)
             w = stabilise.head_motion(first, face, mask, w, iterations=1)
             now = stabilise.compose(cv2.invertAffineTransform(w), m)
             face = small_face(gray, now, size)
-        c['shape'].append(face_shape(landmarks_at(gray, now, detected)) if first is face or t % shape_every == 0
-                          else (np.nan,) * len(SHAPE))
+        if first is face or t % shape_every == 0:
+            box = face_box(now, detected)
+            c['shape'].append(face_shape(landmarks_at(gray, box)))
+            c['emotion'].append(emotion_at(gray, box))
+        else:
+            c['shape'].append((np.nan,) * len(SHAPE))
+            c['emotion'].append(NO_EMOTION)
         ring.append((t, face))
         seg.append(segment)
         for n, (k, x) in enumerate(zip(windows, curves)):
@@ -813,14 +836,18 @@ def measures(curve, s):
     """The landmarks' measures per analysed frame, from track's 'shape' (face_shape): 'smile' (the mouth's width
     less SPOTTING['smile_lift'] times its corners' depth below the inner lips' middle), 'opening' (the lips'),
     'brows' (their height above the eyes' corners) and 'press' (the lips' own height, negated: it rises as they
-    thin), each joined by straight lines between the frames read, its running median over half a second in each
-    face segment (a syllable's change goes, a smile stays), averaged over SPOTTING['face_smooth_s']; 0 where there
-    is no face."""
+    thin), and where track classified the face, 'happy' (the classifier's probability of a happy face), each joined
+    by straight lines between the frames read, its running median over half a second in each face segment (a
+    syllable's change goes, a smile stays), averaged over SPOTTING['face_smooth_s']; 0 where there is no face."""
     from scipy.ndimage import median_filter
     seg, fps = curve['seg'], curve['fps']
     column = shape_columns(curve)
     out = dict(smile=column['width'] - s['smile_lift'] * column['corners'], opening=column['opening'],
                brows=column['brows'], press=-column['lips'])
+    if len(curve.get('emotion', ())):
+        from video import emotion
+        probability = np.asarray(curve['emotion'], np.float64).reshape(len(seg), -1)
+        out['happy'] = probability[:, emotion.LABELS.index('happy')]
     for name, measure in out.items():
         z = np.zeros(len(seg))
         for a, b in segments(seg):
@@ -844,10 +871,12 @@ def expressions(curve, s, speaking=None):
     face's size and turn), divided by that rise, 0 at most below it. The brows, the opening and the
     press (QUIET) count only where the face does not talk (`speaking`, speech's): talking raises the brows for
     emphasis as far as surprise does, its words hold the lips apart as a jaw drop does, and close and stretch them
-    as a press does (nor is the press read within half a second of talking, where the lips close and settle). An
-    expression is a run where d passes 1, from where it passes 1/2 to where it falls back below, cut between two
-    expressions where it falls back below SPOTTING['face_valley'] of the lower one or where another measure takes
-    over from one that has fallen back so far (handovers), those shorter than SPOTTING['face_min_s'] left out."""
+    as a press does (nor is the press read within half a second of talking, where the lips close and settle). The
+    smile counts, where track classified the face, only over a rise (past half the smile's) where the classifier's
+    'happy' (measures') passes SPOTTING['smile_seen'] at least once. An expression is a run where d passes 1, from
+    where it passes 1/2 to where it falls back below, cut between two expressions where it falls back below
+    SPOTTING['face_valley'] of the lower one or where another measure takes over from one that has fallen back so
+    far (handovers), those shorter than SPOTTING['face_min_s'] left out."""
     from scipy.ndimage import binary_dilation
     seg, fps = curve['seg'], curve['fps']
     if speaking is None:
@@ -858,7 +887,9 @@ def expressions(curve, s, speaking=None):
     near = binary_dilation(speaking, np.ones(2 * half + 1, bool)) if speaking.any() else speaking
     each = [np.zeros(len(seg))]               # below the usual counts as at it: only a rise is an expression
     usual_over = stretches(curve, s)
-    for name, z in measures(curve, s).items():
+    read = measures(curve, s)
+    happy = read.pop('happy', None)
+    for name, z in read.items():
         rise = s[RISE[name]]
         if not np.isfinite(rise):
             continue
@@ -866,6 +897,16 @@ def expressions(curve, s, speaking=None):
         for a, b in usual_over:
             rest[a:b + 1] = np.percentile(z[a:b + 1], 20)
         quiet = (near if name == 'press' else speaking) & (name in QUIET)
+        if name == 'smile' and happy is not None and s['smile_seen'] > 0:
+            # The mouth widens with words and with a tense face (anger, crying) too: a rise of the smile measure is
+            # a smile only where the classifier, which has seen many faces smile, sees this one happy over it
+            # (where it read the face at all).
+            classified = ~np.isnan(np.asarray(curve['emotion'], np.float64).reshape(len(seg), -1)[:, 0])
+            up = (z - rest) / rise > 0.5
+            for a0, b0 in segments(seg):
+                for a, b in [(a0 + x, a0 + y) for x, y in runs(up[a0:b0 + 1])]:
+                    if classified[a:b + 1].any() and happy[a:b + 1].max() <= s['smile_seen']:
+                        quiet[a:b + 1] = True
         each.append(np.where((seg < 0) | quiet, 0.0, np.maximum(0.0, (z - rest) / rise)))
     each = np.array(each)
     d = each.max(0)
