@@ -171,15 +171,20 @@ def blob(git, commit, path):
         return out.read_bytes()
 
 
+def clone(repos, repo):
+    """git_dir's clone of `repo` under `repos`, cloned there (bare, git, network) where there is none."""
+    git = git_dir(Path(repos), repo)
+    if git is None:
+        git = Path(repos) / repo.replace('/', '+')
+        subprocess.run(['git', 'clone', '--bare', '--filter=blob:none', f'https://github.com/{repo}', str(git)],
+                       check=True)
+    return git
+
+
 def fetch(folder, repos):
     folder, repos = Path(folder), Path(repos)
     for src, a in sources().items():
-        git = git_dir(repos, a['repo'])
-        if git is None:
-            clone = repos / a['repo'].replace('/', '+')
-            subprocess.run(['git', 'clone', '--bare', '--filter=blob:none', f'https://github.com/{a["repo"]}',
-                            str(clone)], check=True)
-            git = clone
+        git = clone(repos, a['repo'])
         for name, c in a['clips'].items():
             out = folder / src / name
             if out.is_file() and sha256(out) == c['sha256']:

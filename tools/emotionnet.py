@@ -65,14 +65,8 @@ def convert(data):
 
 
 def keras_file(repos):
-    from tools.devclips import blob, git_dir
-    import subprocess
-    git = git_dir(Path(repos), REPO)
-    if git is None:
-        git = Path(repos) / REPO.replace('/', '+')
-        subprocess.run(['git', 'clone', '--bare', '--filter=blob:none', f'https://github.com/{REPO}', str(git)],
-                       check=True)
-    data = blob(git, COMMIT, PATH)
+    from tools.devclips import blob, clone
+    data = blob(clone(repos, REPO), COMMIT, PATH)
     if hashlib.sha256(data).hexdigest() != SHA256:
         raise SystemExit(f'{PATH} at {COMMIT[:7]}: its sha256 differs from the one the weights were made from')
     return data
