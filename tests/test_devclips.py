@@ -314,15 +314,14 @@ def test_tools_emotionnet_makes_the_shipped_classifier_weights_again_from_the_au
     # The weights in video/ are the authors' Keras file in PyTorch's layout, number for number.
     import numpy as np
     import pytest
-    ROOT = devclips.ROOT
     pytest.importorskip('h5py', reason='tools.emotionnet reads the Keras file with h5py (pip install h5py)')
     from tools import emotionnet
     from video import emotion
-    git = devclips.git_dir(ROOT.parent / 'repos', emotionnet.REPO)
+    git = devclips.git_dir(emotionnet.REPOS, emotionnet.REPO)
     if git is None:
         pytest.skip(f'no clone of {emotionnet.REPO} under ../repos (git clone --bare '
                     f'https://github.com/{emotionnet.REPO} ../repos/oarriaga+face_classification)')
-    made = emotionnet.convert(emotionnet.keras_file(ROOT.parent / 'repos'))
+    made = emotionnet.convert(emotionnet.keras_file(emotionnet.REPOS))
     with np.load(emotion.WEIGHTS) as shipped:
         assert sorted(made) == sorted(shipped.files)
         for k in made:

@@ -22,6 +22,7 @@ if not __package__:       # run as a file (python tools/emotionnet.py), the proj
 REPO, COMMIT = 'oarriaga/face_classification', 'aa06bfe15c9b4fb09aec2c0f5d98f1784f58abdb'
 PATH = 'trained_models/emotion_models/fer2013_mini_XCEPTION.102-0.66.hdf5'
 SHA256 = '59534287fdfb125e30a94400296c25ea9f5d706fca93dd8adbbbed916799ea0e'
+REPOS = Path(__file__).resolve().parents[2] / 'repos'        # --repos' default: ../repos beside the repository
 
 
 def convert(data):
@@ -75,7 +76,7 @@ def keras_file(repos):
 def main():
     from video import emotion
     ap = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
-    ap.add_argument('--repos', default=str(Path(__file__).resolve().parents[2] / 'repos'),
+    ap.add_argument('--repos', default=str(REPOS),
                     help='where the repository is cloned, or already lies (default: ../repos)')
     ap.add_argument('--out', default=str(emotion.WEIGHTS))
     a = ap.parse_args()
