@@ -6,11 +6,6 @@ import json
 import logging
 from pathlib import Path
 
-import torch
-import torchvision
-
-import model
-
 log = logging.getLogger(__name__)
 # model.pt: a dict of builtins and tensors (torch.load's weights_only=True reads it); FORMAT_VERSION changes when
 # its keys or their meaning do.
@@ -19,6 +14,8 @@ MODEL_KEYS = ('format', 'version', 'state_dict', 'settings', 'pipeline', 'classe
 # Format 2 adds `provenance`: what the model was trained on (its data's source, whether synthetic, samples and
 # subjects per dataset), its protocol and when; format 1 files, without it, are still read.
 READ_VERSIONS = (1, 2)
+# torch, torchvision and model.py load in the functions that use them: mer.py imports this module for its error
+# before any subcommand, and `mer.py spot` needs no torch (it would cost two seconds and a gigabyte).
 
 
 class ModelFileError(ValueError):
@@ -27,6 +24,8 @@ class ModelFileError(ValueError):
 
 def imagenet_cache_path():
     """Where torchvision caches the ResNet18 ImageNet weights (§III.B pre-training); nothing is downloaded."""
+    import torch
+    import torchvision
     url = torchvision.models.ResNet18_Weights.IMAGENET1K_V1.url
     return Path(torch.hub.get_dir()) / 'checkpoints' / Path(url).name
 
@@ -36,6 +35,8 @@ def download_imagenet_weights(timeout=20):
 
     Offline, this fails within `timeout` seconds with one line saying what to do."""
     import socket
+
+    import torchvision
     path = imagenet_cache_path()
     old = socket.getdefaulttimeout()
     socket.setdefaulttimeout(timeout)
@@ -55,6 +56,7 @@ def imagenet_weights(path=None, download=False):
     """ResNet18 ImageNet state dict from `path` or torchvision's cache (§III.B pre-training).
 
     Not in the cache: downloaded with download=True, else None (the caller decides)."""
+    import torch
     if path is None:
         path = imagenet_cache_path()
         if not path.is_file():
@@ -89,6 +91,8 @@ def save_model(path, net, settings, pipeline, classes, code_version, trained_on,
     """Writes model.pt atomically: the weights, every setting and pipeline constant that makes its input, the
     class names, the code version, what it was trained on (samples per dataset), its provenance (a dict:
     `describe` reads it) and the temperature scaling of its probabilities (results/calibration.py), if any."""
+    import torch
+
     from util.files import atomic_write
     state = {k: v.detach().cpu().clone() for k, v in net.state_dict().items()}
     buf = io.BytesIO()
@@ -103,6 +107,7 @@ def load_plain(path, error):
     """torch.load of a file of plain tensors and builtins (weights_only=True) onto the CPU; any failure raises
     error(the exception's type name): torch's own message is pages of advice about pickles, and a file that is not
     a zip, not a pickle, or a pickle of other objects all mean the same to the user."""
+    import torch
     try:
         return torch.load(path, map_location='cpu', weights_only=True)
     except Exception as e:
@@ -158,6 +163,7 @@ def load_model(path, settings, pipeline, classes, code_version):
     if d['code_version'] != code_version:
         log.warning('%s was written by code version %s; this is %s (its pipeline constants are the same)', path,
                     d['code_version'], code_version)
+    import model
     net = model.PartNet(n_classes=len(classes), parts=d['settings']['parts'], hidden=d['settings']['hidden'])
     try:
         net.load_state_dict(d['state_dict'])

@@ -260,6 +260,29 @@ def test_help_and_a_mistyped_flag_answer_before_torch_is_imported(argv):
     assert r.returncode == (2 if argv == ['--dmeo'] else 0)
 
 
+def test_spotting_a_video_never_imports_torch():
+    # mer.py spot reads no model unless --model is given: torch would cost it two seconds and a gigabyte.
+    from test_spotting import REAL
+    if not REAL.is_file():
+        pytest.skip(f'{REAL} not found: the real face video beside the repository is absent on this machine')
+    r = subprocess.run([sys.executable, '-X', 'importtime', 'mer.py', 'spot', str(REAL), '-q'], cwd=ROOT,
+                       capture_output=True, text=True, timeout=300)
+    imported = {x.split('|')[-1].strip() for x in r.stderr.splitlines() if x.startswith('import time:')}
+    assert r.returncode == 0 and 'macro' in r.stdout, r.stderr[-2000:]
+    assert 'video.intervals' in imported and 'torch' not in imported and 'torchvision' not in imported
+
+
+def test_a_script_read_from_standard_input_runs_its_workers_in_its_own_process():
+    # A spawned worker runs the main script again from its path, which `python - < script.py` has none of: each
+    # would die as it starts and the pool start them again forever.
+    script = ('from util import workers\n'
+              'print(workers.processes(0), workers.imap(abs, [-1, -2, -3], workers=2, quiet=True))\n')
+    r = subprocess.run([sys.executable, '-'], input=script, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and r.stdout.split() == ['1', '[1,', '2,', '3]'], r.stderr[-2000:]
+    r = subprocess.run([sys.executable, '-c', script], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and r.stdout.split()[1:] == ['[1,', '2,', '3]'], r.stderr[-2000:]
+
+
 @pytest.mark.parametrize('tool', ['bench', 'fidelity', 'compare'])
 def test_a_tool_run_as_a_file_says_to_run_it_as_a_module(tool):
     r = subprocess.run([sys.executable, f'tools/{tool}.py', '--help'], cwd=ROOT, capture_output=True, text=True,

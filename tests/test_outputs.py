@@ -126,6 +126,21 @@ def test_a_face_that_leaves_ends_its_segment_and_the_rest_is_written(tmp_path, c
     assert len(rows) == len(records) == 1 and rows[0]['onset'] <= 66 <= rows[0]['offset']
 
 
+def test_a_still_image_or_a_video_shorter_than_an_interval_says_it_can_give_none(videos, tmp_path, capsys, caplog):
+    # A photo or a single frame passes every check (a readable file, a face) and would otherwise end in silence.
+    frame = next(iter(cv2.VideoCapture(str(videos['one'])).read()[1:]))
+    still = tmp_path / 'still.png'
+    cv2.imwrite(str(still), frame)
+    for path in (still, write_video(tmp_path / 'blink.avi', [frame] * 3, fps=30.0)):
+        caplog.clear()
+        assert spot([str(path)], capsys) == []
+        said = [r.getMessage() for r in caplog.records if path.name in r.getMessage() and '--min-s' in r.getMessage()]
+        assert len(said) == 1 and 'can report none' in said[0], [r.getMessage() for r in caplog.records]
+    caplog.clear()
+    spot([str(write_video(tmp_path / 'long.avi', [frame] * 4, fps=30.0))], capsys)     # 0.133 s: long enough
+    assert not any('--min-s' in r.getMessage() for r in caplog.records)
+
+
 @pytest.mark.parametrize('sig', [signal.SIGTERM, signal.SIGINT])
 def test_a_stop_leaves_the_previous_file_or_the_new_one_never_half(videos, tmp_path, sig):
     out = tmp_path / 'spots.csv'

@@ -20,9 +20,19 @@ def usable_cpus():
         return os.cpu_count() or 1
 
 
+def can_spawn():
+    """Whether spawned processes can start here: each one runs the main script again from its path, and a script
+    read from standard input (`python - < script.py`) has none, so each would die as it starts, and a Pool would
+    start them again forever. A notebook, or `python -c`, has no main path to run: they can."""
+    import sys
+    main = getattr(sys.modules.get('__main__'), '__file__', None)
+    return main is None or os.path.isfile(main)
+
+
 def processes(asked):
-    """How many worker or training processes to start: `asked` (--workers, --jobs), or 0 for one per usable CPU."""
-    return asked or usable_cpus()
+    """How many worker or training processes to start: `asked` (--workers, --jobs), or 0 for one per usable CPU;
+    1 (this one) where none can be spawned (can_spawn). The results do not depend on it."""
+    return (asked or usable_cpus()) if can_spawn() else 1
 
 
 def worker_setup():
@@ -86,7 +96,7 @@ def imap(fn, jobs, workers=1, desc=None, unit='clip', quiet=False):
     from tqdm import tqdm
     jobs = list(jobs)
     bar = dict(total=len(jobs), unit=unit, desc=desc, disable=quiet or not jobs)
-    if workers > 1 and len(jobs) > 1:
+    if workers > 1 and len(jobs) > 1 and can_spawn():
         with starting():
             pool = get_context('spawn').Pool(min(workers, len(jobs)), worker_setup)
         with pool:

@@ -283,6 +283,12 @@ def spot_video(video, settings=None, quiet=False, model=None, buffer_s=8.0, on_i
     curve = intervals.arrays(latest['c'])
     _, shown = intervals.spot(curve, settings)
     say_untrusted(video, curve, shown['untrusted'])
+    shortest = dict(intervals.SPOTTING, **(settings or {}))['min_s']
+    if curve['frames'] < shortest * video['fps']:
+        log.warning('%s: %d frame%s (%.3f s at %g fps): shorter than the shortest interval the spotter reports '
+                    '(--min-s %g s), so it can report none; give a video of the face over seconds', video['path'],
+                    curve['frames'], 's' * (curve['frames'] != 1), curve['frames'] / video['fps'], video['fps'],
+                    shortest)
     if curve['several']:
         log.info('%s: %d analysed frames showed more than one face; the largest was followed', video['path'],
                  curve['several'])
