@@ -69,9 +69,10 @@ def loso_predictions(x, samples, cfg, weights=None):
 def plain(a, cfg):
     """`mer.py --plain`: `method` on the command line's samples; prints Table I's row."""
     import torch
-    from engine import experiment, weights
+    from engine import experiment, graphs, weights
     from results import report
     torch.set_num_threads(1)      # as the engine trains on a CPU: a fold's numbers depend on the thread count
+    graphs.resolve_device(cfg.device)           # a CUDA device that is not there: said before the features
     micro, macro = experiment.load_samples(a)
     init = None if cfg.init == 'random' else weights.imagenet_weights(a.weights, download=True)
     metrics, _ = method(micro + macro, cfg, frames.read_frames, init)

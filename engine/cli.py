@@ -55,6 +55,14 @@ def ranged(kind, min=None, above=None, max=None):
     return parse
 
 
+def device_name(text):
+    """--device: auto, cpu, cuda or cuda:N; anything else refused by the parser, before torch loads."""
+    import re
+    if not re.fullmatch(r'auto|cpu|cuda(:\d+)?', text):
+        raise argparse.ArgumentTypeError(f'{text!r} is not auto, cpu, cuda or cuda:N')
+    return text
+
+
 def short_errors(p):
     """Makes the parser's errors one line: the error, with the closest flag where one was mistyped, and where to
     find the flags (instead of the whole usage, dozens of lines for mer.py)."""
@@ -86,6 +94,8 @@ def add_config_flags(p):
             continue
         if md['choices']:
             kw['choices'] = md['choices']
+        elif f.name == 'device':
+            kw['type'] = device_name
         elif type(f.default) in (int, float):
             kw['type'] = ranged(type(f.default), md['min'], md['above'], md['max'])
         default = '' if f.name in ('jobs', 'streams', 'workers') or f.default == '' else f' ({f.default!r})'

@@ -262,6 +262,9 @@ def _run(a, cfg, runlog):
     check_writable(base, '--out')
     check_writable(a.cache, '--cache')
     check_locks(base, a.cache)
+    if rows:          # a CUDA device that is not there is said now, not once the features are made
+        from engine import graphs
+        graphs.resolve_device(cfg.device)
     runlog.start(log_folder(a, cfg, base, macro), a.argv)
     if cfg.landmarks:             # checked once here, not once per sample in the feature stage
         align.landmark_model_path(cfg.landmarks)

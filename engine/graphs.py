@@ -28,8 +28,12 @@ def resolve_device(name):
     if name == 'auto':
         return torch.device('cuda' if torch.cuda.is_available() else 'cpu')
     if name.startswith('cuda') and not torch.cuda.is_available():
-        raise SystemExit(f'--device {name}: no CUDA device is visible to torch; use --device cpu')
-    return torch.device(name)
+        raise SystemExit(f'mer.py: error: --device {name}: no CUDA device is visible to torch; use --device cpu')
+    device, count = torch.device(name), torch.cuda.device_count() if name.startswith('cuda') else 0
+    if device.type == 'cuda' and device.index is not None and device.index >= count:
+        raise SystemExit(f'mer.py: error: --device {name}: torch sees {count} CUDA device{"s" * (count != 1)} '
+                         f'(cuda:0{f"-{count - 1}" * (count > 1)}); give one of them, or cuda')
+    return device
 
 
 def capture(fold, data, cfg, warmup=3):

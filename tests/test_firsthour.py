@@ -260,6 +260,21 @@ def test_help_and_a_mistyped_flag_answer_before_torch_is_imported(argv):
     assert r.returncode == (2 if argv == ['--dmeo'] else 0)
 
 
+@pytest.mark.parametrize('plain', [False, True])
+def test_a_cuda_device_that_is_not_there_is_said_before_any_feature_is_made(demo_root, tmp_path, monkeypatch, plain):
+    import pipeline
+    import torch
+    if torch.cuda.is_available():
+        pytest.skip('a CUDA device is here: the check is for a machine without one')
+    made = []
+    monkeypatch.setattr(pipeline, 'run', lambda *args, **kw: made.append(args) or pytest.fail('a feature was made'))
+    with pytest.raises(SystemExit, match=r'^mer.py: error: --device cuda: no CUDA device .*use --device cpu$'):
+        mer.main(['--data', str(demo_root / 'megc'), '--ckplus', str(demo_root / 'ck'), '--device', 'cuda', '--init',
+                  'random', '--workers', '1', '--cache', str(tmp_path / 'cache'), '--out', str(tmp_path / 'out'), '-q',
+                  *['--plain'] * plain])
+    assert made == []
+
+
 def test_spotting_a_video_never_imports_torch():
     # mer.py spot reads no model unless --model is given: torch would cost it two seconds and a gigabyte.
     from test_spotting import REAL

@@ -84,6 +84,21 @@ def test_a_cuda_device_that_is_not_there_is_one_line(monkeypatch):
     assert graphs.resolve_device('auto') == CPU
     with pytest.raises(SystemExit, match='--device cuda:1: no CUDA device.*use --device cpu'):
         graphs.resolve_device('cuda:1')
+    monkeypatch.setattr(torch.cuda, 'is_available', lambda: True)
+    monkeypatch.setattr(torch.cuda, 'device_count', lambda: 2)
+    assert graphs.resolve_device('cuda:1') == torch.device('cuda:1') and graphs.resolve_device('cuda').index is None
+    with pytest.raises(SystemExit, match=r'--device cuda:2: torch sees 2 CUDA devices \(cuda:0-1\)'):
+        graphs.resolve_device('cuda:2')
+
+
+def test_a_device_that_is_not_auto_cpu_or_cuda_is_refused_by_the_parser(capsys):
+    from engine import cli
+    for name in ('gpu', 'cuda:x', 'cuda:-1', 'mps', 'CPU'):
+        with pytest.raises(SystemExit):
+            cli.parse_args(['--demo', '--device', name])
+        assert f"'{name}' is not auto, cpu, cuda or cuda:N" in capsys.readouterr().err
+    for name in ('auto', 'cpu', 'cuda', 'cuda:3'):
+        assert cli.parse_args(['--demo', '--device', name])[1].device == name
 
 
 def test_train_folds_skips_the_folds_another_process_claimed():
