@@ -4,6 +4,7 @@ defaults on -> `--no-emr`, off -> `--stabilise`), with its help text, choices an
 line here."""
 import argparse
 import dataclasses
+import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -57,7 +58,6 @@ def ranged(kind, min=None, above=None, max=None):
 
 def device_name(text):
     """--device: auto, cpu, cuda or cuda:N; anything else refused by the parser, before torch loads."""
-    import re
     if not re.fullmatch(r'auto|cpu|cuda(:\d+)?', text):
         raise argparse.ArgumentTypeError(f'{text!r} is not auto, cpu, cuda or cuda:N')
     return text
