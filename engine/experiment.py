@@ -18,7 +18,7 @@ import lbptop
 import pipeline
 from config import PAPER, ROWS
 from data import releases, synth
-from engine import cache, checkpoint, logs, runfolder
+from engine import cache, checkpoint, graphs, logs, runfolder
 from engine import weights as weight_files
 from results import report, stats
 from util import files
@@ -174,7 +174,6 @@ def machine(cfg):
     import torch
 
     import train
-    from engine import graphs
     device = graphs.resolve_device(cfg.device)
     if device.type == 'cuda':
         name = torch.cuda.get_device_name(device)
@@ -263,7 +262,6 @@ def _run(a, cfg, runlog):
     check_writable(a.cache, '--cache')
     check_locks(base, a.cache)
     if rows:          # a CUDA device that is not there is said now, not once the features are made
-        from engine import graphs
         graphs.resolve_device(cfg.device)
     runlog.start(log_folder(a, cfg, base, macro), a.argv)
     if cfg.landmarks:             # checked once here, not once per sample in the feature stage
